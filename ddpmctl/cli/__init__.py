@@ -1,0 +1,64 @@
+"""The ``ddpmctl`` command line: one module per subcommand (parse, validate, call the core, report)."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+import typer
+
+from ddpmctl import __version__
+from ddpmctl.cli.common import STATE
+
+app = typer.Typer(
+    name="ddpmctl",
+    help=(
+        "Unix-style toolkit for diffusion models: make data, build noise schedules, noise images, "
+        "train DDPM / score-SDE models, sample with DDPM / DDIM / SDE / ODE samplers, compute FID "
+        "and restore images. Commands chain through .npy / .png / .safetensors files.\n\n"
+        "Example: ddpmctl make-data triangles --n 10000 -o tri.npy"
+    ),
+    no_args_is_help=True,
+    add_completion=True,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+# (command name, module under ddpmctl.cli); each module defines ``command`` and may define ``HELP``
+COMMANDS = [
+    ("make-data", "make_data"),
+    ("schedule", "schedule"),
+    ("noise", "noise"),
+]
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"ddpmctl {__version__}")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version and exit."),
+    debug: bool = typer.Option(False, "--debug", help="Show Python tracebacks for errors."),
+) -> None:
+    STATE["debug"] = debug
+
+
+def _register() -> None:
+    for name, module in COMMANDS:
+        mod = importlib.import_module(f"ddpmctl.cli.{module}")
+        app.command(name, **getattr(mod, "COMMAND_SETTINGS", {}))(mod.command)
+
+
+_register()
+
+
+def main() -> None:
+    """Console-script entry point."""
+    try:
+        app(prog_name="ddpmctl")
+    except KeyboardInterrupt:
+        sys.stderr.write("ddpmctl: interrupted\n")
+        sys.exit(130)

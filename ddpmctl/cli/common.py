@@ -1,0 +1,153 @@
+"""What every command shares: error reporting and exit codes, progress bars, JSON output, devices.
+
+Exit codes (README, "Exit status"): 0 success, 1 failure while running, 2 bad usage or bad input
+(one line naming the file and the problem), 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import json
+import sys
+import traceback
+from typing import Callable, Iterator
+
+import typer
+
+from ddpmctl.errors import DdpmctlError
+
+STATE = {"debug": False, "command": "ddpmctl"}
+
+
+def err(message: str) -> None:
+    """One line on stderr."""
+    sys.stderr.write(message.rstrip("\n") + "\n")
+    sys.stderr.flush()
+
+
+def fail(message: str, code: int = 2) -> None:
+    """Stop with a one-line error and an exit code (2: bad usage or input)."""
+    err(f"{STATE['command']}: error: {message}")
+    raise typer.Exit(code)
+
+
+def handle_errors(name: str) -> Callable:
+    """Decorator for a command: DdpmctlError -> one line + its exit code, Ctrl-C -> 130,
+    anything unexpected -> one line + exit 1 (the traceback with ``ddpmctl --debug``)."""
+
+    def deco(fn: Callable) -> Callable:
+        @functools.wraps(fn)
+        def wrapper(*args, **kwargs):
+            STATE["command"] = f"ddpmctl {name}"
+            try:
+                return fn(*args, **kwargs)
+            except (typer.Exit, typer.Abort, SystemExit):
+                raise
+            except DdpmctlError as e:
+                if STATE["debug"]:
+                    traceback.print_exc()
+                err(f"ddpmctl {name}: error: {e}")
+                raise typer.Exit(e.exit_code) from None
+            except KeyboardInterrupt:
+                err(f"ddpmctl {name}: interrupted")
+                raise typer.Exit(130) from None
+            except BrokenPipeError:
+                raise typer.Exit(1) from None
+            except MemoryError:
+                err(f"ddpmctl {name}: error: out of memory (try a smaller --batch or -n)")
+                raise typer.Exit(1) from None
+            except OSError as e:
+                if STATE["debug"]:
+                    traceback.print_exc()
+                where = f"{e.filename}: " if getattr(e, "filename", None) else ""
+                err(f"ddpmctl {name}: error: {where}{e.strerror or e}")
+                raise typer.Exit(1) from None
+            except Exception as e:  # an internal error: say so in one line
+                if STATE["debug"]:
+                    traceback.print_exc()
+                err(f"ddpmctl {name}: internal error: {e.__class__.__name__}: {e} (rerun with --debug for a traceback)")
+                raise typer.Exit(1) from None
+
+        return wrapper
+
+    return deco
+
+
+def stderr_is_tty() -> bool:
+    try:
+        return sys.stderr.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
+@contextlib.contextmanager
+def progress(total: int | None, description: str, quiet: bool = False) -> Iterator[Callable[..., None]]:
+    """A rich progress bar on stderr; yields ``update(advance=1, **fields)``.
+
+    Silent when ``quiet`` or when stderr is not a terminal. Fields (e.g. loss=0.1) are shown
+    after the bar."""
+    if quiet or not stderr_is_tty():
+        yield lambda advance=1, **fields: None
+        return
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    columns = [
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("eta"),
+        TimeRemainingColumn(),
+        TextColumn("{task.fields[info]}"),
+    ]
+    with Progress(*columns, console=Console(stderr=True), transient=False) as bar:
+        task = bar.add_task(description, total=total, info="")
+
+        def update(advance: int = 1, **fields) -> None:
+            info = " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in fields.items())
+            bar.update(task, advance=advance, **({"info": info} if fields else {}))
+
+        yield update
+
+
+def emit_json(obj) -> None:
+    """The one JSON object a ``--json`` command prints on stdout."""
+    sys.stdout.write(json.dumps(obj, sort_keys=True, default=_json_default) + "\n")
+    sys.stdout.flush()
+
+
+def _json_default(o):
+    import numpy as np
+
+    if isinstance(o, np.generic):
+        return o.item()
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    return str(o)
+
+
+def report_stream(data_on_stdout: bool):
+    """Where human-readable reports go: stdout, unless stdout carries data (``-o -``)."""
+    return sys.stderr if data_on_stdout else sys.stdout
+
+
+def parse_int_list(text: str, name: str) -> list[int]:
+    """``"0,100,500"`` -> [0, 100, 500]; a clear error otherwise."""
+    try:
+        vals = [int(v) for v in text.replace(" ", "").split(",") if v != ""]
+    except ValueError:
+        fail(f"{name}: expected comma-separated integers, got '{text}'")
+    if not vals:
+        fail(f"{name}: expected at least one value")
+    return vals
+
+
+# shared option help, so the same flag means the same thing in every command
+HELP_OUTPUT = "Output file: .npy, .png (a picture), a folder, or - for stdout (an .npy stream)."
+HELP_SEED = "Random seed (the same seed gives the same output)."
+HELP_QUIET = "No progress bar (it is also off when stderr is not a terminal)."
+HELP_JSON = "Print one JSON object with the results on stdout."
+HELP_DEVICE = "Device: auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps."
+HELP_BATCH = "Batch size."

@@ -1,0 +1,230 @@
+"""The forward process, its posterior, and the one place where network outputs are converted.
+
+With the marginal ``x_t = alpha_t x_0 + sigma_t eps`` of any process (``ddpmctl.schedules``):
+
+* Tweedie / the parameterisations (seed 001): ``x0 = (x_t - sigma_t eps) / alpha_t``,
+  ``eps = (x_t - alpha_t x0) / sigma_t``, ``score = grad log p_t(x_t) = -eps / sigma_t``, and
+  ``v = a eps - s x0`` with ``a = alpha_t / r``, ``s = sigma_t / r``, ``r = sqrt(alpha_t^2 + sigma_t^2)``
+  (for VP processes r = 1 and this is the usual v of Salimans & Ho 2022);
+* the Gaussian transition between two times s < t: ``alpha_{t|s} = alpha_t / alpha_s``,
+  ``sigma_{t|s}^2 = sigma_t^2 - alpha_{t|s}^2 sigma_s^2`` (for DDPM steps this is beta_t);
+* the posterior ``q(x_s | x_t, x_0)`` (DDPM eq. 6-7 for s = t - 1, seed 004):
+  mean ``alpha_{t|s} sigma_s^2 / sigma_t^2 x_t + alpha_s sigma_{t|s}^2 / sigma_t^2 x_0``,
+  variance ``sigma_{t|s}^2 sigma_s^2 / sigma_t^2`` (beta-tilde).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+import torch
+
+from ddpmctl.errors import InputError
+from ddpmctl.schedules import DiscreteProcess, Process
+
+PREDICTIONS = ("eps", "x0", "v", "score")
+
+
+def _bcast(c: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """A per-sample coefficient (B,) or scalar, shaped to broadcast against x (B, ...)."""
+    c = torch.as_tensor(c).to(device=x.device, dtype=x.dtype)
+    if c.ndim == 0:
+        return c
+    return c.reshape(c.shape + (1,) * (x.ndim - c.ndim))
+
+
+def marginal(process: Process, t) -> tuple[torch.Tensor, torch.Tensor]:
+    """(alpha_t, sigma_t) as float64 tensors."""
+    return process.alpha(t), process.sigma(t)
+
+
+# --------------------------------------------------------------------------------------------
+# the forward process
+
+
+def q_sample(process: Process, x0: torch.Tensor, t, eps: torch.Tensor) -> torch.Tensor:
+    """x_t = alpha_t x0 + sigma_t eps, q(x_t | x_0) = N(alpha_t x0, sigma_t^2 I)."""
+    a, s = marginal(process, t)
+    return _bcast(a, x0) * x0 + _bcast(s, x0) * eps
+
+
+def q_sample_sequential(
+    process: DiscreteProcess,
+    x0: torch.Tensor,
+    steps: list[int],
+    generator: torch.Generator | None = None,
+    callback: Callable[[int], None] | None = None,
+) -> dict[int, torch.Tensor]:
+    """Run the Markov chain x_t = sqrt(1 - beta_t) x_{t-1} + sqrt(beta_t) eps step by step
+    (t = 1..max(steps)); returns {t: x_t} for each requested t (t = 0 is x0 itself)."""
+    wanted = set(int(s) for s in steps)
+    out = {0: x0.clone()} if 0 in wanted else {}
+    x = x0.to(torch.float64)
+    betas = torch.from_numpy(process.betas)
+    for t in range(1, max(wanted) + 1):
+        noise = torch.randn(x.shape, generator=generator, dtype=torch.float64, device=x.device)
+        x = torch.sqrt(1 - betas[t - 1]) * x + torch.sqrt(betas[t - 1]) * noise
+        if t in wanted:
+            out[t] = x.to(x0.dtype)
+        if callback is not None:
+            callback(t)
+    return out
+
+
+def transition(process: Process, s, t) -> tuple[torch.Tensor, torch.Tensor]:
+    """(alpha_{t|s}, sigma_{t|s}^2) of q(x_t | x_s) for s < t."""
+    a_s, s_s = marginal(process, s)
+    a_t, s_t = marginal(process, t)
+    a_ts = a_t / a_s
+    return a_ts, s_t**2 - a_ts**2 * s_s**2
+
+
+def posterior(process: Process, s, t) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Coefficients of q(x_s | x_t, x_0) = N(c_xt x_t + c_x0 x_0, var): returns (c_xt, c_x0, var)."""
+    a_s, s_s = marginal(process, s)
+    _, s_t = marginal(process, t)
+    a_ts, var_ts = transition(process, s, t)
+    c_xt = a_ts * s_s**2 / s_t**2
+    c_x0 = a_s * var_ts / s_t**2
+    return c_xt, c_x0, var_ts * s_s**2 / s_t**2
+
+
+# --------------------------------------------------------------------------------------------
+# parameterisations: the one place
+
+
+def check_prediction(prediction: str) -> str:
+    if prediction not in PREDICTIONS:
+        raise InputError(f"unknown prediction '{prediction}' (choose from {', '.join(PREDICTIONS)})")
+    return prediction
+
+
+def to_eps_x0(pred: torch.Tensor, x: torch.Tensor, alpha, sigma, prediction: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """Convert a network output of type ``prediction`` at x_t into (eps, x0)."""
+    a, s = _bcast(alpha, x), _bcast(sigma, x)
+    if prediction == "eps":
+        eps = pred
+        return eps, (x - s * eps) / a
+    if prediction == "x0":
+        x0 = pred
+        return (x - a * x0) / s, x0
+    if prediction == "v":
+        r = torch.sqrt(a**2 + s**2)
+        an, sn = a / r, s / r
+        xn = x / r
+        return sn * xn + an * pred, an * xn - sn * pred
+    if prediction == "score":
+        eps = -s * pred
+        return eps, (x - s * eps) / a
+    raise InputError(f"unknown prediction '{prediction}'")
+
+
+def from_eps_x0(eps: torch.Tensor, x0: torch.Tensor, alpha, sigma, prediction: str) -> torch.Tensor:
+    """The target a network of type ``prediction`` should output, given the true (eps, x0)."""
+    a, s = _bcast(alpha, eps), _bcast(sigma, eps)
+    if prediction == "eps":
+        return eps
+    if prediction == "x0":
+        return x0
+    if prediction == "v":
+        r = torch.sqrt(a**2 + s**2)
+        return (a * eps - s * x0) / r
+    if prediction == "score":
+        return -eps / s
+    raise InputError(f"unknown prediction '{prediction}'")
+
+
+# --------------------------------------------------------------------------------------------
+# the denoiser every sampler and restorer calls
+
+
+@dataclass
+class Prediction:
+    eps: torch.Tensor
+    x0: torch.Tensor
+
+    def score(self, sigma: torch.Tensor) -> torch.Tensor:
+        return -self.eps / _bcast(sigma, self.eps)
+
+
+class Denoiser:
+    """Wraps a network ``net(x, c_noise)`` (or an exact model ``net(x, t)``) of a process and
+    a parameterisation, and returns (eps, x0) at (x_t, t). Counts network evaluations in ``nfe``.
+
+    ``clip`` = (lo, hi) clips the predicted x0 to the data range in model space (and recomputes
+    eps from it), as DDPM's code does for images.
+    """
+
+    def __init__(
+        self,
+        net: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+        process: Process,
+        prediction: str = "eps",
+        clip: tuple[float, float] | None = None,
+        conditioning: str = "c_noise",
+    ):
+        self.net = net
+        self.conditioning = conditioning  # "c_noise": net(x, process.c_noise(t)); "t": net(x, t) (exact models)
+        self.process = process
+        self.prediction = check_prediction(prediction)
+        self.clip = clip
+        self.nfe = 0
+
+    def __call__(self, x: torch.Tensor, t) -> Prediction:
+        t = torch.as_tensor(t, dtype=torch.float64)
+        if t.ndim == 0:
+            t = t.expand(x.shape[0])
+        alpha, sigma = marginal(self.process, t)
+        if self.conditioning == "t":
+            out = self.net(x, t.to(x.device))
+        else:
+            out = self.net(x, self.process.c_noise(t).to(device=x.device, dtype=torch.float32))
+        out = out.to(x.dtype)
+        self.nfe += 1
+        eps, x0 = to_eps_x0(out, x, alpha, sigma, self.prediction)
+        if self.clip is not None:
+            x0 = x0.clamp(*self.clip)
+            eps = (x - _bcast(alpha, x) * x0) / _bcast(sigma, x)
+        return Prediction(eps=eps, x0=x0)
+
+
+# --------------------------------------------------------------------------------------------
+# data normalisation (data units <-> model space)
+
+
+@dataclass
+class Normalization:
+    """model = data * scale + shift. Images: [0, 1] -> [-1, 1] (scale 2, shift -1)."""
+
+    scale: float = 2.0
+    shift: float = -1.0
+
+    def to_model(self, x):
+        return x * self.scale + self.shift
+
+    def to_data(self, x):
+        return (x - self.shift) / self.scale
+
+    def as_dict(self) -> dict:
+        return {"scale": float(self.scale), "shift": float(self.shift)}
+
+
+IMAGE_NORMALIZATION = Normalization(2.0, -1.0)
+IDENTITY_NORMALIZATION = Normalization(1.0, 0.0)
+
+
+def forward_noise(
+    process: Process,
+    x0: np.ndarray,
+    times: list[float],
+    generator: torch.Generator,
+    normalization: Normalization = IMAGE_NORMALIZATION,
+) -> np.ndarray:
+    """Noise data (in data units) to several times with one eps per sample:
+    returns (N, K, ...) in data units (x_t mapped back with ``normalization.to_data``)."""
+    x = normalization.to_model(torch.from_numpy(np.ascontiguousarray(x0, dtype=np.float32)).to(torch.float64))
+    eps = torch.randn(x.shape, generator=generator, dtype=torch.float64)
+    outs = [normalization.to_data(q_sample(process, x, t, eps)) for t in times]
+    return torch.stack(outs, dim=1).to(torch.float32).numpy()

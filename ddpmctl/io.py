@@ -1,0 +1,458 @@
+"""Reading and writing the file contract: ``.npy`` arrays, PNG grids, image folders, stdin/stdout.
+
+Conventions (see README, "The file contract"):
+
+* images are ``float32`` arrays of shape ``(N, C, H, W)`` with values in ``[0, 1]``; ``(N, H, W)``
+  is read as one channel and ``uint8`` is scaled by 1/255;
+* vectors / point sets are ``float32`` arrays of shape ``(N, D)``;
+* ``-`` means stdin (reading) or stdout (writing) as an ``.npy`` stream;
+* every write is atomic: a temporary file in the target folder, fsync, then ``os.replace``.
+
+Nothing here ever unpickles: ``.npy`` headers are parsed and checked before any data is touched,
+so a header that declares a huge shape, an object array or a truncated file is refused with an
+``InputError`` that names the file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import sys
+import tempfile
+from pathlib import Path
+from typing import IO, Iterator
+
+import numpy as np
+
+from ddpmctl.errors import InputError, RunError
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
+STDIO = "-"
+
+
+# --------------------------------------------------------------------------------------------
+# atomic writes
+
+
+@contextlib.contextmanager
+def atomic_write(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO]:
+    """Open a temporary file next to ``path``; on success fsync it and rename it onto ``path``.
+
+    On any exception (including KeyboardInterrupt) the temporary file is removed and ``path`` is
+    left untouched. A SIGKILL can leave a ``.ddpmctl-tmp-*`` file behind, never a partial ``path``.
+    """
+    path = Path(path)
+    folder = path.parent if str(path.parent) else Path(".")
+    if not folder.exists():
+        raise InputError(f"{path}: output folder {folder} does not exist")
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.ddpmctl-tmp-", dir=folder)
+    except OSError as e:
+        raise RunError(f"{path}: cannot write in {folder}: {e.strerror or e}") from None
+    try:
+        with os.fdopen(fd, mode) as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException as e:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        if isinstance(e, OSError):
+            raise RunError(f"{path}: write failed: {e.strerror or e}") from None
+        raise
+
+
+def write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically, or to stdout when ``path`` is ``-``."""
+    if str(path) == STDIO:
+        sys.stdout.buffer.write(data)
+        sys.stdout.buffer.flush()
+        return
+    with atomic_write(path) as f:
+        f.write(data)
+
+
+def write_text(path: str | os.PathLike, text: str) -> None:
+    write_bytes(path, text.encode())
+
+
+def write_json(path: str | os.PathLike, obj) -> None:
+    write_text(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
+
+
+# --------------------------------------------------------------------------------------------
+# .npy
+
+
+def save_npy(path: str | os.PathLike, array: np.ndarray) -> None:
+    """Save ``array`` as ``.npy`` atomically (``-``: to stdout). Object arrays are refused."""
+    array = np.asarray(array)
+    if array.dtype.hasobject:
+        raise InputError(f"{path}: refusing to write an object array")
+    if str(path) == STDIO:
+        buf = io.BytesIO()
+        np.lib.format.write_array(buf, array, allow_pickle=False)
+        write_bytes(STDIO, buf.getvalue())
+        return
+    with atomic_write(path) as f:
+        np.lib.format.write_array(f, array, allow_pickle=False)
+
+
+def _read_header(f: IO, name: str) -> tuple[tuple[int, ...], bool, np.dtype, int]:
+    """Parse an .npy header; returns (shape, fortran_order, dtype, header_end_offset)."""
+    try:
+        version = np.lib.format.read_magic(f)
+    except ValueError:
+        raise InputError(f"{name}: not an .npy file (bad magic string)") from None
+    try:
+        if version == (1, 0):
+            shape, fortran, dtype = np.lib.format.read_array_header_1_0(f)
+        elif version in ((2, 0), (3, 0)):
+            shape, fortran, dtype = np.lib.format.read_array_header_2_0(f)
+        else:
+            raise InputError(f"{name}: unsupported .npy version {version}")
+    except InputError:
+        raise
+    except Exception as e:  # numpy raises ValueError/SyntaxError on malformed headers
+        raise InputError(f"{name}: malformed .npy header ({e})") from None
+    if dtype.hasobject:
+        raise InputError(f"{name}: holds Python objects (a pickled array); refused, ddpmctl never unpickles")
+    return tuple(int(s) for s in shape), bool(fortran), dtype, f.tell()
+
+
+def read_npy(path: str | os.PathLike, *, mmap: bool = True) -> np.ndarray:
+    """Read an ``.npy`` file (``-``: stdin) safely.
+
+    The header is validated first: object dtypes are refused without unpickling, and the data size
+    the header declares must match the file size (catches truncated files and headers that declare
+    a huge shape before anything is allocated). Files are memory-mapped read-only when ``mmap``.
+    """
+    name = str(path)
+    if name == STDIO:
+        data = sys.stdin.buffer.read()
+        if not data:
+            raise InputError("-: stdin is empty (expected an .npy stream)")
+        f = io.BytesIO(data)
+        shape, fortran, dtype, offset = _read_header(f, "-")
+        expected = int(np.prod(shape, dtype=np.float64)) * dtype.itemsize
+        if len(data) - offset < expected:
+            raise InputError(f"-: truncated .npy stream ({len(data) - offset} of {expected} data bytes)")
+        arr = np.frombuffer(data, dtype=dtype, count=int(np.prod(shape)), offset=offset)
+        return arr.reshape(shape, order="F" if fortran else "C")
+    p = Path(path)
+    if not p.exists():
+        raise InputError(f"{name}: no such file")
+    if p.is_dir():
+        raise InputError(f"{name}: is a folder, expected an .npy file")
+    try:
+        size = p.stat().st_size
+        with open(p, "rb") as f:
+            shape, fortran, dtype, offset = _read_header(f, name)
+    except OSError as e:
+        raise InputError(f"{name}: cannot read ({e.strerror or e})") from None
+    expected = int(np.prod(shape, dtype=np.float64)) * dtype.itemsize
+    if size - offset < expected:
+        raise InputError(f"{name}: truncated .npy file ({size - offset} of {expected} data bytes present)")
+    try:
+        if mmap and expected > 0:
+            return np.load(p, mmap_mode="r", allow_pickle=False)
+        return np.load(p, allow_pickle=False)
+    except Exception as e:
+        raise InputError(f"{name}: cannot load .npy ({e})") from None
+
+
+def npy_header(path: str | os.PathLike) -> tuple[tuple[int, ...], np.dtype]:
+    """The (shape, dtype) an ``.npy`` file declares, validated, without reading its data."""
+    name = str(path)
+    try:
+        with open(path, "rb") as f:
+            shape, _, dtype, _ = _read_header(f, name)
+    except FileNotFoundError:
+        raise InputError(f"{name}: no such file") from None
+    return shape, dtype
+
+
+class NpyWriter:
+    """Write a large ``.npy`` array in chunks through a memory map, atomically.
+
+    >>> with NpyWriter("big.npy", (1_000_000, 1, 32, 32), np.float32) as out:
+    ...     out[0:1000] = chunk
+
+    The file appears under its name only when the ``with`` block ends without error.
+    """
+
+    def __init__(self, path: str | os.PathLike, shape: tuple[int, ...], dtype=np.float32):
+        self.path = Path(path)
+        self.shape = tuple(int(s) for s in shape)
+        self.dtype = np.dtype(dtype)
+        folder = self.path.parent if str(self.path.parent) else Path(".")
+        if not folder.exists():
+            raise InputError(f"{path}: output folder {folder} does not exist")
+        fd, self.tmp = tempfile.mkstemp(prefix=f".{self.path.name}.ddpmctl-tmp-", dir=folder)
+        os.close(fd)
+        self.array: np.memmap | None = None
+
+    def __enter__(self) -> np.memmap:
+        try:
+            self.array = np.lib.format.open_memmap(self.tmp, mode="w+", dtype=self.dtype, shape=self.shape)
+        except OSError as e:
+            os.unlink(self.tmp)
+            raise RunError(f"{self.path}: cannot write ({e.strerror or e})") from None
+        return self.array
+
+    def __exit__(self, exc_type, exc, tb):
+        arr, self.array = self.array, None
+        try:
+            if exc_type is None:
+                arr.flush()
+                del arr
+                with open(self.tmp, "rb+") as f:
+                    os.fsync(f.fileno())
+                os.replace(self.tmp, self.path)
+                return False
+        except OSError as e:
+            with contextlib.suppress(OSError):
+                os.unlink(self.tmp)
+            raise RunError(f"{self.path}: write failed ({e.strerror or e})") from None
+        del arr
+        with contextlib.suppress(OSError):
+            os.unlink(self.tmp)
+        return False
+
+
+# --------------------------------------------------------------------------------------------
+# validation
+
+
+def check_finite(arr: np.ndarray, name: str, chunk: int = 1 << 22) -> None:
+    """Raise InputError if ``arr`` holds NaN or inf (checked in chunks, so memory maps stay cheap)."""
+    if arr.dtype.kind not in "fc":
+        return
+    flat = arr.reshape(-1) if arr.flags.c_contiguous else np.ravel(arr)
+    for i in range(0, flat.size, chunk):
+        if not np.isfinite(flat[i : i + chunk]).all():
+            raise InputError(f"{name}: contains NaN or inf values")
+
+
+def as_float_images(arr: np.ndarray, name: str, *, check_range: bool = True) -> np.ndarray:
+    """Interpret an array as images ``(N, C, H, W)`` in [0, 1] (not copied when already so).
+
+    ``(N, H, W)`` becomes one channel; ``uint8`` is scaled by 1/255; other integer or bool dtypes
+    and other ranks are refused. With ``check_range``, values outside [0, 1] are refused.
+    """
+    if arr.dtype.kind not in "fuib":
+        raise InputError(f"{name}: dtype {arr.dtype} is not numeric")
+    if arr.ndim == 3:
+        arr = arr[:, None]
+    if arr.ndim != 4:
+        raise InputError(f"{name}: expected images of shape (N, C, H, W) or (N, H, W), got shape {tuple(arr.shape)}")
+    if arr.shape[0] == 0:
+        raise InputError(f"{name}: holds no images (N = 0)")
+    if arr.dtype == np.uint8:
+        return arr.astype(np.float32) / 255.0
+    if arr.dtype.kind in "uib":
+        raise InputError(f"{name}: integer images must be uint8 (0..255), got {arr.dtype}")
+    check_finite(arr, name)
+    if check_range and arr.size:
+        lo, hi = _minmax(arr)
+        if lo < -1e-3 or hi > 1 + 1e-3:
+            raise InputError(f"{name}: image values must lie in [0, 1], found [{lo:.4g}, {hi:.4g}]")
+    return arr if arr.dtype == np.float32 else arr.astype(np.float32)
+
+
+def _minmax(arr: np.ndarray, chunk: int = 4096) -> tuple[float, float]:
+    lo, hi = np.inf, -np.inf
+    for i in range(0, arr.shape[0], chunk):
+        part = np.asarray(arr[i : i + chunk])
+        lo, hi = min(lo, float(part.min())), max(hi, float(part.max()))
+    return lo, hi
+
+
+def as_points(arr: np.ndarray, name: str) -> np.ndarray:
+    """Interpret an array as vectors ``(N, D)`` (float32)."""
+    if arr.ndim != 2:
+        raise InputError(f"{name}: expected points of shape (N, D), got shape {tuple(arr.shape)}")
+    if arr.shape[0] == 0 or arr.shape[1] == 0:
+        raise InputError(f"{name}: holds no points (shape {tuple(arr.shape)})")
+    if arr.dtype.kind not in "fui":
+        raise InputError(f"{name}: dtype {arr.dtype} is not numeric")
+    check_finite(arr, name)
+    return arr if arr.dtype == np.float32 else arr.astype(np.float32)
+
+
+# --------------------------------------------------------------------------------------------
+# images: reading
+
+
+def is_image_file(path: str | os.PathLike) -> bool:
+    return Path(path).suffix.lower() in IMAGE_EXTENSIONS
+
+
+def read_image(path: str | os.PathLike, channels: int | None = None) -> np.ndarray:
+    """One image file as ``(C, H, W)`` float32 in [0, 1] (C = 1 or 3, or ``channels``)."""
+    from PIL import Image, UnidentifiedImageError
+
+    name = str(path)
+    try:
+        with Image.open(path) as im:
+            im.load()
+            if channels is None:
+                channels = 1 if im.mode in ("1", "L", "I", "I;16", "F", "LA") else 3
+            im = im.convert("L" if channels == 1 else "RGB")
+            a = np.asarray(im, dtype=np.float32) / 255.0
+    except FileNotFoundError:
+        raise InputError(f"{name}: no such file") from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
+        raise InputError(f"{name}: not a readable image ({e.__class__.__name__})") from None
+    return a[None] if a.ndim == 2 else a.transpose(2, 0, 1)
+
+
+def list_image_files(folder: str | os.PathLike) -> list[Path]:
+    folder = Path(folder)
+    files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+    if not files:
+        raise InputError(f"{folder}: folder holds no PNG/JPEG images")
+    return files
+
+
+def read_array(path: str | os.PathLike, *, mmap: bool = True) -> np.ndarray:
+    """Read any array input: ``.npy`` (or ``-``), one image file, or a folder of images.
+
+    Images from files come as ``(N, C, H, W)`` float32 in [0, 1]; every image in a folder must have
+    the same size (use ``ddpmctl make-data folder`` to crop and resize a mixed folder).
+    """
+    name = str(path)
+    if name == STDIO or not (Path(path).is_dir() or is_image_file(path)):
+        return read_npy(path, mmap=mmap)
+    if Path(path).is_dir():
+        files = list_image_files(path)
+        imgs = [read_image(files[0])]
+        for f in files[1:]:
+            im = read_image(f, channels=imgs[0].shape[0])
+            if im.shape != imgs[0].shape:
+                raise InputError(
+                    f"{f}: size {im.shape[1]}x{im.shape[2]} differs from {files[0].name} "
+                    f"({imgs[0].shape[1]}x{imgs[0].shape[2]}); use 'ddpmctl make-data folder' to resize"
+                )
+            imgs.append(im)
+        return np.stack(imgs)
+    return read_image(path)[None]
+
+
+def read_images(path: str | os.PathLike, *, check_range: bool = True, mmap: bool = True) -> np.ndarray:
+    """Read an image set as ``(N, C, H, W)`` float32 in [0, 1] (see ``read_array``)."""
+    return as_float_images(read_array(path, mmap=mmap), str(path), check_range=check_range)
+
+
+def read_data(path: str | os.PathLike, *, mmap: bool = True) -> tuple[np.ndarray, str]:
+    """Read images or points; returns (array, kind) with kind ``"images"`` or ``"points"``."""
+    arr = read_array(path, mmap=mmap)
+    if arr.ndim == 2:
+        return as_points(arr, str(path)), "points"
+    return as_float_images(arr, str(path)), "images"
+
+
+# --------------------------------------------------------------------------------------------
+# images: writing
+
+
+def make_grid(images: np.ndarray, nrow: int | None = None, pad: int = 1, pad_value: float = 1.0) -> np.ndarray:
+    """Tile ``(N, C, H, W)`` images in [0, 1] into one ``(C, H', W')`` grid (values clipped)."""
+    images = np.clip(np.asarray(images, dtype=np.float32), 0.0, 1.0)
+    n, c, h, w = images.shape
+    if nrow is None:
+        nrow = int(np.ceil(np.sqrt(n)))
+    ncol_rows = int(np.ceil(n / nrow))
+    grid = np.full((c, ncol_rows * (h + pad) + pad, nrow * (w + pad) + pad), pad_value, dtype=np.float32)
+    for i in range(n):
+        r, k = divmod(i, nrow)
+        y, x = pad + r * (h + pad), pad + k * (w + pad)
+        grid[:, y : y + h, x : x + w] = images[i]
+    return grid
+
+
+def image_to_png_bytes(image: np.ndarray, scale: int = 1) -> bytes:
+    """A ``(C, H, W)`` image in [0, 1] (C = 1 or 3) as PNG bytes, optionally enlarged."""
+    from PIL import Image
+
+    a = (np.clip(image, 0, 1) * 255.0 + 0.5).astype(np.uint8)
+    if a.shape[0] == 1:
+        im = Image.fromarray(a[0], mode="L")
+    elif a.shape[0] == 3:
+        im = Image.fromarray(a.transpose(1, 2, 0), mode="RGB")
+    else:  # other channel counts: show the first channel
+        im = Image.fromarray(a[0], mode="L")
+    if scale > 1:
+        im = im.resize((im.width * scale, im.height * scale), Image.NEAREST)
+    buf = io.BytesIO()
+    im.save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def save_grid(path: str | os.PathLike, images: np.ndarray, nrow: int | None = None, scale: int | None = None) -> None:
+    """Write images ``(N, C, H, W)`` in [0, 1] as one PNG grid, atomically."""
+    grid = make_grid(images, nrow=nrow)
+    if scale is None:  # small images are enlarged so a person can see them
+        scale = max(1, min(4, 512 // max(grid.shape[1:])))
+    write_bytes(path, image_to_png_bytes(grid, scale=scale))
+
+
+def save_scatter(path: str | os.PathLike, points: np.ndarray | list[np.ndarray], titles: list[str] | None = None) -> None:
+    """Scatter plot(s) of the first two coordinates of point sets, as a PNG, atomically."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    sets = points if isinstance(points, list) else [points]
+    fig, axes = plt.subplots(1, len(sets), figsize=(4 * len(sets), 4), squeeze=False)
+    for i, (ax, p) in enumerate(zip(axes[0], sets)):
+        p = np.asarray(p)
+        ax.scatter(p[:, 0], p[:, 1] if p.shape[1] > 1 else np.zeros(len(p)), s=2, alpha=0.5)
+        ax.set_aspect("equal", adjustable="datalim")
+        if titles:
+            ax.set_title(titles[i])
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100)
+    plt.close(fig)
+    write_bytes(path, buf.getvalue())
+
+
+def save_folder(path: str | os.PathLike, images: np.ndarray) -> None:
+    """Write images as ``000000.png, 000001.png, ...`` in a folder (each file atomically)."""
+    folder = Path(path)
+    folder.mkdir(parents=True, exist_ok=True)
+    for i, im in enumerate(images):
+        write_bytes(folder / f"{i:06d}.png", image_to_png_bytes(np.asarray(im)))
+
+
+def output_kind(path: str | os.PathLike) -> str:
+    """``npy``, ``png`` or ``folder``, from the output path (``-`` is an .npy stream)."""
+    name = str(path)
+    if name == STDIO or name.lower().endswith(".npy"):
+        return "npy"
+    if name.lower().endswith(".png"):
+        return "png"
+    if name.endswith(os.sep) or Path(name).is_dir() or Path(name).suffix == "":
+        return "folder"
+    raise InputError(f"{name}: unknown output format (use .npy, .png, a folder, or - for stdout)")
+
+
+def save_output(path: str | os.PathLike, array: np.ndarray, *, nrow: int | None = None) -> None:
+    """Write an array in the format ``path`` names: ``.npy``/``-`` as is, ``.png`` as a grid (images)
+    or scatter plot (points), a folder as one PNG per image."""
+    kind = output_kind(path)
+    if kind == "npy":
+        save_npy(path, array)
+    elif array.ndim == 2:
+        if kind == "folder":
+            raise InputError(f"{path}: points cannot be written as a folder of images; use .npy or .png")
+        save_scatter(path, array)
+    elif kind == "png":
+        save_grid(path, array, nrow=nrow)
+    else:
+        save_folder(path, array)

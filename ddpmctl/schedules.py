@@ -1,0 +1,450 @@
+"""Noise schedules and diffusion processes: one noise-level core for every process.
+
+Beta schedules (discrete DDPM, Ho et al. 2020; seeds 002, 003, 004) give ``beta_1..beta_T`` and
+``alpha_bar_t = prod_{s<=t} (1 - beta_s)``. Continuous processes (Song et al. 2021; seeds 000, 001)
+are the VP, sub-VP and VE SDEs ``dx = f(t) x dt + g(t) dw``.
+
+Every process, discrete or continuous, exposes the same thing: its marginal
+``x_t = alpha(t) x_0 + sigma(t) eps`` on a continuous time ``t`` in ``[0, 1]`` (``alpha(0) = 1``,
+``sigma(0) = 0``), the SDE coefficients ``f(t)`` and ``g(t)^2``, and the network's noise
+conditioning ``c_noise(t)``. A discrete process with T steps puts step ``i = 1..T`` at ``t = i / T``
+and interpolates ``log alpha_bar`` linearly in between (as DPM-Solver does), so samplers written
+against ``alpha``/``sigma`` work on discrete and continuous models alike, and on the grid points
+they reproduce the discrete formulas exactly.
+"""
+
+from __future__ import annotations
+
+import abc
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ddpmctl.errors import InputError
+
+# --------------------------------------------------------------------------------------------
+# beta schedules
+
+
+def linear_betas(T: int, beta_start: float = 1e-4, beta_end: float = 0.02) -> np.ndarray:
+    """DDPM's linear schedule: beta_t evenly spaced from beta_start to beta_end (Ho et al. 2020)."""
+    return np.linspace(beta_start, beta_end, T, dtype=np.float64)
+
+
+def quadratic_betas(T: int, beta_start: float = 1e-4, beta_end: float = 0.02) -> np.ndarray:
+    """Linear in sqrt(beta): beta_t = (sqrt(b0) + (sqrt(b1) - sqrt(b0)) u)^2."""
+    return np.linspace(math.sqrt(beta_start), math.sqrt(beta_end), T, dtype=np.float64) ** 2
+
+
+def cosine_betas(T: int, s: float = 0.008, max_beta: float = 0.999) -> np.ndarray:
+    """Nichol & Dhariwal (2021): alpha_bar(t) = cos^2(((t/T + s)/(1 + s)) pi/2),
+    beta_t = min(1 - alpha_bar(t)/alpha_bar(t-1), max_beta)."""
+    t = np.arange(T + 1, dtype=np.float64)
+    f = np.cos(((t / T + s) / (1 + s)) * math.pi / 2) ** 2
+    return np.minimum(1 - f[1:] / f[:-1], max_beta)
+
+
+def sigmoid_betas(T: int, beta_start: float = 1e-4, beta_end: float = 0.02, width: float = 6.0) -> np.ndarray:
+    """beta_t = b0 + (b1 - b0) * sigmoid(u), u evenly spaced in [-width, width] (as in diffusers/GeoDiff)."""
+    u = np.linspace(-width, width, T, dtype=np.float64)
+    return beta_start + (beta_end - beta_start) / (1 + np.exp(-u))
+
+
+def power_betas(T: int, beta_start: float = 1e-4, beta_end: float = 0.02, power: float = 2.0) -> np.ndarray:
+    """The thesis' power schedules (seed 003: x^1.5, x^2, x^10): beta_t = b0 + (b1 - b0) u^p, u in [0, 1]."""
+    u = np.linspace(0.0, 1.0, T, dtype=np.float64)
+    return beta_start + (beta_end - beta_start) * u**power
+
+
+def wave_betas(
+    T: int, beta_start: float = 1e-4, beta_end: float = 0.02, cycles: int = 4, amplitude: float = 0.5
+) -> np.ndarray:
+    """The thesis' sine-wave schedule (seed 003), made precise: a linear ramp with a sine ripple,
+    beta(u) = b0 + (b1 - b0) (u + A sin(2 pi k u) / (2 pi k)),  u in [0, 1].
+
+    With A <= 1 it is non-decreasing (its slope is 1 + A cos(2 pi k u) >= 0) and it hits b0 and b1
+    exactly at the ends (k whole cycles), so it stays in (0, 1) like the linear schedule."""
+    u = np.linspace(0.0, 1.0, T, dtype=np.float64)
+    k = max(int(cycles), 1)
+    return beta_start + (beta_end - beta_start) * (u + amplitude * np.sin(2 * math.pi * k * u) / (2 * math.pi * k))
+
+
+SCHEDULES = {
+    "linear": linear_betas,
+    "cosine": cosine_betas,
+    "sigmoid": sigmoid_betas,
+    "wave": wave_betas,
+    "power": power_betas,
+    "quadratic": quadratic_betas,
+}
+
+# options each schedule takes (name -> schedule-function keyword)
+SCHEDULE_OPTIONS = {
+    "linear": ("beta_start", "beta_end"),
+    "quadratic": ("beta_start", "beta_end"),
+    "cosine": ("s", "max_beta"),
+    "sigmoid": ("beta_start", "beta_end"),
+    "power": ("beta_start", "beta_end", "power"),
+    "wave": ("beta_start", "beta_end", "cycles", "amplitude"),
+}
+
+
+def check_betas(betas: np.ndarray, name: str) -> np.ndarray:
+    betas = np.asarray(betas, dtype=np.float64)
+    if betas.ndim != 1 or betas.size < 1:
+        raise InputError(f"{name}: betas must be a 1-d array with at least one value, got shape {betas.shape}")
+    if not np.isfinite(betas).all():
+        raise InputError(f"{name}: betas contain NaN or inf")
+    if (betas <= 0).any() or (betas >= 1).any():
+        raise InputError(f"{name}: every beta must lie in (0, 1), found [{betas.min():.4g}, {betas.max():.4g}]")
+    return betas
+
+
+def is_schedule_file(spec: str) -> bool:
+    return spec.endswith(".npy") or os.sep in spec or Path(spec).is_file()
+
+
+def get_betas(spec: str, T: int = 1000, **options) -> np.ndarray:
+    """Betas for a named schedule (``linear``, ``cosine``, ``sigmoid``, ``wave``, ``power``,
+    ``quadratic``) or from an ``.npy`` file of betas (then ``T`` and ``options`` are ignored).
+
+    ``options`` not used by the named schedule are ignored when None, refused otherwise."""
+    if is_schedule_file(spec):
+        from ddpmctl.io import read_npy
+
+        return check_betas(np.array(read_npy(spec, mmap=False)), spec)
+    if spec not in SCHEDULES:
+        raise InputError(f"unknown schedule '{spec}' (choose from {', '.join(SCHEDULES)}, or a .npy file of betas)")
+    if int(T) < 1:
+        raise InputError(f"T must be >= 1, got {T}")
+    allowed = SCHEDULE_OPTIONS[spec]
+    kwargs = {}
+    for k, v in options.items():
+        if v is None:
+            continue
+        if k not in allowed:
+            raise InputError(f"schedule '{spec}' takes no option '{k}' (it takes: {', '.join(allowed)})")
+        kwargs[k] = v
+    if "beta_start" in kwargs or "beta_end" in kwargs:
+        b0, b1 = kwargs.get("beta_start", 1e-4), kwargs.get("beta_end", 0.02)
+        if not (0 < b0 < 1 and 0 < b1 < 1):
+            raise InputError(f"beta_start and beta_end must lie in (0, 1), got {b0} and {b1}")
+    if spec == "wave" and not (0 <= kwargs.get("amplitude", 0.5) <= 1):
+        raise InputError("wave amplitude must lie in [0, 1] (keeps the schedule monotone)")
+    if spec == "power" and kwargs.get("power", 2.0) <= 0:
+        raise InputError("power must be > 0")
+    return check_betas(SCHEDULES[spec](int(T), **kwargs), spec)
+
+
+@dataclass
+class ScheduleSummary:
+    name: str
+    T: int
+    beta_min: float
+    beta_max: float
+    alpha_bar_T: float
+    log_snr_max: float
+    log_snr_min: float
+    warning: str | None
+
+    def as_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+def summarize(name: str, betas: np.ndarray) -> ScheduleSummary:
+    """Key figures of a schedule; warns when the terminal SNR is far from 0 (data leaks into x_T)."""
+    alpha_bar = np.cumprod(1 - betas)
+    snr = alpha_bar / (1 - alpha_bar)
+    warning = None
+    if alpha_bar[-1] > 1e-3:  # sqrt(alpha_bar_T) > 3%: the prior N(0, I) visibly differs from q(x_T)
+        warning = (
+            f"terminal alpha_bar_T = {alpha_bar[-1]:.3g} is far from 0: x_T keeps "
+            f"{100 * math.sqrt(alpha_bar[-1]):.1f}% of the data, so sampling from N(0, I) is biased "
+            "(use more steps, a larger beta_end, or another schedule)"
+        )
+    return ScheduleSummary(
+        name=name,
+        T=int(len(betas)),
+        beta_min=float(betas.min()),
+        beta_max=float(betas.max()),
+        alpha_bar_T=float(alpha_bar[-1]),
+        log_snr_max=float(np.log(snr[0])),
+        log_snr_min=float(np.log(snr[-1])),
+        warning=warning,
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# processes
+
+
+def _t(t, like: torch.Tensor | None = None) -> torch.Tensor:
+    if isinstance(t, torch.Tensor):
+        return t.to(torch.float64)
+    return torch.as_tensor(t, dtype=torch.float64)
+
+
+class Process(abc.ABC):
+    """A diffusion process with marginal ``x_t = alpha(t) x_0 + sigma(t) eps``, t in [0, 1].
+
+    Subclasses define ``log_alpha``, ``sigma``, ``f`` (drift coefficient) and ``g2`` (squared
+    diffusion) as float64 tensor functions of t, plus ``c_noise`` (what the network is told).
+    """
+
+    kind: str = ""
+    t_min: float = 0.0  # smallest time trained and sampled (eps of the continuous SDEs, 1/T for DDPM)
+    t_max: float = 1.0
+
+    # -- marginal ---------------------------------------------------------------------------
+    @abc.abstractmethod
+    def log_alpha(self, t) -> torch.Tensor:
+        ...
+
+    @abc.abstractmethod
+    def sigma(self, t) -> torch.Tensor:
+        ...
+
+    def alpha(self, t) -> torch.Tensor:
+        return torch.exp(self.log_alpha(t))
+
+    def log_snr(self, t) -> torch.Tensor:
+        """lambda(t) = log(alpha^2 / sigma^2), decreasing in t."""
+        return 2 * (self.log_alpha(t) - torch.log(self.sigma(t)))
+
+    def t_from_log_snr(self, lam) -> torch.Tensor:
+        """Inverse of ``log_snr`` on [0, 1] (bisection; exact to float64 resolution)."""
+        lam = _t(lam)
+        lo = torch.zeros_like(lam)
+        hi = torch.ones_like(lam)
+        for _ in range(64):
+            mid = (lo + hi) / 2
+            above = self.log_snr(mid) > lam  # log_snr decreases: the solution is later than mid
+            lo = torch.where(above, mid, lo)
+            hi = torch.where(above, hi, mid)
+        return (lo + hi) / 2
+
+    # -- SDE dx = f(t) x dt + g(t) dw --------------------------------------------------------
+    @abc.abstractmethod
+    def f(self, t) -> torch.Tensor:
+        ...
+
+    @abc.abstractmethod
+    def g2(self, t) -> torch.Tensor:
+        ...
+
+    # -- prior and network conditioning -----------------------------------------------------
+    def prior_std(self) -> float:
+        """Standard deviation of the Gaussian that sampling starts from at t_max."""
+        return 1.0
+
+    @abc.abstractmethod
+    def c_noise(self, t) -> torch.Tensor:
+        """The scalar the network is conditioned on (a time index, a time, or log sigma)."""
+
+    @property
+    def time_embedding(self) -> str:
+        """The embedding the network should use for ``c_noise``: sinusoidal or fourier."""
+        return "fourier"
+
+    @abc.abstractmethod
+    def to_dict(self) -> dict:
+        ...
+
+    def describe(self) -> str:
+        return self.kind
+
+
+class DiscreteProcess(Process):
+    """DDPM with betas beta_1..beta_T: step i sits at t = i/T, alpha(t)^2 = alpha_bar_i, and
+    log alpha_bar is linear in t between steps (alpha_bar_0 = 1 at t = 0)."""
+
+    kind = "ddpm"
+
+    def __init__(self, betas, schedule: str = "custom"):
+        self.betas = check_betas(np.asarray(betas, dtype=np.float64), schedule)
+        self.T = len(self.betas)
+        self.schedule = schedule
+        self.alpha_bar = np.cumprod(1 - self.betas)
+        # log alpha_bar on the grid t = 0, 1/T, ..., 1 (index 0 is t = 0)
+        self._log_ab = torch.from_numpy(np.concatenate([[0.0], np.log(self.alpha_bar)]))
+        self.t_min = 1.0 / self.T
+        self.t_max = 1.0
+
+    def _interp(self, t):
+        t = _t(t).clamp(0.0, 1.0)
+        pos = t * self.T
+        i = pos.floor().clamp(max=self.T - 1).long()
+        w = pos - i
+        lab = self._log_ab
+        return lab[i] * (1 - w) + lab[i + 1] * w, (lab[i + 1] - lab[i]) * self.T
+
+    def log_alpha(self, t):
+        return 0.5 * self._interp(t)[0]
+
+    def sigma(self, t):
+        return torch.sqrt(-torch.expm1(self._interp(t)[0]))
+
+    def f(self, t):
+        return 0.5 * self._interp(t)[1]
+
+    def g2(self, t):
+        # d sigma^2/dt - 2 f sigma^2 = -d log alpha_bar / dt  (the continuous-time beta(t))
+        return -self._interp(t)[1]
+
+    def c_noise(self, t):
+        return _t(t) * self.T - 1  # the step index 0..T-1 of DDPM's code
+
+    @property
+    def time_embedding(self) -> str:
+        return "sinusoidal"
+
+    def index_to_t(self, i) -> torch.Tensor:
+        """Time of DDPM step index i (0-based, i = 0..T-1 is step 1..T)."""
+        return (_t(i) + 1) / self.T
+
+    def to_dict(self) -> dict:
+        return {"kind": "ddpm", "schedule": self.schedule, "betas": [float(b) for b in self.betas]}
+
+    def describe(self) -> str:
+        return f"ddpm (T={self.T}, schedule {self.schedule})"
+
+
+class VPSDE(Process):
+    """Variance preserving: beta(t) = b_min + t (b_max - b_min), dx = -beta/2 x dt + sqrt(beta) dw.
+    alpha(t) = exp(-t^2 (b_max - b_min)/4 - t b_min/2), sigma^2 = 1 - alpha^2."""
+
+    kind = "vp"
+
+    def __init__(self, beta_min: float = 0.1, beta_max: float = 20.0, eps: float = 1e-3):
+        if not (0 <= beta_min < beta_max):
+            raise InputError(f"vp: need 0 <= beta_min < beta_max, got {beta_min}, {beta_max}")
+        self.beta_min, self.beta_max, self.t_min = float(beta_min), float(beta_max), float(eps)
+
+    def beta(self, t):
+        return self.beta_min + _t(t) * (self.beta_max - self.beta_min)
+
+    def log_alpha(self, t):
+        t = _t(t)
+        return -0.25 * t**2 * (self.beta_max - self.beta_min) - 0.5 * t * self.beta_min
+
+    def sigma(self, t):
+        return torch.sqrt(-torch.expm1(2 * self.log_alpha(t)))
+
+    def f(self, t):
+        return -0.5 * self.beta(t)
+
+    def g2(self, t):
+        return self.beta(t)
+
+    def c_noise(self, t):
+        return _t(t)
+
+    def to_dict(self) -> dict:
+        return {"kind": self.kind, "beta_min": self.beta_min, "beta_max": self.beta_max, "eps": self.t_min}
+
+    def describe(self) -> str:
+        return f"{self.kind} SDE (beta {self.beta_min}..{self.beta_max})"
+
+
+class SubVPSDE(VPSDE):
+    """Sub-VP: same drift as VP, g^2 = beta(t) (1 - exp(-2 int beta)), sigma(t) = 1 - alpha(t)^2."""
+
+    kind = "subvp"
+
+    def sigma(self, t):
+        return -torch.expm1(2 * self.log_alpha(t))
+
+    def g2(self, t):
+        return self.beta(t) * -torch.expm1(4 * self.log_alpha(t))
+
+
+class VESDE(Process):
+    """Variance exploding (SMLD): sigma(t) = s_min (s_max/s_min)^t, alpha = 1, f = 0,
+    g^2 = d sigma^2/dt = 2 sigma^2 log(s_max/s_min)."""
+
+    kind = "ve"
+
+    def __init__(self, sigma_min: float = 0.01, sigma_max: float = 50.0, eps: float = 1e-5):
+        if not (0 < sigma_min < sigma_max):
+            raise InputError(f"ve: need 0 < sigma_min < sigma_max, got {sigma_min}, {sigma_max}")
+        self.sigma_min, self.sigma_max, self.t_min = float(sigma_min), float(sigma_max), float(eps)
+
+    def log_alpha(self, t):
+        return torch.zeros_like(_t(t))
+
+    def sigma(self, t):
+        t = _t(t)
+        s = self.sigma_min * (self.sigma_max / self.sigma_min) ** t
+        return torch.where(t > 0, s, torch.zeros_like(s))  # sigma(0) = 0: the clean data
+
+    def f(self, t):
+        return torch.zeros_like(_t(t))
+
+    def g2(self, t):
+        return 2 * self.sigma(t) ** 2 * math.log(self.sigma_max / self.sigma_min)
+
+    def t_from_log_snr(self, lam):
+        # lambda = -2 log sigma  =>  t = (log sigma - log s_min) / log(s_max / s_min)
+        return (-0.5 * _t(lam) - math.log(self.sigma_min)) / math.log(self.sigma_max / self.sigma_min)
+
+    def prior_std(self) -> float:
+        return self.sigma_max
+
+    def c_noise(self, t):
+        return torch.log(self.sigma(_t(t).clamp(min=1e-12)))
+
+    def to_dict(self) -> dict:
+        return {"kind": "ve", "sigma_min": self.sigma_min, "sigma_max": self.sigma_max, "eps": self.t_min}
+
+    def describe(self) -> str:
+        return f"ve SDE (sigma {self.sigma_min}..{self.sigma_max})"
+
+
+PROCESS_KINDS = ("ddpm", "vp", "subvp", "ve")
+
+
+def process_from_dict(d: dict) -> Process:
+    """Rebuild a process from ``Process.to_dict()`` (checkpoint metadata)."""
+    kind = d.get("kind")
+    try:
+        if kind == "ddpm":
+            return DiscreteProcess(np.asarray(d["betas"], dtype=np.float64), d.get("schedule", "custom"))
+        if kind == "vp":
+            return VPSDE(d["beta_min"], d["beta_max"], d.get("eps", 1e-3))
+        if kind == "subvp":
+            return SubVPSDE(d["beta_min"], d["beta_max"], d.get("eps", 1e-3))
+        if kind == "ve":
+            return VESDE(d["sigma_min"], d["sigma_max"], d.get("eps", 1e-5))
+    except (KeyError, TypeError) as e:
+        raise InputError(f"process description is missing {e}") from None
+    raise InputError(f"unknown process kind '{kind}' (choose from {', '.join(PROCESS_KINDS)})")
+
+
+def make_process(
+    sde: str | None = None,
+    schedule: str = "linear",
+    T: int = 1000,
+    *,
+    beta_min: float | None = None,
+    beta_max: float | None = None,
+    sigma_min: float | None = None,
+    sigma_max: float | None = None,
+    eps: float | None = None,
+    **schedule_options,
+) -> Process:
+    """The process a user asks for: ``sde`` None/"ddpm" gives DDPM with a beta schedule,
+    ``vp``/``subvp``/``ve`` the continuous SDEs with their usual defaults (score_sde)."""
+    if sde in (None, "ddpm", "discrete"):
+        name = Path(schedule).name if is_schedule_file(schedule) else schedule
+        return DiscreteProcess(get_betas(schedule, T, **schedule_options), name)
+    kw = {} if eps is None else {"eps": eps}
+    if sde in ("vp", "subvp"):
+        cls = VPSDE if sde == "vp" else SubVPSDE
+        return cls(0.1 if beta_min is None else beta_min, 20.0 if beta_max is None else beta_max, **kw)
+    if sde == "ve":
+        return VESDE(0.01 if sigma_min is None else sigma_min, 50.0 if sigma_max is None else sigma_max, **kw)
+    raise InputError(f"unknown process '{sde}' (choose from ddpm, vp, subvp, ve)")
