@@ -224,7 +224,7 @@ def forward_noise(
 ) -> np.ndarray:
     """Noise data (in data units) to several times with one eps per sample:
     returns (N, K, ...) in data units (x_t mapped back with ``normalization.to_data``)."""
-    x = normalization.to_model(torch.from_numpy(np.ascontiguousarray(x0, dtype=np.float32)).to(torch.float64))
+    x = normalization.to_model(torch.from_numpy(np.array(x0, dtype=np.float64)))  # a copy: inputs may be read-only memory maps
     eps = torch.randn(x.shape, generator=generator, dtype=torch.float64)
     outs = [normalization.to_data(q_sample(process, x, t, eps)) for t in times]
     return torch.stack(outs, dim=1).to(torch.float32).numpy()

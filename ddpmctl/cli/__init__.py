@@ -29,6 +29,8 @@ COMMANDS = [
     ("make-data", "make_data"),
     ("schedule", "schedule"),
     ("noise", "noise"),
+    ("degrade", "degrade"),
+    ("train", "train"),
 ]
 
 
@@ -55,10 +57,27 @@ def _register() -> None:
 _register()
 
 
-def main() -> None:
-    """Console-script entry point."""
+def main(argv: list[str] | None = None) -> None:
+    """Console-script entry point. Usage errors are reported in one line (exit 2)."""
+    command = typer.main.get_command(app)
     try:
-        app(prog_name="ddpmctl")
+        code = command.main(args=argv, prog_name="ddpmctl", standalone_mode=False)
     except KeyboardInterrupt:
         sys.stderr.write("ddpmctl: interrupted\n")
         sys.exit(130)
+    except Exception as e:
+        # click's (or typer's vendored click's) UsageError / ClickException / Abort, by duck typing so
+        # the one-line format does not depend on typer's version
+        if type(e).__name__ == "Abort":
+            sys.stderr.write("ddpmctl: interrupted\n")
+            sys.exit(130)
+        if not hasattr(e, "format_message"):
+            raise
+        if not str(e.format_message()).strip():  # no_args_is_help: the help was printed
+            sys.exit(getattr(e, "exit_code", 2))
+        ctx = getattr(e, "ctx", None)
+        where = ctx.command_path if ctx is not None else "ddpmctl"
+        hint = f" (see '{where} --help')" if getattr(e, "exit_code", 1) == 2 else ""
+        sys.stderr.write(f"{where}: error: {e.format_message()}{hint}\n")
+        sys.exit(getattr(e, "exit_code", 1))
+    sys.exit(code if isinstance(code, int) else 0)

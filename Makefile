@@ -1,0 +1,41 @@
+# ddpmctl: set-up, demo and tests. `make demo` and `make test` create and reuse a virtualenv in .venv.
+# TORCH pins the CPU build that lies on the CI machine's disk; with CUDA use e.g. `make TORCH=torch`.
+PYTHON ?= python3
+VENV   ?= .venv
+TORCH  ?= torch==2.13.0
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+DEMO   ?= demo
+JOBS   ?= 2
+
+.PHONY: all demo test install man clean help
+
+help:
+	@echo "make demo   - run the main job (data -> schedule -> noise -> train -> sample -> fid) into $(DEMO)/"
+	@echo "make test   - run the whole test suite"
+	@echo "make man    - regenerate the man pages under man/ from the CLI"
+	@echo "make install PREFIX=~/.local - install ddpmctl's man pages so 'man ddpmctl' finds them"
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q "$(TORCH)"
+	$(BIN)/python -m pip install -q -e ".[test]"
+	touch $(STAMP)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q -n $(JOBS) tests
+
+demo: $(STAMP)
+	DDPMCTL=$(BIN)/ddpmctl OUT=$(DEMO) bash examples/demo.sh
+
+man: $(STAMP)
+	$(BIN)/python -m ddpmctl.manpages man
+
+PREFIX ?= /usr/local
+install: $(STAMP)
+	mkdir -p $(DESTDIR)$(PREFIX)/share/man/man1
+	cp man/*.1 $(DESTDIR)$(PREFIX)/share/man/man1/
+
+clean:
+	rm -rf $(DEMO) .pytest_cache

@@ -1,0 +1,121 @@
+"""Beta schedules and processes: closed forms, monotonicity, ranges, and the continuous-time core."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from ddpmctl.errors import InputError
+from ddpmctl.schedules import (
+    SCHEDULES,
+    DiscreteProcess,
+    SubVPSDE,
+    VESDE,
+    VPSDE,
+    get_betas,
+    make_process,
+    process_from_dict,
+    summarize,
+)
+
+
+def test_linear_is_ddpm_definition():
+    b = get_betas("linear", 1000)
+    assert b[0] == pytest.approx(1e-4) and b[-1] == pytest.approx(0.02)
+    np.testing.assert_allclose(np.diff(b), (0.02 - 1e-4) / 999, rtol=1e-9)
+
+
+def test_cosine_matches_formula():
+    T, s = 1000, 0.008
+    b = get_betas("cosine", T)
+    ab = np.cumprod(1 - b)
+    f = lambda t: math.cos((t / T + s) / (1 + s) * math.pi / 2) ** 2  # noqa: E731
+    for t in (1, 10, 500, 900):
+        # unclipped region: alpha_bar_t = f(t) / f(0)
+        assert ab[t - 1] == pytest.approx(f(t) / f(0), rel=1e-9)
+    assert b.max() <= 0.999
+
+
+def test_quadratic_and_power_closed_forms():
+    b = get_betas("quadratic", 11, beta_start=0.01, beta_end=0.04)
+    np.testing.assert_allclose(np.sqrt(b), np.linspace(0.1, 0.2, 11))
+    p = get_betas("power", 5, beta_start=0.0, beta_end=0.02, power=2.0) if False else get_betas("power", 5, power=2.0)
+    u = np.linspace(0, 1, 5)
+    np.testing.assert_allclose(p, 1e-4 + (0.02 - 1e-4) * u**2)
+
+
+def test_wave_hits_endpoints_and_is_monotone():
+    b = get_betas("wave", 1000, cycles=3, amplitude=1.0)
+    assert b[0] == pytest.approx(1e-4) and b[-1] == pytest.approx(0.02)
+    assert (np.diff(b) >= -1e-15).all()
+    # it really ripples: not the linear schedule
+    assert np.abs(b - get_betas("linear", 1000)).max() > 1e-4
+
+
+@settings(max_examples=60, deadline=None)
+@given(name=st.sampled_from(sorted(SCHEDULES)), T=st.integers(1, 3000))
+def test_every_schedule_valid(name, T):
+    b = get_betas(name, T)
+    assert b.shape == (T,) and b.dtype == np.float64
+    assert ((b > 0) & (b < 1)).all()
+    ab = np.cumprod(1 - b)
+    np.testing.assert_allclose(DiscreteProcess(b).alpha_bar, ab)
+    assert (np.diff(ab) < 0).all()
+    if name != "cosine":  # cosine is increasing too, but capped
+        assert (np.diff(b) >= -1e-15).all()
+
+
+def test_schedule_file_and_errors(tmp_path):
+    p = tmp_path / "b.npy"
+    np.save(p, get_betas("cosine", 50))
+    np.testing.assert_array_equal(get_betas(str(p)), get_betas("cosine", 50))
+    np.save(p, np.array([0.1, 1.5]))
+    with pytest.raises(InputError, match="must lie in"):
+        get_betas(str(p))
+    with pytest.raises(InputError, match="unknown schedule"):
+        get_betas("nope")
+    with pytest.raises(InputError, match="takes no option"):
+        get_betas("cosine", 10, power=2)
+
+
+def test_summary_warns_on_terminal_snr():
+    assert summarize("linear", get_betas("linear", 1000)).warning is None
+    assert "far from 0" in summarize("linear", get_betas("linear", 100)).warning
+
+
+def test_discrete_process_on_grid_equals_alpha_bar():
+    p = make_process(None, "cosine", 200)
+    i = torch.arange(200)
+    t = p.index_to_t(i)
+    np.testing.assert_allclose(p.alpha(t).numpy() ** 2, p.alpha_bar, rtol=1e-12)
+    np.testing.assert_allclose(p.sigma(t).numpy() ** 2, 1 - p.alpha_bar, rtol=1e-12)
+    np.testing.assert_allclose(p.c_noise(t).numpy(), i.numpy(), atol=1e-9)
+    assert p.alpha(0.0) == 1 and p.sigma(0.0) == 0
+
+
+@pytest.mark.parametrize("proc", [VPSDE(), SubVPSDE(), VESDE(), make_process(None, "linear", 97)])  # t off the grid (kinks)
+def test_sde_coefficients_match_marginal(proc):
+    """f = d log alpha/dt and g^2 = d sigma^2/dt - 2 f sigma^2 (moments of a linear SDE), checked
+    by finite differences; and t_from_log_snr inverts log_snr."""
+    t = torch.tensor([0.013, 0.2, 0.51, 0.77, 0.95], dtype=torch.float64)
+    h = 1e-6
+    dlog_a = (proc.log_alpha(t + h) - proc.log_alpha(t - h)) / (2 * h)
+    ds2 = (proc.sigma(t + h) ** 2 - proc.sigma(t - h) ** 2) / (2 * h)
+    np.testing.assert_allclose(proc.f(t), dlog_a, rtol=1e-5, atol=1e-8)
+    np.testing.assert_allclose(proc.g2(t), ds2 - 2 * proc.f(t) * proc.sigma(t) ** 2, rtol=1e-5, atol=1e-8)
+    np.testing.assert_allclose(proc.t_from_log_snr(proc.log_snr(t)), t, atol=1e-9)
+
+
+def test_vp_closed_form_and_roundtrip():
+    p = VPSDE(0.1, 20.0)
+    t = torch.tensor([0.5], dtype=torch.float64)
+    assert p.alpha(t).item() == pytest.approx(math.exp(-0.25 * 0.25 * 19.9 - 0.5 * 0.5 * 0.1))
+    for q in [p, SubVPSDE(0.2, 10), VESDE(0.02, 30), make_process(None, "wave", 30)]:
+        r = process_from_dict(q.to_dict())
+        assert type(r) is type(q)
+        np.testing.assert_allclose(r.sigma(t), q.sigma(t))
+    with pytest.raises(InputError):
+        process_from_dict({"kind": "what"})
