@@ -56,6 +56,7 @@ def atomic_write(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO]:
             yield f
             f.flush()
             os.fsync(f.fileno())
+        _umask_mode(tmp)
         os.replace(tmp, path)
     except BaseException as e:
         with contextlib.suppress(OSError):
@@ -63,6 +64,13 @@ def atomic_write(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO]:
         if isinstance(e, OSError):
             raise RunError(f"{path}: write failed: {e.strerror or e}") from None
         raise
+
+
+def _umask_mode(path: str) -> None:
+    """mkstemp creates 0600 files; give the output the usual 0666 & ~umask instead."""
+    mask = os.umask(0)
+    os.umask(mask)
+    os.chmod(path, 0o666 & ~mask)
 
 
 def write_bytes(path: str | os.PathLike, data: bytes) -> None:
@@ -211,6 +219,7 @@ class NpyWriter:
                 del arr
                 with open(self.tmp, "rb+") as f:
                     os.fsync(f.fileno())
+                _umask_mode(self.tmp)
                 os.replace(self.tmp, self.path)
                 return False
         except OSError as e:
@@ -220,6 +229,56 @@ class NpyWriter:
         del arr
         with contextlib.suppress(OSError):
             os.unlink(self.tmp)
+        return False
+
+
+class NpyStreamWriter:
+    """Write a large ``.npy`` array in order, chunk by chunk, with sequential writes (``-``: stdout).
+
+    >>> with NpyStreamWriter("big.npy", (1_000_000, 1, 32, 32)) as out:
+    ...     out.write(chunk)          # chunks along axis 0, in order
+
+    Unlike ``NpyWriter`` (a memory map, whose written pages stay resident: RSS grows to the file
+    size) memory stays at one chunk. The bytes equal ``np.save`` of the whole array. A file appears
+    atomically, only when the block ends without error and exactly ``shape[0]`` rows were written.
+    """
+
+    def __init__(self, path: str | os.PathLike, shape: tuple[int, ...], dtype=np.float32):
+        self.path = str(path)
+        self.shape = tuple(int(s) for s in shape)
+        self.dtype = np.dtype(dtype)
+        self.rows = 0
+        self._ctx = None
+        self._f: IO | None = None
+
+    def __enter__(self) -> "NpyStreamWriter":
+        if self.path == STDIO:
+            self._f = sys.stdout.buffer
+        else:
+            self._ctx = atomic_write(self.path)
+            self._f = self._ctx.__enter__()
+        header = {"descr": np.lib.format.dtype_to_descr(self.dtype), "fortran_order": False, "shape": self.shape}
+        np.lib.format.write_array_header_1_0(self._f, header)
+        return self
+
+    def write(self, chunk: np.ndarray) -> None:
+        chunk = np.ascontiguousarray(chunk, dtype=self.dtype)
+        if chunk.shape[1:] != self.shape[1:] or self.rows + chunk.shape[0] > self.shape[0]:
+            raise RunError(f"{self.path}: chunk of shape {chunk.shape} does not fit the declared shape {self.shape}")
+        self._f.write(memoryview(chunk).cast("B"))
+        self.rows += chunk.shape[0]
+
+    def __exit__(self, exc_type, exc, tb):
+        short = None
+        if exc_type is None and self.rows != self.shape[0]:
+            short = RunError(f"{self.path}: wrote {self.rows} of {self.shape[0]} rows")
+            exc_type, exc = RunError, short
+        if self._ctx is None:
+            self._f.flush()
+        else:
+            self._ctx.__exit__(exc_type, exc, tb)  # removes the temporary file on error
+        if short is not None:
+            raise short
         return False
 
 

@@ -51,12 +51,12 @@ def command(
         None, "--output", "-o", help="Write the betas (float64 .npy; - for stdout). Needs exactly one schedule."
     ),
     plot: Optional[str] = typer.Option(None, "--plot", help="Draw beta_t, alpha_bar_t and log-SNR of every schedule into this PNG."),
-    beta_start: Optional[float] = typer.Option(None, "--beta-start", help="First beta (linear, quadratic, sigmoid, power, wave) [default: 1e-4]."),
-    beta_end: Optional[float] = typer.Option(None, "--beta-end", help="Last beta (linear, quadratic, sigmoid, power, wave) [default: 0.02]."),
-    power: Optional[float] = typer.Option(None, "--power", help="Exponent of the power schedule [default: 2]."),
-    cycles: Optional[int] = typer.Option(None, "--cycles", help="Sine cycles of the wave schedule [default: 4]."),
-    amplitude: Optional[float] = typer.Option(None, "--amplitude", help="Ripple amplitude of the wave schedule, 0..1 [default: 0.5]."),
-    cosine_s: Optional[float] = typer.Option(None, "--cosine-s", help="Offset s of the cosine schedule [default: 0.008]."),
+    beta_start: Optional[float] = typer.Option(None, "--beta-start", help="First beta (linear, quadratic, sigmoid, power, wave) (default: 1e-4)."),
+    beta_end: Optional[float] = typer.Option(None, "--beta-end", help="Last beta (linear, quadratic, sigmoid, power, wave) (default: 0.02)."),
+    power: Optional[float] = typer.Option(None, "--power", help="Exponent of the power schedule (default: 2)."),
+    cycles: Optional[int] = typer.Option(None, "--cycles", help="Sine cycles of the wave schedule (default: 4)."),
+    amplitude: Optional[float] = typer.Option(None, "--amplitude", help="Ripple amplitude of the wave schedule, 0..1 (default: 0.5)."),
+    cosine_s: Optional[float] = typer.Option(None, "--cosine-s", help="Offset s of the cosine schedule (default: 0.008)."),
     json_out: bool = typer.Option(False, "--json", help=HELP_JSON),
 ) -> None:
     """Build noise schedules, print their key figures, write betas (.npy) and plots.
