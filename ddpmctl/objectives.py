@@ -1,0 +1,130 @@
+"""Training objectives: denoising losses for every process and parameterisation.
+
+For data ``x0`` (model space), a time ``t`` and noise ``eps ~ N(0, I)`` the network sees
+``x_t = alpha_t x0 + sigma_t eps`` (``diffusion.q_sample``) and ``c_noise(t)``, and is trained to
+output the target of its parameterisation (``diffusion.from_eps_x0``):
+
+* ``eps``:   eps                              (DDPM's L_simple, Ho et al. 2020, eq. 14)
+* ``x0``:    x0
+* ``v``:     (alpha eps - sigma x0) / r,  r = sqrt(alpha^2 + sigma^2)   (Salimans & Ho 2022)
+* ``score``: -eps / sigma = grad log q(x_t | x0)   (denoising score matching, Song et al. 2021)
+
+The per-sample loss is ``w(t) * mean((out - target)^2)`` (``l2``) or ``w(t) * mean(|out - target|)``
+(``l1``; seed 002 compares both).
+
+Weights. An error in one parameterisation is a fixed multiple of the error in eps (for the same
+x_t): ``|eps_hat - eps|^2 = c(t) |out - target|^2`` with
+
+    c_eps = 1,   c_x0 = SNR,   c_v = SNR / (SNR + 1),   c_score = sigma^2,      SNR = alpha^2 / sigma^2.
+
+Default weights: 1 for eps, x0 and v (the plain MSE of each target), and ``sigma^2`` for score,
+which is the lambda(t) = sigma^2 weighting of score_sde (seed 000: ``loss = mean(sum((score *
+sigma + z)^2))``); a score network trained that way has the same loss as an eps network.
+
+Min-SNR-gamma (Hang et al. 2023, "Efficient Diffusion Training via Min-SNR Weighting Strategy")
+weights the *x0* error by ``min(SNR, gamma)``. In eps units that is ``min(SNR, gamma) / SNR``, so
+each parameterisation gets ``w = c(t) * min(SNR, gamma) / SNR``:
+
+    eps: min(SNR, g) / SNR    x0: min(SNR, g)    v: min(SNR, g) / (SNR + 1)    score: sigma^2 min(SNR, g) / SNR
+
+With the L1 loss the errors scale by sqrt(c) instead of c, so the weights are the square roots of
+the ones above (the same objective, measured in the same units).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from ddpmctl import diffusion
+from ddpmctl.errors import InputError
+from ddpmctl.schedules import DiscreteProcess, Process
+
+LOSSES = ("l2", "l1")
+
+
+def check_loss(loss: str) -> str:
+    if loss not in LOSSES:
+        raise InputError(f"--loss: unknown loss '{loss}' (choose from {', '.join(LOSSES)})")
+    return loss
+
+
+def sample_times(process: Process, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Training times (float64, (n,), on the CPU; ``generator`` is a CPU generator): uniform over the T grid times of a discrete process
+    (step index i ~ U{0..T-1}, t = (i + 1) / T, Ho et al. Algorithm 1), uniform in [eps, 1] for the
+    continuous SDEs (Song et al. 2021)."""
+    if isinstance(process, DiscreteProcess):
+        i = torch.randint(0, process.T, (n,), generator=generator)
+        return process.index_to_t(i)
+    u = torch.rand(n, generator=generator, dtype=torch.float64)
+    return process.t_min + (process.t_max - process.t_min) * u
+
+
+def error_scale(process: Process, t: torch.Tensor, prediction: str) -> torch.Tensor:
+    """c(t): |eps_hat - eps|^2 = c(t) |out - target|^2 for an output of type ``prediction``."""
+    alpha, sigma = diffusion.marginal(process, t)
+    snr = (alpha / sigma) ** 2
+    if prediction == "eps":
+        return torch.ones_like(snr)
+    if prediction == "x0":
+        return snr
+    if prediction == "v":
+        return snr / (snr + 1)
+    if prediction == "score":
+        return sigma**2
+    raise InputError(f"unknown prediction '{prediction}'")
+
+
+def loss_weight(
+    process: Process, t: torch.Tensor, prediction: str, loss: str = "l2", min_snr: float | None = None
+) -> torch.Tensor:
+    """Per-sample weight w(t) (float64, shape of t); see the module docstring."""
+    if prediction == "score":
+        w = error_scale(process, t, "score")  # lambda(t) = sigma^2: the eps loss
+    else:
+        w = torch.ones_like(torch.as_tensor(t, dtype=torch.float64))
+    if min_snr is not None:
+        alpha, sigma = diffusion.marginal(process, t)
+        snr = (alpha / sigma) ** 2
+        w = error_scale(process, t, prediction) * torch.clamp(snr, max=float(min_snr)) / snr
+    return torch.sqrt(w) if loss == "l1" else w
+
+
+@dataclass
+class Objective:
+    """What a training run minimises: the process, the parameterisation and the loss."""
+
+    process: Process
+    prediction: str = "eps"
+    loss: str = "l2"
+    min_snr: float | None = None
+
+    def __post_init__(self):
+        diffusion.check_prediction(self.prediction)
+        check_loss(self.loss)
+        if self.min_snr is not None and not self.min_snr > 0:
+            raise InputError(f"--min-snr: gamma must be > 0, got {self.min_snr}")
+
+    def inputs(self, x0: torch.Tensor, t: torch.Tensor, eps: torch.Tensor):
+        """(x_t, c_noise, target, weight) for data x0 (model space), times t (B,) float64 on the CPU
+        (the process tables live there) and noise eps like x0."""
+        alpha, sigma = diffusion.marginal(self.process, t)
+        a = alpha.to(device=x0.device, dtype=x0.dtype)
+        s = sigma.to(device=x0.device, dtype=x0.dtype)
+        x_t = diffusion.q_sample(self.process, x0, t, eps)
+        target = diffusion.from_eps_x0(eps, x0, a, s, self.prediction)
+        c_noise = self.process.c_noise(t).to(device=x0.device, dtype=torch.float32)
+        weight = loss_weight(self.process, t, self.prediction, self.loss, self.min_snr).to(x0.device, x0.dtype)
+        return x_t, c_noise, target, weight
+
+    def per_sample(self, out: torch.Tensor, target: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+        """w(t) * mean over the data dimensions of the L2 / L1 error, shape (B,)."""
+        diff = out.float() - target.float()
+        err = diff.square() if self.loss == "l2" else diff.abs()
+        return weight * err.reshape(err.shape[0], -1).mean(dim=1)
+
+    def __call__(self, net, x0: torch.Tensor, t: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
+        """The mean loss over the batch (a scalar tensor)."""
+        x_t, c_noise, target, weight = self.inputs(x0, t, eps)
+        return self.per_sample(net(x_t, c_noise), target, weight).mean()

@@ -1,0 +1,386 @@
+"""Restoring x from y = A x + n with a diffusion model as the prior (seed 001, "Diffusion models for
+imaging inverse problems"; the operators are in ``ddpmctl.operators``).
+
+Everything runs in model space (images: [-1, 1]) with the marginal ``x_t = alpha_t x_0 + sigma_t eps``
+of any process (discrete DDPM, VP, sub-VP, VE), so one code path serves every checkpoint. The
+observation is mapped with the checkpoint's normalisation ``x_m = scale x + shift``:
+``y_m = scale y + shift A 1`` and ``sigma_y,m = scale sigma_y`` (2 sigma_y for images). Steps reuse
+the samplers' primitives ``samplers.ddim_step`` and ``samplers.ancestral_step``.
+
+Methods (time grid ``t_0 = t_max > ... > t_K = 0`` from ``samplers.make_times``; x0 = the
+denoiser's prediction at (x_t, t), ``s`` the next time):
+
+* ``ddnm`` (Wang, Yu & Zhang 2023, DDNM / DDNM+): range-null-space decomposition
+  ``x0^ = x0 - A^+ (A x0 - y) = A^+ y + (I - A^+ A) x0`` (so A x0^ = y exactly), then a DDIM step
+  from (x_t, x0^) with the consistent ``eps^ = (x_t - alpha_t x0^) / sigma_t``. For noisy y (DDNM+),
+  per singular value s of A: ``x0^ = x0 - V diag(lambda_s / s) U^T (A x0 - y)`` with
+  ``lambda_s = min(1, sigma_next s / (alpha_next sigma_y))``, and the step's noise is scaled by
+  ``sqrt(1 - (alpha_next lambda_s sigma_y / (s sigma_next))^2)`` so that the noise x0^ carries from y
+  plus the added noise equals sigma_next per component (DDNM paper eq. 17-19, in SVD form).
+* ``dps`` (Chung et al. 2023, seed 001 Algorithm "DPS - Gaussian"): an ancestral step, then
+  ``x_s <- x_s - zeta grad_{x_t} ||y - A x0(x_t)||`` through the network. The paper writes
+  ``zeta_i grad ||.||^2`` with ``zeta_i = zeta' / ||y - A x0||``; that equals the code's
+  ``zeta grad ||.||`` (norm not squared) with ``zeta = 2 zeta'``. ``--zeta`` is the code's zeta.
+* ``repaint`` (Lugmayr et al. 2022): after each ancestral step the known part is replaced by the
+  noised observation, ``x_s <- A^+ (alpha_s y) + sigma_s A^+ A z + (I - A^+ A) x_s`` (for a mask:
+  ``m (alpha_s y + sigma_s z) + (1 - m) x_s``), and every ``jump_length`` steps the chain jumps
+  back ``jump_length`` steps with ``q(x_t' | x_s)`` (``jump_n - 1`` times per jump point).
+* ``sdedit`` (Meng et al. 2022), denoising only: y = x + sigma_y n is a noisy image at the time t*
+  where ``alpha^2 / sigma^2 = 1 / sigma_y^2`` (VP: alpha_bar = 1 / (1 + sigma_y^2)): start there
+  from ``x_t* = alpha_t* y`` (exactly q(x_t* | x)) and run the reverse process (DDIM with eta) to 0.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Callable
+
+import numpy as np
+import torch
+
+from ddpmctl import samplers as S
+from ddpmctl.diffusion import Prediction, transition
+from ddpmctl.errors import InputError, RunError
+from ddpmctl.operators import Operator
+from ddpmctl.schedules import DiscreteProcess, Process
+
+METHODS = ("ddnm", "dps", "repaint", "sdedit")
+DEFAULT_STEPS = {"ddnm": 100, "dps": 1000, "repaint": 250, "sdedit": 100}
+DEFAULT_ETA = {"ddnm": 0.85, "sdedit": 1.0}  # DDIM's eta (DDNM's paper default; SDEdit = the SDE)
+DEFAULT_ZETA = {"inpaint": 0.5, "denoise": 0.3, "sr": 0.3, "deblur": 0.3}  # DPS configs (code scaling)
+DEFAULT_JUMP = (10, 10)  # RePaint: jump length, jump count
+
+
+def check_method(method: str, op: Operator, sigma_y: float) -> None:
+    """InputError (one line) when ``method`` does not apply to this problem."""
+    if method not in METHODS:
+        raise InputError(f"--method: unknown method '{method}' (choose from {', '.join(METHODS)})")
+    if method == "sdedit" and op.task != "denoise":
+        raise InputError(f"--method sdedit applies to denoising only (this observation is {op.task}; use ddnm, dps or repaint)")
+    if method == "sdedit" and not sigma_y > 0:
+        raise InputError("--method sdedit needs a noisy observation (noise sigma > 0 in the sidecar or --noise)")
+    if method == "repaint" and op.task == "denoise":
+        raise InputError("--method repaint does not apply to denoising (it replaces the observed part, which is everything; use ddnm, dps or sdedit)")
+
+
+def default_steps(method: str, process: Process) -> int:
+    n = DEFAULT_STEPS[method]
+    return min(n, process.T) if isinstance(process, DiscreteProcess) else n
+
+
+# --------------------------------------------------------------------------------------------
+# the methods: one batch in model space
+
+
+def _f(v) -> float:
+    return float(v)
+
+
+def ddnm(denoiser, x, times, op: Operator, y, sigma_y: float, noise, eta: float = 0.85, callback=None) -> torch.Tensor:
+    """DDNM (sigma_y = 0) / DDNM+ (sigma_y > 0) with DDIM steps (module docstring). NFE = steps."""
+    process = denoiser.process
+    for i, (t, s) in enumerate(S._steps(times)):
+        pred = denoiser(x, t)
+        a_t, sg_t = _f(process.alpha(t)), _f(process.sigma(t))
+        a_s, sg_s = _f(process.alpha(s)), _f(process.sigma(s))
+        if sigma_y > 0:
+
+            def lam(sv, a_s=a_s, sg_s=sg_s):
+                return torch.clamp(sg_s * sv / (a_s * sigma_y), max=1.0)
+
+            x0 = pred.x0 - op.pinv_filter(op.A(pred.x0) - y, lambda sv: lam(sv) / sv)
+        else:
+            x0 = pred.x0 - op.pinv(op.A(pred.x0) - y)
+        eps = (x - a_t * x0) / sg_t
+        z = S.randn_like(x, noise) if eta > 0 and s > 0 else None
+        x_next = S.ddim_step(x, Prediction(eps=eps, x0=x0), t, s, process, eta, z)
+        if sigma_y > 0 and sg_s > 0:
+
+            def keep(sv, a_s=a_s, sg_s=sg_s):  # share of the step's noise left after y's noise in x0^
+                ratio = a_s * lam(sv) * sigma_y / (sv.clamp(min=1e-30) * sg_s)
+                return torch.where(sv > 0, torch.sqrt(torch.clamp(1 - ratio**2, min=0.0)), torch.ones_like(sv))
+
+            x_next = a_s * x0 + op.filter(x_next - a_s * x0, keep)
+        if callback is not None:
+            callback({"i": i, "t": t, "x": x, "x0": x0})
+        x = x_next
+    return x
+
+
+def dps(denoiser, x, times, op: Operator, y, noise, zeta: float = 0.5, callback=None) -> torch.Tensor:
+    """Diffusion posterior sampling with ancestral steps (module docstring). NFE = steps, each
+    with a backward pass through the network."""
+    process = denoiser.process
+    for i, (t, s) in enumerate(S._steps(times)):
+        with torch.enable_grad():
+            xg = x.detach().requires_grad_(True)
+            pred = denoiser(xg, t)
+            residual = (y - op.A(pred.x0)).reshape(x.shape[0], -1)
+            norm = torch.linalg.vector_norm(residual.float(), dim=1)  # per sample: batch-independent
+            (grad,) = torch.autograd.grad(norm.sum(), xg)
+        pred = Prediction(eps=pred.eps.detach(), x0=pred.x0.detach())
+        z = S.randn_like(x, noise) if s > 0 else None
+        x_next = S.ancestral_step(x, pred, t, s, process, "small", z)
+        if s > 0:
+            x_next = x_next - zeta * grad.to(x.dtype)
+        else:
+            x_next = pred.x0  # the last step returns x0 (Algorithm 1, line 9)
+        if callback is not None:
+            callback({"i": i, "t": t, "x": x, "x0": pred.x0})
+        x = x_next.detach()
+    return x
+
+
+def repaint_path(steps: int, jump_length: int, jump_n: int) -> list[int]:
+    """RePaint's schedule as grid positions 0 (t_max) .. steps (t = 0): down one position per
+    network call; at every position k = j, 2j, ... < steps, jump back j positions, jump_n - 1 times.
+    With 250 steps, j = 10, n = 10: 2410 down steps (NFE) and 216 jumps of 10 (2160 undone steps)."""
+    left = {k: jump_n - 1 for k in range(jump_length, steps, jump_length)} if jump_length > 0 else {}
+    path, k = [0], 0
+    while k < steps:
+        k += 1
+        path.append(k)
+        if left.get(k, 0) > 0:
+            left[k] -= 1
+            k -= jump_length
+            path.append(k)
+    return path
+
+
+def repaint(
+    denoiser, x, times, op: Operator, y, sigma_y: float, noise, jump_length: int = 10, jump_n: int = 10, callback=None
+) -> torch.Tensor:
+    """RePaint: known-part replacement + resampling jumps (module docstring). NFE = down steps."""
+    process = denoiser.process
+    times = [float(v) for v in times]
+
+    def known(s, z):  # A^+ A x_s from the observation: A^+ (alpha_s y) + noise up to sigma_s per component
+        a_s, sg_s = _f(process.alpha(s)), _f(process.sigma(s))
+        if sg_s == 0:
+            return op.pinv(y)
+
+        def share(sv):
+            ratio = a_s * sigma_y / (sv.clamp(min=1e-30) * sg_s)
+            return torch.where(sv > 0, torch.sqrt(torch.clamp(1 - ratio**2, min=0.0)), torch.zeros_like(sv))
+
+        return a_s * op.pinv(y) + sg_s * op.filter(z, share)
+
+    x = known(times[0], S.randn_like(x, noise)) + x - op.project(x)
+    path = repaint_path(len(times) - 1, jump_length, jump_n)
+    for i, (k, k_next) in enumerate(zip(path[:-1], path[1:])):
+        t, s = times[k], times[k_next]
+        if k_next < k:  # jump back: x_t' ~ q(x_t' | x_s), t' = s > t here
+            a_ts, var_ts = transition(process, t, s)
+            x = _f(a_ts) * x + math.sqrt(max(_f(var_ts), 0.0)) * S.randn_like(x, noise)
+            continue
+        pred = denoiser(x, t)
+        z = S.randn_like(x, noise) if s > 0 else None
+        x_unknown = S.ancestral_step(x, pred, t, s, process, "small", z)
+        z_known = S.randn_like(x, noise) if s > 0 else None
+        x = known(s, z_known) + x_unknown - op.project(x_unknown)
+        if callback is not None:
+            callback({"i": i, "t": t, "x": x, "x0": pred.x0})
+    return x
+
+
+def sdedit_start(process: Process, sigma_y: float) -> float:
+    """The time t* where alpha^2/sigma^2 = 1/sigma_y^2 (VP: alpha_bar = 1/(1 + sigma_y^2)); on a
+    discrete process the next grid time up (so sigma_t >= alpha_t sigma_y still holds), at most t_max."""
+    t_star = _f(process.t_from_log_snr(torch.tensor(-2.0 * math.log(sigma_y), dtype=torch.float64)))
+    if isinstance(process, DiscreteProcess):
+        t_star = math.ceil(t_star * process.T - 1e-9) / process.T
+    return min(max(t_star, _f(process.t_min)), _f(process.t_max))
+
+
+def sdedit_times(process: Process, steps: int, sigma_y: float) -> torch.Tensor:
+    """t*, then the times of the full ``steps``-step grid below t*, then 0."""
+    t_star = sdedit_start(process, sigma_y)
+    full = S.make_times(process, steps)
+    return torch.cat([torch.tensor([t_star], dtype=torch.float64), full[full < t_star - 1e-12]])
+
+
+def sdedit(denoiser, x, times, y, sigma_y: float, noise, eta: float = 1.0, callback=None) -> torch.Tensor:
+    """SDEdit denoising from x_t* = alpha_t* y + sqrt(sigma_t*^2 - alpha_t*^2 sigma_y^2) z
+    (the square root is 0 when t* is exact), then DDIM(eta) steps to 0. NFE = len(times) - 1."""
+    process = denoiser.process
+    t0 = _f(times[0])
+    a, sg = _f(process.alpha(t0)), _f(process.sigma(t0))
+    extra = math.sqrt(max(sg**2 - (a * sigma_y) ** 2, 0.0))
+    x = a * y + extra * S.randn_like(y, noise)
+    for i, (t, s) in enumerate(S._steps(times)):
+        pred = denoiser(x, t)
+        z = S.randn_like(x, noise) if eta > 0 and s > 0 else None
+        if callback is not None:
+            callback({"i": i, "t": t, "x": x, "x0": pred.x0})
+        x = S.ddim_step(x, pred, t, s, process, eta, z)
+    return x
+
+
+# --------------------------------------------------------------------------------------------
+# the driver: batches, per-sample seeds, data units
+
+
+def plan(method: str, process: Process, steps: int, sigma_m: float = 0.0, jump_length: int = 10, jump_n: int = 10) -> tuple[torch.Tensor, int]:
+    """(time grid, NFE per image) of a method: ``steps`` grid steps (sdedit: those below t*;
+    repaint: plus the resampled ones)."""
+    if method == "sdedit":
+        times = sdedit_times(process, steps, sigma_m)
+    else:
+        times = S.make_times(process, steps)
+    k = len(times) - 1
+    if method == "repaint":
+        path = repaint_path(k, jump_length, jump_n)
+        return times, sum(1 for a, b in zip(path[:-1], path[1:]) if b > a)
+    return times, k
+
+
+def comparison_rows(sets: list[np.ndarray], width: int = 16, fill: float = 1.0) -> tuple[np.ndarray, int]:
+    """Stack image sets (each (N, C, H, W)) as rows for one PNG grid: for every chunk of ``width``
+    images, one row per set (observation | restored | truth). Returns (images, nrow)."""
+    n = sets[0].shape[0]
+    width = max(1, min(width, n))
+    rows = []
+    for start in range(0, n, width):
+        for images in sets:
+            chunk = images[start : start + width]
+            if chunk.shape[0] < width:
+                pad = np.full((width - chunk.shape[0],) + chunk.shape[1:], fill, dtype=np.float32)
+                chunk = np.concatenate([chunk, pad])
+            rows.append(chunk)
+    return np.concatenate(rows).astype(np.float32), width
+
+
+def restore(
+    model,
+    y_file: np.ndarray,
+    op: Operator,
+    sigma_y: float = 0.0,
+    method: str = "ddnm",
+    steps: int | None = None,
+    *,
+    eta: float | None = None,
+    zeta: float | None = None,
+    jump_length: int | None = None,
+    jump_n: int | None = None,
+    seed: int = 0,
+    batch: int | None = None,
+    device: str | torch.device | None = None,
+    clip: bool = True,
+    amp: bool | None = None,
+    progress: Callable[..., None] | None = None,
+) -> tuple[np.ndarray, dict]:
+    """Restore the observations ``y_file`` (the array ``ddpmctl degrade`` wrote; data units) with
+    ``model`` (a ``checkpoint.LoadedModel`` or anything with ``process``, ``normalization``,
+    ``data_kind``, ``data_shape`` and ``denoiser()``). Returns (x in data units, info).
+
+    Images come back float32 clipped to [0, 1] (``clip``). Sample i draws all its noise from its own
+    generator seeded from (seed, i), so the result does not depend on ``batch``."""
+    check_method(method, op, sigma_y)
+    shape = tuple(model.data_shape)
+    if tuple(op.x_shape) != shape:
+        raise InputError(f"the observation's operator works on data shaped {op.x_shape}, the checkpoint on {shape}")
+    y_file = np.asarray(y_file)
+    n = int(y_file.shape[0])
+    if tuple(y_file.shape[1:]) != tuple(op.y_shape):
+        raise InputError(f"observation shape {tuple(y_file.shape)} does not fit {op.describe()} (expected (N, {', '.join(map(str, op.y_shape))}))")
+    if not np.isfinite(y_file).all():
+        raise InputError("observation contains NaN or inf values")
+    process = model.process
+    steps = default_steps(method, process) if steps is None else int(steps)
+    eta = DEFAULT_ETA.get(method, 0.0) if eta is None else float(eta)
+    zeta = DEFAULT_ZETA[op.task] if zeta is None else float(zeta)
+    jump_length = DEFAULT_JUMP[0] if jump_length is None else int(jump_length)
+    jump_n = DEFAULT_JUMP[1] if jump_n is None else int(jump_n)
+    if not 0 <= eta <= 1:
+        raise InputError(f"--eta: must lie in [0, 1], got {eta}")
+    if zeta < 0:
+        raise InputError(f"--zeta: must be >= 0, got {zeta}")
+    if jump_length < 0 or jump_n < 1:
+        raise InputError(f"--jump-length must be >= 0 and --jump-n >= 1, got {jump_length} and {jump_n}")
+    if seed < 0:
+        raise InputError(f"--seed: must be >= 0, got {seed}")
+    batch = min(n, 64) if batch is None else int(batch)
+    if batch < 1:
+        raise InputError(f"--batch: must be >= 1, got {batch}")
+
+    norm = model.normalization
+    sigma_m = abs(float(norm.scale)) * float(sigma_y)
+    times, _ = plan(method, process, steps, sigma_m, jump_length, jump_n)
+
+    if device is not None:
+        dev = torch.device(device) if not isinstance(device, torch.device) else device
+        if hasattr(model, "to"):
+            model.to(dev)
+        elif hasattr(model, "net"):
+            model.net.to(dev)
+    else:
+        dev = getattr(model, "device", torch.device("cpu"))
+    dtype = getattr(model, "dtype", torch.float32)
+    if amp is None:
+        amp = dev.type == "cuda" and dtype != torch.float64
+    denoiser = model.denoiser()
+    prior_std = float(process.prior_std())
+
+    from ddpmctl.device import autocast
+
+    out = np.empty((n, *shape), dtype=np.float32)
+    nfes = []
+    t_start = time.perf_counter()
+    for start in range(0, n, batch):
+        stop = min(n, start + batch)
+        bop = op.select(slice(start, stop)).to(dev)
+        y = bop.decode(torch.from_numpy(np.ascontiguousarray(y_file[start:stop])).to(device=dev, dtype=torch.float64))
+        y_m = bop.to_model_observation(y, float(norm.scale), float(norm.shift)).to(dtype)
+        stream = S.NoiseStream(seed, range(start, stop), shape, device=dev, dtype=dtype)
+        x = prior_std * stream()
+
+        def callback(info):
+            if progress is not None:
+                progress(advance=1)
+
+        before = denoiser.nfe
+        grad = method == "dps"
+        ctx = torch.no_grad() if not grad else torch.enable_grad()
+        with ctx, autocast(dev, enabled=amp):
+            if method == "ddnm":
+                x = ddnm(denoiser, x, times, bop, y_m, sigma_m, stream, eta, callback)
+            elif method == "dps":
+                x = dps(denoiser, x, times, bop, y_m, stream, zeta, callback)
+            elif method == "repaint":
+                x = repaint(denoiser, x, times, bop, y_m, sigma_m, stream, jump_length, jump_n, callback)
+            else:
+                x = sdedit(denoiser, x, times, y_m, sigma_m, stream, eta, callback)
+        nfes.append(denoiser.nfe - before)
+        if not torch.isfinite(x).all():
+            raise RunError(f"{method} produced NaN or inf" + (" (try a smaller --zeta)" if method == "dps" else ""))
+        x_data = norm.to_data(x.detach().float()).cpu().numpy()
+        if clip and model.data_kind == "images":
+            x_data = np.clip(x_data, 0.0, 1.0)
+        out[start:stop] = x_data
+    seconds = time.perf_counter() - t_start
+    info = {
+        "method": method,
+        "task": op.task,
+        "operator": op.params(),
+        "noise": float(sigma_y),
+        "steps": len(times) - 1,
+        "nfe": int(max(nfes)),
+        "n": n,
+        "batch": batch,
+        "seed": int(seed),
+        "seconds": seconds,
+        "seconds_per_image": seconds / n,
+        "device": str(dev),
+        "process": process.describe(),
+    }
+    if method in ("ddnm", "sdedit"):
+        info["eta"] = eta
+    if method == "dps":
+        info["zeta"] = zeta
+    if method == "repaint":
+        info.update(jump_length=jump_length, jump_n=jump_n)
+    if method == "sdedit":
+        info["t_start"] = float(times[0])
+    return out, info
+

@@ -1,0 +1,377 @@
+"""Samplers proven correct without training: with the exact model of a Gaussian mixture
+(ddpmctl.exact) every sampler must reproduce the mixture, and the samplers must satisfy the
+identities that define them (DDPM Algorithm 2, DDIM eta = 1 = DDPM, Euler = DDIM eta = 0, ...)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from ddpmctl import samplers as S
+from ddpmctl.diffusion import Denoiser
+from ddpmctl.errors import InputError
+from ddpmctl.exact import ExactGMM, mixture_quality, sliced_wasserstein
+from ddpmctl.gmm import GaussianMixture
+from ddpmctl.sampling import generate, trajectory_frames
+from ddpmctl.schedules import DiscreteProcess, get_betas, make_process
+
+N = 2000
+
+
+@pytest.fixture(scope="module")
+def mixture():
+    return GaussianMixture.random(3, 2, np.random.default_rng(7))
+
+
+def exact(mixture, kind="vp", **kw):
+    return ExactGMM(mixture, make_process(kind, **kw))
+
+
+# ------------------------------------------------------------------------------------------
+# the exact model
+
+
+@pytest.mark.parametrize("kind", ["vp", "subvp", "ve", "ddpm"])
+def test_exact_score_is_the_gradient_of_log_p(mixture, kind):
+    m = exact(mixture, kind)
+    x = torch.randn(64, 2, dtype=torch.float64, generator=torch.Generator().manual_seed(0)) * 2
+    for t in (0.05, 0.3, 0.9):
+        xr = x.clone().requires_grad_(True)
+        (grad,) = torch.autograd.grad(m.log_prob(xr, t).sum(), xr)
+        assert torch.allclose(m.score(x, t), grad, rtol=1e-9, atol=1e-9)
+        a, s = float(m.process.alpha(t)), float(m.process.sigma(t))
+        # Tweedie: x0 = (x + sigma^2 score) / alpha and eps = -sigma score
+        assert torch.allclose(m.x0(x, t), (x + s**2 * grad) / a, rtol=1e-9, atol=1e-9)
+        assert torch.allclose(m.eps(x, t), -s * grad, rtol=1e-9, atol=1e-9)
+        # the marginal is the mixture with means alpha mu_k and covariances alpha^2 Sigma_k + sigma^2 I
+        assert np.allclose(m.marginal(t).log_prob(x.numpy()), m.log_prob(x, t).numpy(), rtol=1e-9, atol=1e-9)
+
+
+def test_exact_x0_is_the_posterior_mean_by_monte_carlo(mixture):
+    """E[x0 | x_t] estimated by importance weighting of exact data samples agrees with the closed form."""
+    m = exact(mixture, "vp")
+    t = 0.4
+    a, s = float(m.process.alpha(t)), float(m.process.sigma(t))
+    x0, _ = mixture.sample(400_000, np.random.default_rng(1))
+    x0 = x0.astype(np.float64)
+    xt = np.array([[0.3, -0.2], [-1.5, 1.0]]) * a
+    for q in xt:
+        logw = -0.5 * ((q - a * x0) ** 2).sum(1) / s**2
+        w = np.exp(logw - logw.max())
+        mc = (w[:, None] * x0).sum(0) / w.sum()
+        closed = m.x0(torch.tensor(q[None]), t)[0].numpy()
+        assert np.abs(mc - closed).max() < 0.02
+
+
+def test_mixture_quality_detects_a_wrong_distribution(mixture):
+    rng = np.random.default_rng(3)
+    good, _ = mixture.sample(N, rng)
+    q = mixture_quality(good, mixture)
+    assert q["weight_error"] < 0.04 and q["mean_error"] < 0.2 and q["cov_error"] < 0.25
+    assert q["swd"] < 2.5 * q["swd_floor"]
+    shifted = mixture_quality(good + np.float32(0.5), mixture)
+    assert shifted["swd"] > 5 * q["swd"]
+    wider = mixture_quality(mixture.means.mean(0) + 1.3 * (good - mixture.means.mean(0)), mixture)
+    assert wider["cov_error"] > 2 * q["cov_error"] and wider["swd"] > 3 * q["swd"]
+    # two sample sets from the same mixture are close, from different ones are not
+    other, _ = mixture.sample(N, rng)
+    assert sliced_wasserstein(good, other) < 0.1 < sliced_wasserstein(good, other + 0.5)
+
+
+# ------------------------------------------------------------------------------------------
+# time grids
+
+
+@pytest.mark.parametrize("kind", ["vp", "subvp", "ve", "ddpm"])
+@pytest.mark.parametrize("spacing", S.SPACINGS)
+def test_make_times_is_decreasing_from_t_max_to_t_min_then_zero(kind, spacing):
+    p = make_process(kind)
+    t = S.make_times(p, 25, spacing)
+    assert t.dtype == torch.float64 and t[-1] == 0
+    assert math.isclose(float(t[0]), p.t_max) and math.isclose(float(t[-2]), p.t_min, rel_tol=1e-9)
+    assert (t[1:] < t[:-1]).all()
+    if kind != "ddpm":
+        assert len(t) == 26
+        inner = t[:-1]
+        if spacing == "logsnr":
+            d = torch.diff(p.log_snr(inner))
+            assert torch.allclose(d, d.mean().expand_as(d), rtol=1e-6)
+        if spacing == "karras":
+            d = torch.diff(S.sigma_tilde(p, inner) ** (1 / 7))
+            assert torch.allclose(d, d.mean().expand_as(d), rtol=1e-6)
+        if spacing == "quadratic":
+            d = torch.diff(inner.sqrt())
+            assert torch.allclose(d, d.mean().expand_as(d), rtol=1e-9)
+    else:  # on DDPM's own steps
+        assert torch.allclose(t * 1000, torch.round(t * 1000), atol=1e-9)
+    assert torch.equal(S.make_times(p, 25, spacing, zero=False), t[:-1])
+
+
+def test_make_times_full_ddpm_grid_and_errors():
+    p = DiscreteProcess(get_betas("linear", 100))
+    t = S.make_times(p, 100)
+    assert torch.equal(t, torch.cat([torch.arange(100, 0, -1, dtype=torch.float64) / 100, torch.zeros(1, dtype=torch.float64)]))
+    with pytest.raises(InputError, match="T = 100"):
+        S.make_times(p, 101)
+    with pytest.raises(InputError, match="--steps"):
+        S.make_times(p, 0)
+    with pytest.raises(InputError, match="--spacing"):
+        S.make_times(p, 10, "cubic")
+
+
+# ------------------------------------------------------------------------------------------
+# identities
+
+
+def algorithm_2(eps_model, betas: np.ndarray, x_T: torch.Tensor, noise, large: bool) -> torch.Tensor:
+    """DDPM's Algorithm 2, literally (Ho et al. 2020; seeds 000/001/004)."""
+    T = len(betas)
+    alphas = 1 - betas
+    alpha_bar = np.cumprod(alphas)
+    x = x_T
+    for t in range(T, 0, -1):
+        z = noise() if t > 1 else torch.zeros_like(x)
+        a, ab, b = alphas[t - 1], alpha_bar[t - 1], betas[t - 1]
+        ab_prev = alpha_bar[t - 2] if t > 1 else 1.0
+        sigma2 = b if large else (1 - ab_prev) / (1 - ab) * b
+        eps = eps_model(x, torch.full((x.shape[0],), t / T, dtype=torch.float64))
+        x = 1 / math.sqrt(a) * (x - (1 - a) / math.sqrt(1 - ab) * eps) + math.sqrt(sigma2) * z
+    return x
+
+
+@pytest.mark.parametrize("variance", ["small", "large"])
+def test_ddpm_sampler_is_algorithm_2_on_the_full_grid(mixture, variance):
+    betas = get_betas("linear", 200, beta_end=0.05)
+    m = ExactGMM(mixture, DiscreteProcess(betas))
+    stream = S.NoiseStream(5, range(300), (2,), dtype=torch.float64)
+    x_T = stream()
+    den = m.denoiser()
+    ours = S.sample_ddpm(den, x_T, S.make_times(m.process, 200), stream, variance=variance)
+    assert den.nfe == 200
+    ref_stream = S.NoiseStream(5, range(300), (2,), dtype=torch.float64)
+    ref = algorithm_2(m, betas, ref_stream(), ref_stream, large=(variance == "large"))
+    assert stream.draws == ref_stream.draws == 200  # x_T and the 199 z's of steps t > 1
+    assert torch.allclose(ours, ref, rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("kind", ["vp", "ve", "ddpm"])
+def test_ddim_eta_1_is_ddpm_with_posterior_variance(mixture, kind):
+    m = exact(mixture, kind)
+    times = S.make_times(m.process, 40)
+    runs = []
+    for fn, kw in ((S.sample_ddim, {"eta": 1.0}), (S.sample_ddpm, {"variance": "small"})):
+        stream = S.NoiseStream(1, range(100), (2,), dtype=torch.float64)
+        x = m.process.prior_std() * stream()
+        runs.append(fn(m.denoiser(), x, times, stream, **kw))
+    assert torch.allclose(runs[0], runs[1], rtol=1e-9, atol=1e-9)
+
+
+def test_euler_ode_is_ddim_eta_0(mixture):
+    for kind in ("vp", "subvp", "ve"):
+        m = exact(mixture, kind)
+        times = S.make_times(m.process, 30, "logsnr")
+        x = m.process.prior_std() * S.NoiseStream(2, range(50), (2,), dtype=torch.float64)()
+        a = S.sample_ddim(m.denoiser(), x, times, None, eta=0.0)
+        b = S.sample_ode(m.denoiser(), x, times, None, solver="euler")
+        assert torch.allclose(a, b, rtol=1e-9, atol=1e-9)
+
+
+def test_ddim_eta_0_and_the_ode_solvers_agree_at_high_nfe(mixture):
+    """Deterministic samplers integrate the same probability-flow ODE: from the same x_T they end at
+    the same point, and DDIM's error shrinks as its steps grow."""
+    m = exact(mixture, "vp")
+    x = S.NoiseStream(3, range(300), (2,), dtype=torch.float64)()
+    ref = S.sample_ode(m.denoiser(), x, S.make_times(m.process, 2), None, solver="rk45", rtol=1e-8, atol=1e-8)
+
+    def err(y):
+        return float((y - ref).norm(dim=1).max())
+
+    ddim = {k: err(S.sample_ddim(m.denoiser(), x, S.make_times(m.process, k), None)) for k in (50, 200, 800)}
+    assert ddim[800] < 0.05
+    assert ddim[50] > 2.5 * ddim[200] > 2.5 * 2.5 * ddim[800]  # first order: error ~ 1/steps
+    for solver in ("heun", "dpm++2m"):  # second order: 100 steps do better than DDIM's 800
+        assert err(S.sample_ode(m.denoiser(), x, S.make_times(m.process, 100, "logsnr"), None, solver=solver)) < 0.03
+    assert err(S.sample_ode(m.denoiser(), x, S.make_times(m.process, 2), None, solver="rk45")) < 0.005  # default tolerances
+
+
+class Counting:
+    """An exact model whose network calls are counted independently of the Denoiser."""
+
+    def __init__(self, model):
+        self.model, self.calls = model, 0
+        for k in ("process", "prediction", "normalization", "data_kind", "data_shape", "dtype", "meta"):
+            setattr(self, k, getattr(model, k))
+
+    def net(self, x, t):
+        self.calls += 1
+        return self.model(x, t)
+
+    def denoiser(self, clip=None):
+        return Denoiser(self.net, self.process, "eps", conditioning="t")
+
+
+@pytest.mark.parametrize(
+    "sampler, kind, kw, expected",
+    [
+        ("ddpm", "vp", {"steps": 13}, 13),
+        ("ddim", "ddpm", {"steps": 13, "eta": 0.5}, 13),
+        ("sde", "subvp", {"steps": 13}, 13),
+        ("pc", "vp", {"steps": 13, "corrector_steps": 2}, 13 + 2 * 12),
+        ("ode", "vp", {"steps": 13, "solver": "euler"}, 13),
+        ("ode", "vp", {"steps": 13, "solver": "heun"}, 2 * 13 - 1),
+        ("ode", "ve", {"steps": 13, "solver": "dpm++2m"}, 13),
+        ("langevin", "ve", {"steps": 13, "corrector_steps": 3}, 13 * 3 + 1),
+        ("ode", "vp", {"solver": "rk45"}, None),
+    ],
+)
+def test_nfe_is_exact(mixture, sampler, kind, kw, expected):
+    model = Counting(exact(mixture, kind))
+    _, info = generate(model, sampler, n=10, batch=5, **kw)
+    assert sum(info.get("nfe_per_batch", [info["nfe"]] * 2)) == model.calls  # two batches
+    if expected is not None:
+        assert info["nfe"] == expected == S.expected_nfe(sampler, kw["steps"], kw.get("solver"), kw.get("corrector_steps", 1))
+    else:
+        assert info["nfe"] > 10
+
+
+# ------------------------------------------------------------------------------------------
+# per-sample seeds
+
+
+@pytest.mark.parametrize("sampler, kw", [("ddpm", {"steps": 30}), ("pc", {"steps": 15}), ("ode", {"steps": 8}), ("langevin", {"steps": 10})])
+def test_sample_i_is_the_same_whatever_the_batch(mixture, sampler, kw):
+    m = exact(mixture, "ve")
+    a, _ = generate(m, sampler, n=23, batch=23, seed=11, **kw)
+    b, _ = generate(m, sampler, n=23, batch=4, seed=11, **kw)
+    assert np.array_equal(a, b)
+    # two processes sharing the work (sample indices 0..9 and 10..22) give the same samples
+    c1, _ = generate(m, sampler, n=10, batch=3, seed=11, start_index=0, **kw)
+    c2, _ = generate(m, sampler, n=13, batch=6, seed=11, start_index=10, **kw)
+    assert np.array_equal(a, np.concatenate([c1, c2]))
+    # a prefix of a larger run is the smaller run; other seeds differ
+    d, _ = generate(m, sampler, n=5, batch=2, seed=11, **kw)
+    assert np.array_equal(a[:5], d)
+    e, _ = generate(m, sampler, n=5, batch=5, seed=12, **kw)
+    assert not np.allclose(d, e)
+    assert len(np.unique(a[:, 0])) == 23
+
+
+def test_noise_stream_is_standard_normal_and_independent():
+    s = S.NoiseStream(0, range(4000), (3,))
+    z = torch.cat([s() for _ in range(3)], 0).numpy()  # 12000 x 3
+    assert abs(z.mean()) < 0.03 and abs(z.std() - 1) < 0.03
+    c = np.corrcoef(z.reshape(3, 4000, 3).transpose(1, 0, 2).reshape(4000, 9).T)
+    assert np.abs(c - np.eye(9)).max() < 0.08
+
+
+# ------------------------------------------------------------------------------------------
+# every sampler reproduces the mixture, better with more steps
+
+CASES = [
+    ("ddpm", "vp", {}, 10, 200),
+    ("ddpm", "ddpm", {"variance": "large"}, 10, 200),
+    ("ddim", "vp", {}, 5, 100),
+    ("sde", "vp", {}, 5, 300),
+    ("pc", "ve", {}, 10, 150),
+    ("ode", "vp", {"solver": "dpm++2m"}, 4, 30),
+    ("ode", "ve", {"solver": "heun"}, 4, 25),
+    ("ode", "subvp", {"solver": "euler"}, 5, 100),
+    ("ode", "vp", {"solver": "rk45", "rtol": 1e-3, "atol": 1e-3}, None, 0),
+    ("langevin", "ve", {}, 10, 100),
+]
+
+
+@pytest.mark.parametrize("sampler, kind, kw, few, many", CASES, ids=[f"{c[0]}-{c[1]}-{c[2].get('solver', c[2].get('variance', ''))}" for c in CASES])
+def test_sampler_reproduces_the_mixture(mixture, sampler, kind, kw, few, many):
+    m = exact(mixture, kind)
+    x, info = generate(m, sampler, n=N, steps=many or None, batch=N, seed=0, **kw)
+    q = mixture_quality(x, mixture)
+    assert q["nonfinite"] == 0
+    assert q["swd"] < 0.06, q  # exact samples score ~0.025 (swd_floor)
+    assert q["weight_error"] < 0.04 and q["mean_error"] < 0.25 and q["cov_error"] < 0.3, q
+    if few is not None:  # the error shrinks as steps grow
+        y, _ = generate(m, sampler, n=N, steps=few, batch=N, seed=0, **kw)
+        assert mixture_quality(y, mixture)["swd"] > 1.5 * q["swd"]
+
+
+def test_langevin_corrector_reduces_the_error_of_the_predictor(mixture):
+    m = exact(mixture, "ve")
+    alone, _ = generate(m, "pc", n=N, steps=20, corrector_steps=0, batch=N)
+    corrected, _ = generate(m, "pc", n=N, steps=20, corrector_steps=2, snr=0.3, batch=N)
+    q0, q2 = mixture_quality(alone, mixture), mixture_quality(corrected, mixture)
+    assert q2["swd"] < 0.7 * q0["swd"], (q0, q2)
+    assert q2["cov_error"] < 0.6 * q0["cov_error"], (q0, q2)
+
+
+def test_fast_ode_default_is_close_to_the_exact_ode_solution(mixture):
+    """The default (DPM-Solver++(2M), 20 steps on a log-SNR grid = 20 NFE) lands, from the same x_T,
+    within 2% of the data's spread of the tightly solved ODE (median), so its quality is the ODE's own
+    (benchmarks/sampler_quality.py compares it with 1000-step DDPM on many samples)."""
+    m = exact(mixture, "vp")
+    x, info = generate(m, n=N, batch=N, seed=1)
+    assert info["nfe"] == 20 and info["solver"] == "dpm++2m" and info["spacing"] == "logsnr"
+    ref, _ = generate(m, "ode", solver="rk45", rtol=1e-7, atol=1e-7, n=N, batch=N, seed=1)
+    spread = float(np.sqrt(np.trace(mixture.cov())))
+    assert np.median(np.linalg.norm(x - ref, axis=1)) < 0.02 * spread
+    assert mixture_quality(x, mixture)["swd"] < mixture_quality(ref, mixture)["swd"] + 0.01
+
+
+# ------------------------------------------------------------------------------------------
+# errors, trajectories, clipping
+
+
+def test_sampler_errors(mixture):
+    vp = exact(mixture, "vp")
+    with pytest.raises(InputError, match="langevin does not apply to a vp model"):
+        generate(vp, "langevin", n=2)
+    with pytest.raises(InputError, match="langevin does not apply to a ddpm model"):
+        generate(exact(mixture, "ddpm"), "langevin", n=2)
+    with pytest.raises(InputError, match="unknown sampler 'foo'"):
+        generate(vp, "foo", n=2)
+    with pytest.raises(InputError, match="unknown ODE solver"):
+        generate(vp, "ode", solver="rk4", n=2)
+    with pytest.raises(InputError, match="only the ode sampler takes a solver"):
+        generate(vp, "ddim", solver="heun", n=2)
+    with pytest.raises(InputError, match="--eta"):
+        generate(vp, "ddim", eta=1.5, n=2)
+    with pytest.raises(InputError, match="--steps"):
+        generate(vp, "ddpm", steps=0, n=2)
+    with pytest.raises(InputError, match="--variance"):
+        generate(vp, "ddpm", variance="huge", n=2)
+    with pytest.raises(InputError, match="--snr"):
+        generate(vp, "pc", snr=-1, n=2, steps=3)
+    with pytest.raises(InputError, match="-n"):
+        generate(vp, n=0)
+
+
+def test_trajectory_shape_and_content(mixture):
+    m = exact(mixture, "vp")
+    x, info = generate(m, "ddpm", n=6, steps=20, batch=4, trajectory=5)
+    tr = info["trajectory"]
+    assert tr.shape == (6, 5, 2, 2) and tr.dtype == np.float32
+    assert trajectory_frames(20, 5) == [0, 5, 10, 15, 20]
+    assert info["trajectory_times"][0] == 1.0 and info["trajectory_times"][-1] == 0.0
+    assert np.array_equal(tr[:, -1, 0], x) and np.array_equal(tr[:, -1, 1], x)
+    # the first state is the prior noise, its x0 the exact posterior mean
+    x_T = torch.from_numpy(tr[:, 0, 0]).double()
+    assert np.allclose(tr[:, 0, 1], m.x0(x_T, 1.0).numpy(), atol=1e-5)
+    _, info = generate(m, "ode", solver="rk45", n=3, trajectory=3, steps=10)
+    assert info["trajectory"].shape == (3, 3, 2, 2) and info["nfe"] > 3
+
+
+def test_clipping_keeps_x0_in_range():
+    """A denoiser with clip keeps every predicted x0 in [-1, 1] (and eps consistent with it)."""
+    p = make_process("vp")
+
+    def wild(x, c):  # an eps-network that predicts x0 far out of range
+        return -5 * torch.ones_like(x)
+
+    seen = []
+    den = Denoiser(wild, p, "eps", clip=(-1.0, 1.0))
+    x = torch.randn(8, 1, 4, 4, generator=torch.Generator().manual_seed(0))
+    out = S.sample_ddim(den, x, S.make_times(p, 10), None, callback=lambda d: seen.append(d["x0"]))
+    assert all(float(v.abs().max()) <= 1.0 for v in seen)
+    assert float(out.abs().max()) <= 1.0 + 1e-6

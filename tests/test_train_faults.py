@@ -1,0 +1,151 @@
+"""Faults during `train`, with real signals sent to a real `python -m ddpmctl train` process:
+SIGINT saves a checkpoint and exits 130, a second SIGINT exits at once, SIGKILL at random moments
+(also during saves) never leaves an unloadable checkpoint, and resuming after any of these ends
+with the same weights as an uninterrupted run."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import torch
+from conftest import run_cli
+
+from ddpmctl import checkpoint as ckpt
+
+NET = ["--base", "16", "--blocks", "1"]
+
+
+def _points(tmp_path):
+    rng = np.random.default_rng(0)
+    path = tmp_path / "pts.npy"
+    np.save(path, (rng.standard_normal((64, 2)) * [2.0, 0.5]).astype(np.float32))
+    return path
+
+
+def _start(*args, cwd):
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    return subprocess.Popen([sys.executable, "-m", "ddpmctl", "train", *map(str, args)], cwd=cwd, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+def _wait_for(cond, proc, timeout=120.0):
+    t0 = time.time()
+    while not cond():
+        if proc.poll() is not None:
+            raise AssertionError(f"train exited early ({proc.returncode}): {proc.stderr.read().decode()}")
+        if time.time() - t0 > timeout:
+            proc.kill()
+            raise AssertionError("timed out waiting for the training process")
+        time.sleep(0.02)
+
+
+def _logged_steps(out) -> int:
+    p = out / "metrics.jsonl"
+    return len(p.read_text().splitlines()) if p.exists() else 0
+
+
+def _assert_same_state(a, b, atol=1e-6):
+    sa, sb = ckpt.load_state(a), ckpt.load_state(b)
+    assert sa["step"] == sb["step"]
+    for part in ("model", "ema", "optimizer"):
+        assert sa[part].keys() == sb[part].keys()
+        for k in sa[part]:
+            assert torch.allclose(sa[part][k].double(), sb[part][k].double(), atol=atol, rtol=0), (part, k)
+
+
+def _assert_loadable(out):
+    """Whatever is on disk is a complete checkpoint: both files load (or do not exist yet)."""
+    if (out / ckpt.STATE_FILE).exists():
+        state = ckpt.load_state(out)
+        assert all(torch.isfinite(v).all() for v in state["model"].values())
+    if (out / ckpt.MODEL_FILE).exists():
+        ckpt.load_model(out)
+
+
+def test_sigint_saves_exits_130_and_resume_is_exact(tmp_path):
+    data = _points(tmp_path)
+    out = tmp_path / "run"
+    proc = _start(data, *NET, "--steps", "100000", "--warmup", "2", "--batch", "8", "--log-every", "1",
+                  "--save-every", "0", "-o", out, cwd=tmp_path)
+    _wait_for(lambda: _logged_steps(out) >= 3, proc)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    lines = err.decode().strip().splitlines()
+    assert len(lines) == 1 and "interrupted at step" in lines[0] and "--resume" in lines[0], lines
+    k = ckpt.load_state(out)["step"]
+    assert k >= 3 and ckpt.load_model(out).meta["step"] == k
+    assert _logged_steps(out) == k
+    # resume to k + 3 steps == an uninterrupted run of k + 3 steps
+    r = run_cli("train", "--resume", out, "--steps", k + 3, "-q")
+    assert r.returncode == 0, r.stderr
+    ref = tmp_path / "ref"
+    r = run_cli("train", data, *NET, "--steps", k + 3, "--warmup", "2", "--batch", "8", "--log-every", "1",
+                "--save-every", "0", "-o", ref, "-q")
+    assert r.returncode == 0, r.stderr
+    _assert_same_state(out, ref)
+    assert (out / "metrics.jsonl").read_text().count("\n") == k + 3
+
+
+def test_second_sigint_exits_at_once_and_keeps_the_checkpoint(tmp_path):
+    rng = np.random.default_rng(0)
+    np.save(tmp_path / "img.npy", rng.uniform(0, 1, (64, 1, 16, 16)).astype(np.float32))
+    out = tmp_path / "run"
+    # slow steps (a batch of 512 images): the second signal arrives while the step still runs
+    proc = _start("img.npy", "--base", "8", "--mults", "1,2", "--batch", "512", "--steps", "100000",
+                  "--log-every", "1", "--save-every", "1", "-o", out, cwd=tmp_path)
+    _wait_for(lambda: _logged_steps(out) >= 2 and (out / ckpt.MODEL_FILE).exists(), proc)
+    proc.send_signal(signal.SIGINT)
+    time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    text = err.decode()
+    assert "Traceback" not in text and len(text.strip().splitlines()) == 1, text
+    assert "interrupted again; exiting now" in text, text
+    _assert_loadable(out)
+    assert ckpt.load_state(out)["step"] >= 1
+
+
+def test_sigkill_at_random_moments_then_resume_equals_an_uninterrupted_run(tmp_path):
+    data = _points(tmp_path)
+    total = 60
+    opts = [*NET, "--warmup", "5", "--batch", "8", "--log-every", "1", "--lr-schedule", "cosine",
+            "--dropout", "0.1"]
+    out = tmp_path / "run"
+    rnd = random.Random(1234)
+    kills = 0
+    first = True
+    for attempt in range(6):
+        if not first and ckpt.load_state(out)["step"] >= total:
+            break
+        args = [data, *opts, "--steps", total, "--save-every", "1", "-o", out] if first else ["--resume", out]
+        proc = _start(*args, cwd=tmp_path)
+        if kills < 3:
+            # let it save a few checkpoints, then kill it at a random moment (often inside a save)
+            _wait_for(lambda: (out / ckpt.MODEL_FILE).exists() and _logged_steps(out) >= 1, proc)
+            time.sleep(rnd.uniform(0.0, 0.4))
+            proc.send_signal(signal.SIGKILL)
+            proc.wait(timeout=60)
+            kills += 1
+            _assert_loadable(out)
+            first = False
+            continue
+        _, err = proc.communicate(timeout=300)
+        assert proc.returncode == 0, err
+        break
+    assert kills == 3
+    state = ckpt.load_state(out)
+    assert state["step"] == total
+    ref = tmp_path / "ref"
+    r = run_cli("train", data, *opts, "--steps", total, "--save-every", "0", "-o", ref, "-q")
+    assert r.returncode == 0, r.stderr
+    _assert_same_state(out, ref)
+    assert not list(out.glob(".*ddpmctl-tmp-*"))  # stale temporary files were cleaned on resume
