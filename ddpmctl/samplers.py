@@ -34,7 +34,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from ddpmctl.diffusion import Denoiser, Prediction, _bcast, posterior, transition
+from ddpmctl.diffusion import Denoiser, Prediction, posterior, transition
 from ddpmctl.errors import InputError
 from ddpmctl.schedules import DiscreteProcess, Process
 

@@ -69,7 +69,7 @@ def generate(
     clip_x0: bool | None = None,
     trajectory: int = 0,
     start_index: int = 0,
-    amp: bool | None = None,
+    amp: bool = False,
     progress: Callable[..., None] | None = None,
 ) -> tuple[np.ndarray, dict]:
     """Draw ``n`` samples; returns (samples in data units, info).
@@ -110,7 +110,9 @@ def generate(
         kwargs["snr"] = float(d["snr"] if snr is None else snr)
         kwargs["corrector_steps"] = int(d["corrector_steps"] if corrector_steps is None else corrector_steps)
     elif sampler == "ode":
-        kwargs.update(solver=opts["solver"], rtol=rtol, atol=atol)
+        kwargs["solver"] = opts["solver"]
+        if opts["solver"] == "rk45":
+            kwargs.update(rtol=float(rtol), atol=float(atol))
 
     if device is not None:
         dev = torch.device(device) if not isinstance(device, torch.device) else device
@@ -122,8 +124,8 @@ def generate(
         dev = getattr(model, "device", torch.device("cpu"))
     dtype = getattr(model, "dtype", torch.float32)
     exact = dtype == torch.float64
-    if amp is None:
-        amp = dev.type == "cuda" and not exact
+    # bf16 autocast only when asked: a sampler compounds the network's errors over many steps
+    amp = bool(amp) and dev.type == "cuda" and not exact
     denoiser = model.denoiser(clip=clip_x0)
     fn = S.SAMPLER_FUNCTIONS[sampler]
     shape = tuple(model.data_shape)
@@ -191,8 +193,6 @@ def generate(
     }
     if len(set(nfes)) > 1:
         info["nfe_per_batch"] = nfes
-    if sampler in ("ode",) and opts["solver"] == "rk45":
-        info["options"].update(rtol=rtol, atol=atol)
     if opts["spacing"] == "karras":
         info["rho"] = rho
     if traj is not None:

@@ -121,6 +121,10 @@ def test_point_checkpoint_and_stdout(files, tmp_path):
     x = np.load(_io.BytesIO(r.stdout_bytes), allow_pickle=False)
     assert x.shape == (6, 2)
     assert "NFE 11" in r.stderr  # the report goes to stderr when stdout carries data
+    for extra, word in ((["--json"], "--json"), (["--trajectory", "3"], "--trajectory")):
+        r = CliRunner().invoke(app, ["sample", str(d / "mix.npz"), "-n", 4, *extra, "-o", "-"])
+        one_line_error(r.exit_code, r.stderr, word)
+        assert r.stdout_bytes == b""
 
 
 def one_line_error(code, err, *words):

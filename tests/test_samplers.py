@@ -13,7 +13,7 @@ import torch
 from ddpmctl import samplers as S
 from ddpmctl.diffusion import Denoiser
 from ddpmctl.errors import InputError
-from ddpmctl.exact import ExactGMM, mixture_quality, sliced_wasserstein
+from ddpmctl.exact import ExactGMM, mixture_quality, mmd2, sliced_wasserstein
 from ddpmctl.gmm import GaussianMixture
 from ddpmctl.sampling import generate, trajectory_frames
 from ddpmctl.schedules import DiscreteProcess, get_betas, make_process
@@ -76,9 +76,29 @@ def test_mixture_quality_detects_a_wrong_distribution(mixture):
     assert shifted["swd"] > 5 * q["swd"]
     wider = mixture_quality(mixture.means.mean(0) + 1.3 * (good - mixture.means.mean(0)), mixture)
     assert wider["cov_error"] > 2 * q["cov_error"] and wider["swd"] > 3 * q["swd"]
+    assert abs(q["mmd2"]) < 1e-3 < shifted["mmd2"]  # unbiased: exact samples score 0 +- O(1/n)
     # two sample sets from the same mixture are close, from different ones are not
     other, _ = mixture.sample(N, rng)
     assert sliced_wasserstein(good, other) < 0.1 < sliced_wasserstein(good, other + 0.5)
+
+
+def test_mmd2_closed_form_terms_match_monte_carlo(mixture):
+    """MMD^2 with its closed-form mixture terms equals the estimate whose E_p terms are Monte Carlo
+    averages over many exact samples (independent pairs for E_pp)."""
+    rng = np.random.default_rng(4)
+    y = mixture.sample(300, rng)[0].astype(np.float64) * 1.1
+    z = mixture.sample(10_000, rng)[0].astype(np.float64)
+    a, b = (mixture.sample(1_000_000, rng)[0].astype(np.float64) for _ in range(2))
+    s2 = np.mean(np.trace(mixture.covs, axis1=1, axis2=2)) / 2
+    total = 0.0
+    for c in (0.5, 1.0, 2.0):
+        h2 = c * c * s2
+        k_yy = np.exp(-((y[:, None] - y[None]) ** 2).sum(-1) / (2 * h2))
+        k_yz = np.exp(-((y[:, None] - z[None]) ** 2).sum(-1) / (2 * h2))
+        k_pp = np.exp(-((a - b) ** 2).sum(-1) / (2 * h2))
+        total += (k_yy.sum() - 300) / (300 * 299) - 2 * k_yz.mean() + k_pp.mean()
+    assert abs(mmd2(y, mixture) - total) < 1.5e-3
+    assert mmd2(y, mixture) > 0.02  # 10% too wide: detected
 
 
 # ------------------------------------------------------------------------------------------

@@ -142,6 +142,8 @@ def command(
         raise InputError(f"--trajectory: must be >= 0, got {trajectory}")
     out_kind = io.output_kind(output)
     _check_output_folder(output)
+    if json_out and output == io.STDIO:
+        raise InputError("--json: stdout carries the samples (-o -); write them to a file to get the JSON report")
     if trajectory and output == io.STDIO:
         raise InputError("--trajectory: needs a file or folder output (-o), not stdout")
     from ddpmctl import sampling
@@ -181,8 +183,6 @@ def command(
     if json_out:
         emit_json(result)
         return
-    if quiet and output == io.STDIO:
-        return
     out = report_stream(output == io.STDIO)
     where = "stdout" if output == io.STDIO else output
     out.write(
@@ -194,6 +194,6 @@ def command(
     if "quality" in result:
         q = result["quality"]
         out.write(
-            f"vs the exact mixture: sliced W1 {q['swd']:.4f} (exact samples: {q['swd_floor']:.4f}), weight error {q['weight_error']:.4f}, "
-            f"mean error {q['mean_error']:.3f} std, covariance error {100 * q['cov_error']:.1f}%\n"
+            f"vs the exact mixture: sliced W1 {q['swd']:.4f} (exact samples: {q['swd_floor']:.4f}), MMD^2 {q['mmd2']:.2e} (exact: 0), "
+            f"weight error {q['weight_error']:.4f}, mean error {q['mean_error']:.3f} std, covariance error {100 * q['cov_error']:.1f}%\n"
         )
