@@ -112,6 +112,7 @@ def command(
     schedule: Optional[str] = typer.Option(None, "--schedule", help="Mixture .npz with --process ddpm: beta schedule [default: linear]."),
     T: Optional[int] = typer.Option(None, "--T", "-T", help="Mixture .npz with --process ddpm: number of steps [default: 1000]."),
     output: str = typer.Option("samples.npy", "--output", "-o", help=HELP_OUTPUT),
+    preview: Optional[str] = typer.Option(None, "--preview", help="Also write a PNG picture of the samples (a grid of the first 64 images, or a scatter plot)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help=HELP_QUIET),
     json_out: bool = typer.Option(False, "--json", help=HELP_JSON),
 ) -> None:
@@ -138,6 +139,8 @@ def command(
         raise InputError(f"--batch: must be >= 1, got {batch}")
     if seed < 0:
         raise InputError(f"--seed: must be >= 0, got {seed}")
+    if preview is not None and io.output_kind(preview) != "png":
+        raise InputError(f"--preview: {preview}: must be a .png file")
     if trajectory < 0:
         raise InputError(f"--trajectory: must be >= 0, got {trajectory}")
     out_kind = io.output_kind(output)
@@ -169,6 +172,8 @@ def command(
         )  # fmt: skip
     traj = info.pop("trajectory", None)
     io.save_output(output, samples)
+    if preview is not None:
+        io.save_output(preview, samples[:64] if samples.ndim == 4 else samples)
     result = {k: v for k, v in info.items() if k != "times"}
     result.update(output=output, model=checkpoint, data_kind=model.data_kind, shape=list(samples.shape))
     if traj is not None:
