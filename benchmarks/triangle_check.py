@@ -2,13 +2,26 @@
 
 An image (H, W) in [0, 1] passes when all of these hold:
 
-1. one solid region: the mask ``img > 0.5`` is a single 8-connected component without holes;
-2. no grey specks or halos: every pixel at least 2 pixels away from the mask's edge is within
-   ``tol`` (0.25) of its side's value (0 outside, 1 inside);
-3. three straight sides: the anti-aliased filled triangle that best matches the image (least
-   squares over its three corners) explains every pixel: max |residual| <= 0.35 and RMS residual
-   <= 0.05 (a square or a disc leaves whole pixels unexplained);
-4. not a speck itself: the region has at least 6 pixels.
+1. not a speck: the mask ``img > 0.5`` has at least 6 pixels, and it has no holes;
+2. three straight sides: a filled triangle, rendered exactly as ``make-data triangles`` renders
+   it (``ddpmctl.data.render_polygons``: anti-aliased area coverage), explains every pixel:
+   max |residual| <= 0.35, and RMS residual <= 0.08 over the pixels within 2 px of its edge
+   (a square or a disc leaves whole pixels unexplained; wobbly or rounded sides fail the RMS);
+3. one solid region, no grey specks or halos: every pixel 2 or more pixels away from that
+   triangle's anti-aliased edge is within ``tol`` (0.25) of the triangle (0 outside, 1 inside).
+   (A thin tip may break the 0.5 mask into pieces in real data: criteria 2-3 judge it.)
+
+The triangle is fitted without a slow global search: the 0.5 iso-contour of the image
+(marching squares, contourpy) gives sub-pixel edge points; the largest triangle on their convex
+hull is the start; each side is then refitted as a total-least-squares line through the contour
+points nearest to it (leaving out those near the corners, which the contour rounds off), and the
+corners are the lines' intersections. When that fit is a near miss (edge RMS below 3x the limit)
+it is polished by a short Nelder-Mead on the squared residual before the image is judged again,
+so a borderline image gets its best triangle. About 10-20 ms per image on one idle core.
+
+Measured (benchmarks, 2026-11-23): 999/1000 real ``make-data triangles`` images pass; squares,
+discs and ellipses of ``make-data shapes``: 0%; triangles + Gaussian noise sigma 0.15: 0% (sigma 0.08: 51%);
+one pixel flipped by 0.5: 2%; Gaussian blur sigma 0.8: 0%; triangles at grey level 0.7: 1%.
 
 Usage: python benchmarks/triangle_check.py IMAGES.npy [--json]  -> the fraction that pass.
 """
@@ -16,98 +29,155 @@ Usage: python benchmarks/triangle_check.py IMAGES.npy [--json]  -> the fraction 
 from __future__ import annotations
 
 import argparse
-import itertools
 import json
+import os
 import sys
 
 import numpy as np
 from scipy import ndimage, optimize
 from scipy.spatial import ConvexHull, QhullError
 
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-_SS = 8  # sub-samples per pixel side when rendering a candidate triangle
+from contourpy import contour_generator  # noqa: E402  (a matplotlib dependency)
 
+from ddpmctl.data import render_polygons  # noqa: E402
 
-def render_triangle(v: np.ndarray, h: int, w: int, ss: int = _SS) -> np.ndarray:
-    """Coverage (anti-aliased by ss x ss supersampling) of the triangle with corners v (3, 2) as (x, y)."""
-    off = (np.arange(ss) + 0.5) / ss
-    xs = (np.arange(w)[:, None] + off[None]).reshape(-1)
-    ys = (np.arange(h)[:, None] + off[None]).reshape(-1)
-    X, Y = np.meshgrid(xs, ys)
-    (x0, y0), (x1, y1), (x2, y2) = v
-    d = (x1 - x0) * (y2 - y0) - (x2 - x0) * (y1 - y0)
-    s = np.sign(d) if d != 0 else 1.0
-    e0 = s * ((x1 - x0) * (Y - y0) - (y1 - y0) * (X - x0)) >= 0
-    e1 = s * ((x2 - x1) * (Y - y1) - (y2 - y1) * (X - x1)) >= 0
-    e2 = s * ((x0 - x2) * (Y - y2) - (y0 - y2) * (X - x2)) >= 0
-    inside = (e0 & e1 & e2).astype(np.float64)
-    return inside.reshape(h, ss, w, ss).mean(axis=(1, 3))
+MAX_RESID = 0.35
+EDGE_RMS = 0.08
+TOL = 0.25
+MIN_PIXELS = 6
+_SS = 4  # scan lines per pixel row when rendering a candidate (the data uses 16; 4 is within 0.02)
 
 
-def fit_triangle(img: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The triangle whose rendering best matches img (least squares, Nelder-Mead from the largest
-    triangle inscribed in the region's convex hull); returns (corners (3, 2), residual image)."""
-    h, w = img.shape
-    ys, xs = np.nonzero(img > 0.5)
-    pts = np.stack([xs + 0.5, ys + 0.5], 1).astype(np.float64)
+def render(tri: np.ndarray, h: int, w: int, ss: int = _SS) -> np.ndarray:
+    """Coverage image (h, w) of the triangle with corners tri (3, 2) as (x, y) in pixel units."""
+    size = max(h, w)
+    return render_polygons(np.asarray(tri, np.float64)[None], size, ss)[0, :h, :w].astype(np.float64)
+
+
+def contour_points(img: np.ndarray) -> np.ndarray:
+    """Points (M, 2) as (x, y) of the 0.5 iso-contour, in the data's pixel units (centres at +0.5)."""
+    z = np.pad(img, 1)
+    lines = contour_generator(z=z).lines(0.5)
+    if not lines:
+        return np.zeros((0, 2))
+    pts = np.concatenate([np.asarray(l, np.float64) for l in lines])  # (col, row) of the padded image
+    return pts - 0.5  # padded index i -> pixel centre i - 1 + 0.5
+
+
+def _max_triangle(pts: np.ndarray) -> np.ndarray | None:
     try:
         hull = pts[ConvexHull(pts).vertices]
-    except QhullError:
-        hull = pts
-    best, start = -1.0, None
-    for i, j, k in itertools.combinations(range(len(hull)), 3):
-        a, b, c = hull[i], hull[j], hull[k]
-        area = abs((b[0] - a[0]) * (c[1] - a[1]) - (c[0] - a[0]) * (b[1] - a[1]))
-        if area > best:
-            best, start = area, np.stack([a, b, c])
-    if start is None:
-        return np.zeros((3, 2)), img
-    # push the start corners outward by a pixel (pixel centres sit inside the true edges)
-    start = start + np.sign(start - start.mean(0)) * 0.7
-    loss = lambda p: ((render_triangle(p.reshape(3, 2), h, w) - img) ** 2).sum()  # noqa: E731
-    x = start.reshape(-1)
-    for _ in range(3):  # Nelder-Mead restarts get it out of the flat spots of a pixel-quantised loss
-        x = optimize.minimize(loss, x, method="Nelder-Mead",
-                              options={"xatol": 1e-3, "fatol": 1e-5, "maxiter": 2000, "adaptive": True}).x
-    tri = x.reshape(3, 2)
-    return tri, img - render_triangle(tri, h, w, ss=8)
-
-
-def _max_triangle_area(pts: np.ndarray) -> float:
-    n = len(pts)
+    except (QhullError, ValueError):
+        return None
+    n = len(hull)
     if n < 3:
-        return 0.0
-    best = 0.0
-    # hull vertex counts are small (< 40): the cubic search is cheap and exact
-    for i, j, k in itertools.combinations(range(n), 3):
-        a, b, c = pts[i], pts[j], pts[k]
-        area = abs((b[0] - a[0]) * (c[1] - a[1]) - (c[0] - a[0]) * (b[1] - a[1])) / 2
-        best = max(best, area)
-    return best
+        return None
+    # all triples a < b < c
+    idx = np.array([(a, b, c) for a in range(n) for b in range(a + 1, n) for c in range(b + 1, n)])
+    a, b, c = hull[idx[:, 0]], hull[idx[:, 1]], hull[idx[:, 2]]
+    area = np.abs((b[:, 0] - a[:, 0]) * (c[:, 1] - a[:, 1]) - (c[:, 0] - a[:, 0]) * (b[:, 1] - a[:, 1]))
+    best = int(np.argmax(area))
+    return np.stack([a[best], b[best], c[best]])
 
 
-def check_triangle(img: np.ndarray, tol: float = 0.25) -> tuple[bool, str]:
+def _refine(tri: np.ndarray, pts: np.ndarray, corner: float = 1.5) -> np.ndarray:
+    """Refit each side as the TLS line through the contour points nearest to it; corners = intersections."""
+    lines = []
+    for s in range(3):
+        p, q = tri[s], tri[(s + 1) % 3]
+        d = q - p
+        length = np.linalg.norm(d)
+        if length < 1e-9:
+            return tri
+        u = d / length
+        nrm = np.array([-u[1], u[0]])
+        # distance of every point to each side's segment; keep the points closest to this side
+        dist = np.stack([_seg_dist(pts, tri[r], tri[(r + 1) % 3]) for r in range(3)])
+        mine = (dist.argmin(0) == s)
+        along = (pts - p) @ u
+        mine &= (along > corner) & (along < length - corner)
+        sel = pts[mine]
+        if len(sel) < 3:
+            lines.append((nrm, nrm @ p))
+            continue
+        m = sel.mean(0)
+        _, _, vt = np.linalg.svd(sel - m)
+        n2 = vt[1]
+        lines.append((n2, n2 @ m))
+    out = np.empty((3, 2))
+    for v in range(3):  # corner v lies on sides v-1 and v
+        (n1, c1), (n2, c2) = lines[(v - 1) % 3], lines[v]
+        A = np.stack([n1, n2])
+        if abs(np.linalg.det(A)) < 1e-6:
+            return tri
+        out[v] = np.linalg.solve(A, [c1, c2])
+    if np.abs(out - tri).max() > 3.0:  # a wild intersection: keep the start
+        return tri
+    return out
+
+
+def _seg_dist(pts: np.ndarray, p: np.ndarray, q: np.ndarray) -> np.ndarray:
+    d = q - p
+    t = np.clip(((pts - p) @ d) / max(d @ d, 1e-12), 0.0, 1.0)
+    return np.linalg.norm(pts - (p + t[:, None] * d), axis=1)
+
+
+def fit_triangle(img: np.ndarray) -> tuple[np.ndarray | None, np.ndarray]:
+    """The triangle (3, 2) that best explains img, and the residual image (img - rendering)."""
+    h, w = img.shape
+    pts = contour_points(img)
+    tri = _max_triangle(pts) if len(pts) >= 3 else None
+    if tri is None:
+        return None, img
+    for _ in range(3):
+        tri = _refine(tri, pts)
+    return tri, img - render(tri, h, w)
+
+
+def check_triangle(img: np.ndarray, tol: float = TOL) -> tuple[bool, str]:
     """(passes, reason) for one image (H, W) or (1, H, W) in [0, 1]."""
     img = np.asarray(img, dtype=np.float64).squeeze()
+    h, w = img.shape
     mask = img > 0.5
-    if mask.sum() < 6:
+    if mask.sum() < MIN_PIXELS:
         return False, "empty or speck"
-    labels, n = ndimage.label(mask, structure=np.ones((3, 3)))
-    if n != 1:
-        return False, f"{n} regions"
+    _, n = ndimage.label(mask, structure=np.ones((3, 3)))
     if (ndimage.binary_fill_holes(mask) != mask).any():
         return False, "holes"
-    # distance of every pixel to the other side of the edge
-    d_in = ndimage.distance_transform_edt(mask)
-    d_out = ndimage.distance_transform_edt(~mask)
-    far = np.where(mask, d_in, d_out) >= 2
-    if (np.abs(img - mask)[far] > tol).any():
-        return False, "grey specks or halo"
-    # three straight sides: the best anti-aliased triangle explains every pixel
     tri, resid = fit_triangle(img)
-    if np.abs(resid).max() > 0.35 or np.sqrt((resid**2).mean()) > 0.05:
+    if tri is None:
         return False, "not a triangle"
-    return True, "ok"
+    ok, why, rms = _judge(img, tri, resid, n)
+    if not ok and rms < 3 * EDGE_RMS:  # a near miss: polish the fit (Nelder-Mead), then judge again
+        def loss(p: np.ndarray) -> float:
+            return float(((render(p.reshape(3, 2), h, w) - img) ** 2).sum())
+        x = optimize.minimize(loss, tri.reshape(-1), method="Nelder-Mead",
+                              options={"xatol": 1e-3, "fatol": 1e-6, "maxiter": 300, "adaptive": True}).x
+        tri = x.reshape(3, 2)
+        ok, why, _ = _judge(img, tri, img - render(tri, h, w), n)
+    return ok, why
+
+
+def _judge(img: np.ndarray, tri: np.ndarray, resid: np.ndarray, regions: int, tol: float = TOL) -> tuple[bool, str, float]:
+    """Criteria 2-4 against the fitted triangle. Pixels 2+ pixels away from the triangle's
+    anti-aliased edge must be within tol of the triangle (0 or 1): no specks, no halo; every pixel
+    within MAX_RESID; the edge pixels' RMS residual within EDGE_RMS (straight sides).
+    Returns (passed, reason, edge RMS)."""
+    ref = render(tri, *img.shape)
+    edge = (ref > 1e-3) & (ref < 1 - 1e-3)
+    near = ndimage.distance_transform_edt(~edge) < 2
+    rms = float(np.sqrt((resid[near] ** 2).mean())) if near.any() else 0.0
+    far = np.abs(resid)[~near]
+    if (far > tol).any():
+        if regions > 1:
+            return False, "several regions", rms
+        # whole pixels off (> 0.5): the shape is not this triangle; else faint grey specks / halo
+        return False, ("not a triangle" if (far > 0.5).any() else "grey specks or halo"), rms
+    if float(np.abs(resid).max()) > MAX_RESID or rms > EDGE_RMS:
+        return False, ("several regions" if regions > 1 else "not a triangle"), rms
+    return True, "ok", rms
 
 
 def fraction_clean(images: np.ndarray) -> tuple[float, dict]:

@@ -28,8 +28,7 @@ timeout -s INT "$TRAIN_SECONDS" $D train "$OUT/triangles.npy" --config "$CONFIG"
 case $rc in 0|124|130) ;; *) echo "demo: training failed (exit $rc)" >&2; exit "$rc";; esac
 echo "demo: trained $(tail -n 1 "$OUT/ckpt/metrics.jsonl")" >&2
 $PY "$HERE/plot_loss.py" "$OUT/ckpt/metrics.jsonl" -o "$OUT/loss.png"
-$D sample "$OUT/ckpt" -n 64 --sampler ode --solver dpm++2m --steps 20 --seed 1 -o "$OUT/samples.npy"
-$D sample "$OUT/ckpt" -n 64 --sampler ode --solver dpm++2m --steps 20 --seed 1 -o "$OUT/samples.png"
+$D sample "$OUT/ckpt" -n 64 --sampler ode --solver dpm++2m --steps 20 --seed 1 -o "$OUT/samples.npy" --preview "$OUT/samples.png"
 # FID of the 64 samples against the 10,000 training images. Default: on raw pixel values
 # (--features raw), seconds on a CPU. FID_FEATURES=inception uses the FID Inception-v3 (needs
 # pytorch-fid's weights, nothing is downloaded; about 57 TFLOP for 10,064 images at 299x299:

@@ -1,5 +1,5 @@
 """Every command the README shows in a ```sh block runs, in order, in one folder (so files chain
-as in the README), shrunk to tiny sizes: data sets to 200 items, training to a few steps of a
+as in the README), shrunk to tiny sizes: data sets to 32 items, training to a few steps of a
 tiny network, sampling to a handful of samples. ```console blocks are shown, not run (`make demo`
 and `make test` are what CI itself runs; the multi-node torchrun line needs several machines)."""
 
@@ -17,7 +17,8 @@ TINY = [
     (r"(make-data \S+.*?)--n \d+", r"\1--n 32"),
     (r"(sample|restore)(.*?) -n \d+", r"\1\2 -n 8"),
     (r"--steps \d+", "--steps 4"),
-    (r"ddpmctl train ", "ddpmctl train --base 8 --mults 1,2 --blocks 1 --attn none --batch 16 "),
+    (r"ddpmctl train (tri\S*\.npy)", r"ddpmctl train \1 --base 8 --mults 1,2 --blocks 1 --attn none --batch 16"),
+    (r"ddpmctl train (roll\S*\.npy)", r"ddpmctl train \1 --base 16"),
     (r"--kid-subset-size \d+", "--kid-subset-size 8"),
 ]
 
