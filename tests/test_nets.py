@@ -169,6 +169,7 @@ def test_unet_bf16_autocast_runs():
         (unet_cfg(1, 16, 16), (16,), "image data"),
         (unet_cfg(1, 16, 16, attn=[4]), None, "attn"),
         (unet_cfg(1, 16, 16, groups=3), None, "groups"),
+        (unet_cfg(1, 16, 16, base=20, mults=[1, 5], groups=4, head_channels=30), None, "heads"),
         (unet_cfg(1, 16, 16, blocks=True), None, "integer"),
         (unet_cfg(1, 16, 16, mults=[]), None, "mults"),
         (unet_cfg(1, 16, 16, dropout=1.0), None, "dropout"),

@@ -24,7 +24,7 @@ from ddpmctl.cli.common import (
 )
 
 # Parameter count of the default image network (3x32x32, sinusoidal), checked by tests/test_train.py.
-DEFAULT_UNET_PARAMS = "4,182,860"
+DEFAULT_UNET_PARAMS = "1,063,651"
 DEFAULT_MLP_PARAMS = "530,178"
 
 

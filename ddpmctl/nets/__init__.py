@@ -45,7 +45,7 @@ _UNET_KEYS: dict[str, tuple[str, Any]] = {
     "type": ("str", None),
     "in_channels": ("int", None),
     "image_size": ("ints", None),
-    "base": ("int", 64),
+    "base": ("int", 32),
     "mults": ("ints", [1, 2, 2]),
     "blocks": ("int", 1),
     "attn": ("ints", []),
@@ -141,6 +141,10 @@ def _check_unet(cfg: dict) -> None:
         if width % cfg["groups"]:
             _fail("groups", f"= {cfg['groups']} must divide every channel width (base * mult), "
                             f"but not {width}")
+    for width in [cfg["base"] * m for m in mults]:
+        heads = max(1, width // cfg["head_channels"])
+        if width % heads:
+            _fail("head_channels", f"= {cfg['head_channels']} splits width {width} into {heads} heads unevenly")
     h, w = cfg["image_size"]
     factor = cfg["patch"] * 2 ** (len(mults) - 1)
     if h % factor or w % factor:
@@ -222,22 +226,21 @@ def default_net_config(data_kind: str, data_shape: tuple | list, embedding: str 
 
 
 def _default_unet(shape: tuple[int, int, int], embedding: str) -> dict:
+    """DDPM's layout at a CPU-friendly size: 32 channels at full resolution, 64 below, halving
+    the resolution until the smaller side is 8 (or no longer even), at most 5 levels; one block
+    per level; attention only in the middle block, when the lowest level is at most 16 pixels.
+    For 32x32 images: levels 32, 16, 8; 1.06M parameters, 0.49 GFLOP per image."""
     c, h, w = shape
-    small = min(h, w)
-    # 2x2 patches for images of 32 pixels and more: the levels then run at 16, 8, 4 for 32x32
-    patch = 2 if small >= 32 and h % 2 == 0 and w % 2 == 0 else 1
     levels = 1
-    # up to 3 levels (4 for large images), halving while the sides stay even and >= 8 at the bottom
-    max_levels = 3 if small <= 64 else 4
-    while levels < max_levels:
-        factor = patch * 2**levels
-        if h % factor or w % factor or small // factor < 4:
+    while levels < 5:
+        factor = 2**levels
+        if h % factor or w % factor or min(h, w) // (factor // 2) <= 8:
             break
         levels += 1
-    mults = [1, 2, 2, 2][:levels]
-    return {"type": "unet", "in_channels": c, "image_size": [h, w], "base": 64, "mults": mults, "blocks": 1,
-            "attn": [], "mid_attn": False, "head_channels": 64, "dropout": 0.0, "embedding": embedding,
-            "fourier_scale": 16.0, "groups": 8, "scale_shift": False, "patch": patch}
+    lowest = min(h, w) >> (levels - 1)
+    return {"type": "unet", "in_channels": c, "image_size": [h, w], "base": 32, "mults": [1, 2, 2, 2, 2][:levels],
+            "blocks": 1, "attn": [], "mid_attn": lowest <= 16, "head_channels": 64, "dropout": 0.0,
+            "embedding": embedding, "fourier_scale": 16.0, "groups": 8, "scale_shift": False, "patch": 1}
 
 
 def count_params(net: nn.Module) -> int:
