@@ -30,6 +30,8 @@ Operators act in any units: a linear operator maps model space ``x_m = scale x +
 
 from __future__ import annotations
 
+import abc
+
 import math
 from typing import Callable
 
@@ -49,7 +51,7 @@ def _s(value: float, like: torch.Tensor) -> torch.Tensor:
     return torch.as_tensor(value, dtype=torch.float64, device=like.device)
 
 
-class Operator:
+class Operator(abc.ABC):
     """A linear degradation operator acting on a batch ``(N, *x_shape)`` -> ``(N, *y_shape)``."""
 
     task: str = ""
@@ -59,20 +61,24 @@ class Operator:
         self.y_shape = self.x_shape
 
     # -- the operator -------------------------------------------------------------------------
+    @abc.abstractmethod
     def A(self, x: torch.Tensor) -> torch.Tensor:
-        raise NotImplementedError
+        ...
 
+    @abc.abstractmethod
     def At(self, y: torch.Tensor) -> torch.Tensor:
         """The adjoint: <A x, y> = <x, A^T y>."""
-        raise NotImplementedError
+        ...
 
+    @abc.abstractmethod
     def filter(self, v: torch.Tensor, h: Spectral) -> torch.Tensor:
         """V diag(h(s)) V^T v (h evaluated at every singular value, 0 on the null space)."""
-        raise NotImplementedError
+        ...
 
+    @abc.abstractmethod
     def pinv_filter(self, r: torch.Tensor, g: Spectral) -> torch.Tensor:
         """V diag(g(s)) U^T r over the non-zero singular values s."""
-        raise NotImplementedError
+        ...
 
     def pinv(self, y: torch.Tensor) -> torch.Tensor:
         """The Moore-Penrose pseudo-inverse A^+ y."""
