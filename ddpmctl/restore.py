@@ -45,6 +45,7 @@ from ddpmctl import samplers as S
 from ddpmctl.diffusion import Prediction, transition
 from ddpmctl.errors import InputError, RunError
 from ddpmctl.operators import Operator
+from ddpmctl.sampling import place_model
 from ddpmctl.schedules import DiscreteProcess, Process
 
 METHODS = ("ddnm", "dps", "repaint", "sdedit")
@@ -314,15 +315,7 @@ def restore(
     if zeta < 0:
         raise InputError(f"--zeta: must be >= 0, got {zeta}")
 
-    if device is not None:
-        dev = torch.device(device) if not isinstance(device, torch.device) else device
-        if hasattr(model, "to"):
-            model.to(dev)
-        elif hasattr(model, "net"):
-            model.net.to(dev)
-    else:
-        dev = getattr(model, "device", torch.device("cpu"))
-    dtype = getattr(model, "dtype", torch.float32)
+    dev, dtype = place_model(model, device)
     if amp is None:
         amp = dev.type == "cuda" and dtype != torch.float64
     denoiser = model.denoiser()

@@ -48,6 +48,20 @@ def trajectory_frames(n_steps: int, k: int) -> list[int]:
     return sorted(set(np.round(np.linspace(0, n_steps, k)).astype(int).tolist()))
 
 
+def place_model(model, device) -> tuple[torch.device, torch.dtype]:
+    """Move a checkpoint model (or an exact model) to ``device`` (None: leave it where it is);
+    returns (device, dtype) the samplers should work in."""
+    if device is not None:
+        dev = torch.device(device) if not isinstance(device, torch.device) else device
+        if hasattr(model, "to"):
+            model.to(dev)
+        elif hasattr(model, "net"):
+            model.net.to(dev)
+    else:
+        dev = getattr(model, "device", torch.device("cpu"))
+    return dev, getattr(model, "dtype", torch.float32)
+
+
 def generate(
     model,
     sampler: str = "ode",
@@ -114,15 +128,7 @@ def generate(
         if opts["solver"] == "rk45":
             kwargs.update(rtol=float(rtol), atol=float(atol))
 
-    if device is not None:
-        dev = torch.device(device) if not isinstance(device, torch.device) else device
-        if hasattr(model, "to"):
-            model.to(dev)
-        elif hasattr(model, "net"):
-            model.net.to(dev)
-    else:
-        dev = getattr(model, "device", torch.device("cpu"))
-    dtype = getattr(model, "dtype", torch.float32)
+    dev, dtype = place_model(model, device)
     exact = dtype == torch.float64
     # bf16 autocast only when asked: a sampler compounds the network's errors over many steps
     amp = bool(amp) and dev.type == "cuda" and not exact
