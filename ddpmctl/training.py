@@ -106,6 +106,7 @@ class TrainConfig:
     sample_every: int = 0
     sample_n: int = 16
     sample_steps: int = 50
+    time_limit: float | None = None  # seconds of training wall time; also the clock of --lr-schedule
 
     # ---------------------------------------------------------------------------------------
     @classmethod
@@ -158,6 +159,7 @@ class TrainConfig:
         positive("steps", self.steps, allow_none=True)
         positive("epochs", self.epochs, allow_none=True)
         positive("batch", self.batch)
+        positive("time_limit", self.time_limit, allow_none=True)
         positive("lr", self.lr)
         positive("T", self.T)
         positive("min_snr", self.min_snr, allow_none=True)
@@ -385,13 +387,15 @@ def seed_global_rng(seed: int, device: torch.device) -> None:
 # model pieces
 
 
-def lr_at(step: int, cfg: TrainConfig, total: int, warmup: int) -> float:
+def lr_at(step: int, cfg: TrainConfig, total: int, warmup: int, time_fraction: float = 0.0) -> float:
     """Learning rate of update ``step`` (0-based): linear warm-up over ``warmup`` updates, then
-    constant or cosine decay to ``lr_min`` at ``total``."""
+    constant or cosine decay to ``lr_min`` at ``total``. With a time limit the decay follows
+    whichever is further along: the steps or the fraction of the time limit used
+    (``time_fraction``)."""
     if warmup > 0 and step < warmup:
         return cfg.lr * (step + 1) / warmup
     if cfg.lr_schedule == "cosine":
-        progress = min(1.0, (step - warmup) / max(1, total - warmup))
+        progress = min(1.0, max((step - warmup) / max(1, total - warmup), time_fraction))
         return cfg.lr_min + (cfg.lr - cfg.lr_min) * 0.5 * (1 + math.cos(math.pi * progress))
     return cfg.lr
 
@@ -787,6 +791,7 @@ def _train_loop(cfg, data, out, callbacks, resume, overwrite, handle_signals, lo
     loss_sum = torch.zeros((), dtype=torch.float64, device=device)
     interval_steps, interval_t0 = 0, time.perf_counter()
     t_begin, ips, last_loss, stopped = time.perf_counter(), 0.0, None, False
+    time_fraction = 0.0  # of cfg.time_limit used; updated at log boundaries (the same on every rank)
     grad_norm = torch.zeros((), device=device)
     history: list[dict] = []
     sampler_note_shown = False
@@ -812,7 +817,7 @@ def _train_loop(cfg, data, out, callbacks, resume, overwrite, handle_signals, lo
                 x0 = x0.contiguous(memory_format=torch.channels_last)
                 eps = eps.contiguous(memory_format=torch.channels_last)
             # 3. loss
-            lr = lr_at(step, cfg, total, cfg.warmup)
+            lr = lr_at(step, cfg, total, cfg.warmup, time_fraction)
             opt.lr = lr
             x_t, c_noise, target, weight = objective.inputs(x0, t, eps)
             with autocast(device, cfg.bf16):
@@ -837,13 +842,15 @@ def _train_loop(cfg, data, out, callbacks, resume, overwrite, handle_signals, lo
                 cfg.save_every and step % cfg.save_every == 0) or (cfg.sample_every and step % cfg.sample_every == 0)
             info = {"step": step, "total": total, "lr": lr, "logged": False}
             if boundary:
-                mean_loss, gn = dist.all_mean([loss_sum.item() / interval_steps, float(grad_norm)], device)
+                now = time.perf_counter()
+                used = (now - t_begin) / cfg.time_limit if cfg.time_limit else 0.0
+                mean_loss, gn, time_fraction = dist.all_mean(
+                    [loss_sum.item() / interval_steps, float(grad_norm), used], device)
                 if not (math.isfinite(mean_loss) and math.isfinite(gn)):
                     where = f"the last good checkpoint is {out} (step {last_saved})" if last_saved > 0 or resume else \
                         "no checkpoint was written"
                     raise RunError(f"non-finite loss ({mean_loss}) or gradient at step {step}; training stopped, "
                                    f"{where}; try a smaller --lr or check the data")
-                now = time.perf_counter()
                 ips = interval_steps * cfg.batch / max(now - interval_t0, 1e-9)
                 last_loss = mean_loss
                 record = {"step": step, "loss": mean_loss, "lr": lr, "grad_norm": gn, "images_per_s": ips,
@@ -865,6 +872,8 @@ def _train_loop(cfg, data, out, callbacks, resume, overwrite, handle_signals, lo
             info["loss"] = last_loss
             info["eta_s"] = (total - step) * cfg.batch / ips if ips > 0 else None
             wants_stop = any(bool(cb(info)) for cb in callbacks)
+            if time_fraction >= 1.0:
+                wants_stop = True  # out of time: save this step and stop (result.stopped)
             wants_stop = dist.any(wants_stop, device) if dist.world > 1 else wants_stop
             if stop_asked or wants_stop:
                 if last_saved != step:

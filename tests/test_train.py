@@ -187,6 +187,11 @@ def test_lr_warmup_cosine_and_ema_decay():
     assert lr_at(55, cfg, 100, 10) == pytest.approx(1e-5 + (1e-3 - 1e-5) * 0.5)
     assert lr_at(100, cfg, 100, 10) == pytest.approx(1e-5)
     assert lr_at(50, TrainConfig(lr=1e-3), 100, 0) == 1e-3
+    # with a time limit the decay follows whichever is further along: steps or time
+    assert lr_at(20, cfg, 100, 10, time_fraction=0.5) == pytest.approx(1e-5 + (1e-3 - 1e-5) * 0.5)
+    assert lr_at(55, cfg, 100, 10, time_fraction=0.1) == pytest.approx(1e-5 + (1e-3 - 1e-5) * 0.5)
+    assert lr_at(20, cfg, 100, 10, time_fraction=2.0) == pytest.approx(1e-5)
+    assert lr_at(5, cfg, 100, 10, time_fraction=0.9) == pytest.approx(6e-4)  # warm-up is by steps
     assert default_warmup(1000) == 50 and default_warmup(10**6) == 5000 and default_warmup(10) == 0
     cfg = TrainConfig(ema=0.999)
     assert ema_decay(1, cfg) == pytest.approx(2 / 11) and ema_decay(10**6, cfg) == 0.999
@@ -424,6 +429,9 @@ def _bad_cases(tmp_path):
         ([data, "--ema", "1.5"], "--ema"),
         ([data, "--min-snr", "-1"], "--min-snr"),
         ([data, "--bogus-option"], "bogus"),
+        ([data, "--time-limit", "0"], "--time-limit"),
+        ([data, "--time-limit", "ten minutes"], "--time-limit"),
+        ([data, "--time-limit", "-5m"], "--time-limit"),
     ]
 
 
@@ -444,6 +452,31 @@ def test_bad_input_exits_2_with_one_line_and_leaves_nothing(tmp_path):
     assert r.returncode == 2 and b"--resume" in r.stderr and (out / "model.safetensors").read_bytes() == before
     assert run_cli("train", data, "--steps", "3", "--batch", "4", "--base", "8", "-o", out, "-q", "--force").returncode == 0
     assert ckpt.load_model(out).meta["step"] == 3
+
+
+def test_time_limit_stops_saves_and_decays_the_lr(tmp_path):
+    from ddpmctl.cli.train import parse_duration
+
+    assert [parse_duration(t) for t in ("690", "90s", "12m", "1.5h")] == [690, 90, 720, 5400]
+    data, _ = _points(tmp_path)
+    out = tmp_path / "ck"
+    r = run_cli("train", data, "--steps", "1000000", "--batch", "8", "--base", "16", "--lr", "1e-3",
+                "--lr-schedule", "cosine", "--warmup", "0", "--log-every", "5", "--time-limit", "3s", "-o", out)
+    assert r.returncode == 0, r.stderr
+    assert b"time limit reached" in r.stdout
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    step = ckpt.load_model(out).meta["step"]
+    assert 5 <= step < 1000000 and records[-1]["step"] == step
+    assert records[-1]["elapsed_s"] >= 3.0 and records[-1]["elapsed_s"] < 3.0 + 5 * 60
+    lrs = [rec["lr"] for rec in records]
+    assert lrs[0] > 0.9e-3 and lrs[-1] < 0.05e-3 and all(a >= b for a, b in zip(lrs, lrs[1:]))
+    assert TrainConfig.from_dict(training_config(out)).time_limit == 3.0
+
+
+def training_config(out):
+    import yaml
+
+    return yaml.safe_load((out / "config.yaml").read_text())
 
 
 def test_nonfinite_loss_from_the_cli_exits_1(tmp_path):

@@ -69,6 +69,22 @@ def _net_flags(base, mults, blocks, attn, dropout) -> dict:
     return flags
 
 
+def parse_duration(text: str) -> float:
+    """'690', '90s', '12m', '1.5h' -> seconds (> 0); InputError otherwise."""
+    from ddpmctl.errors import InputError
+
+    units = {"s": 1.0, "m": 60.0, "h": 3600.0}
+    t = text.strip().lower()
+    scale = units.get(t[-1:], None)
+    try:
+        value = float(t[:-1] if scale else t) * (scale or 1.0)
+    except ValueError:
+        value = float("nan")
+    if not (value > 0 and value < float("inf")):
+        raise InputError(f"--time-limit: expected a positive duration such as 690, 90s, 12m or 1.5h, got '{text}'")
+    return value
+
+
 @handle_errors("train")
 def command(
     data: Optional[str] = typer.Argument(None, help="Training data: .npy (images or points) or a folder of images. "
@@ -79,6 +95,9 @@ def command(
     force: bool = typer.Option(False, "--force", help="Overwrite a checkpoint already in the output folder."),
     steps: Optional[int] = typer.Option(None, "--steps", help="Optimizer steps (default 10000)."),
     epochs: Optional[float] = typer.Option(None, "--epochs", help="Instead of --steps: passes over the data."),
+    time_limit: Optional[str] = typer.Option(None, "--time-limit", help="Stop after this much training wall time "
+                                             "(e.g. 690, 90s, 12m, 1.5h) and save; the cosine --lr-schedule then "
+                                             "decays over that time (or the steps, if they end first)."),
     batch: Optional[int] = typer.Option(None, "--batch", help=HELP_BATCH + " Global: split across torchrun ranks (default 64)."),
     lr: Optional[float] = typer.Option(None, "--lr", help="Peak learning rate of AdamW (default 2e-4)."),
     warmup: Optional[int] = typer.Option(None, "--warmup", help="Linear warm-up steps (default min(5000, 5% of the steps))."),
@@ -128,7 +147,7 @@ def command(
                  weight_decay=weight_decay, clip=clip, ema=ema, sde=sde, schedule=schedule, T=T,
                  prediction=prediction, loss=loss, min_snr=min_snr, normalize=normalize, hflip=hflip, seed=seed,
                  device=device, bf16=bf16, compile=compile_, log_every=log_every, save_every=save_every,
-                 sample_every=sample_every)
+                 sample_every=sample_every, time_limit=None if time_limit is None else parse_duration(time_limit))
     given = {k: v for k, v in flags.items() if v is not None}
     if resume is not None and "steps" not in given and "epochs" in given:
         cfg.steps = None
@@ -193,7 +212,8 @@ def command(
         emit_json(result.as_dict())
     elif not quiet:
         loss_txt = f"{result.loss:.4g}" if result.loss is not None else "n/a"
-        print(f"trained {result.step} of {result.total_steps} steps: loss {loss_txt}, "
+        stop_note = " (time limit reached)" if result.stopped and cfg.time_limit else ""
+        print(f"trained {result.step} of {result.total_steps} steps{stop_note}: loss {loss_txt}, "
               f"{result.images_per_s:.1f} samples/s, {result.elapsed_s:.1f} s; checkpoint {Path(output) / 'model.safetensors'}")
 
 
