@@ -241,6 +241,8 @@ def load_model(path: str | os.PathLike, device="cpu") -> LoadedModel:
         process = process_from_dict(meta["process"])
     except InputError as e:
         raise InputError(f"{p}: {e}") from None
+    except (KeyError, TypeError, ValueError, IndexError) as e:
+        raise InputError(f"{p}: malformed 'process' in checkpoint metadata ({e.__class__.__name__}: {e})") from None
     net = build_net_from_meta(meta, str(p))
     load_weights(net, tensors, str(p))
     net.eval().requires_grad_(False)

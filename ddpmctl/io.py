@@ -172,6 +172,34 @@ def read_npy(path: str | os.PathLike, *, mmap: bool = True) -> np.ndarray:
         raise InputError(f"{name}: cannot load .npy ({e})") from None
 
 
+def iter_npy_chunks(path: str | os.PathLike, rows: int) -> Iterator[np.ndarray]:
+    """Read an ``.npy`` file in chunks of ``rows`` along axis 0 with plain sequential reads.
+
+    Unlike slicing a memory map (whose touched pages count in the process's RSS until the whole
+    file is resident), memory holds one chunk. The header is validated as in ``read_npy``.
+    Fortran-ordered and 0-d arrays are read through ``read_npy`` instead."""
+    name = str(path)
+    arr = read_npy(path, mmap=True)  # validates the header and the file size
+    if arr.ndim == 0 or (arr.ndim > 1 and arr.flags.f_contiguous and not arr.flags.c_contiguous) or not isinstance(arr, np.memmap):
+        for i in range(0, max(1, arr.shape[0] if arr.ndim else 1), rows):
+            yield np.asarray(arr[i : i + rows] if arr.ndim else arr)
+        return
+    shape, dtype, offset = arr.shape, arr.dtype, int(arr.offset)
+    row = int(np.prod(shape[1:], dtype=np.int64))
+    del arr
+    try:
+        with open(path, "rb") as f:
+            f.seek(offset)
+            for i in range(0, shape[0], rows):
+                m = min(rows, shape[0] - i)
+                chunk = np.fromfile(f, dtype=dtype, count=m * row)
+                if chunk.size != m * row:
+                    raise InputError(f"{name}: truncated .npy file (changed while reading?)")
+                yield chunk.reshape((m,) + tuple(shape[1:]))
+    except OSError as e:
+        raise InputError(f"{name}: cannot read ({e.strerror or e})") from None
+
+
 def npy_header(path: str | os.PathLike) -> tuple[tuple[int, ...], np.dtype]:
     """The (shape, dtype) an ``.npy`` file declares, validated, without reading its data."""
     name = str(path)
@@ -181,6 +209,63 @@ def npy_header(path: str | os.PathLike) -> tuple[tuple[int, ...], np.dtype]:
     except FileNotFoundError:
         raise InputError(f"{name}: no such file") from None
     return shape, dtype
+
+
+def _npz_members(path: str | os.PathLike, keys=None, read: bool = True) -> dict:
+    """The arrays of an ``.npz`` (zip of ``.npy``) without ``np.load``: every member's header is
+    checked first (object dtypes refused, the declared size must match the member's size, so a
+    header declaring a huge shape allocates nothing). Returns {key: array} or, with ``read=False``,
+    {key: (shape, dtype)}."""
+    import zipfile
+    import zlib
+
+    name = str(path)
+    p = Path(path)
+    if not p.exists():
+        raise InputError(f"{name}: no such file")
+    if p.is_dir():
+        raise InputError(f"{name}: is a folder, expected an .npz file")
+    out: dict = {}
+    try:
+        with zipfile.ZipFile(p) as zf:
+            for info in zf.infolist():
+                if not info.filename.endswith(".npy"):
+                    continue
+                key = info.filename[:-4]
+                if keys is not None and key not in keys:
+                    continue
+                with zf.open(info) as f:
+                    shape, fortran, dtype, offset = _read_header(f, f"{name} (array '{key}')")
+                    count = int(np.prod(shape, dtype=np.float64))
+                    expected = count * dtype.itemsize
+                    if info.file_size - offset < expected:
+                        raise InputError(
+                            f"{name}: array '{key}' is truncated ({max(0, info.file_size - offset)} of {expected} data bytes present)"
+                        )
+                    if not read:
+                        out[key] = (shape, dtype)
+                        continue
+                    data = f.read(expected)
+                if len(data) < expected:
+                    raise InputError(f"{name}: array '{key}' is truncated")
+                arr = np.frombuffer(data, dtype=dtype, count=count).reshape(shape, order="F" if fortran else "C")
+                out[key] = arr.copy()
+    except InputError:
+        raise
+    except (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError, NotImplementedError) as e:
+        raise InputError(f"{name}: not a readable .npz file ({e.__class__.__name__}: {e})") from None
+    return out
+
+
+def read_npz(path: str | os.PathLike, keys=None) -> dict[str, np.ndarray]:
+    """The arrays of an ``.npz`` file (all, or only ``keys``), read safely (never unpickles, no
+    allocation beyond what the file holds); ``InputError`` naming the file otherwise."""
+    return _npz_members(path, keys, read=True)
+
+
+def npz_headers(path: str | os.PathLike) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
+    """{key: (shape, dtype)} of an ``.npz`` file's arrays, validated, without reading their data."""
+    return _npz_members(path, None, read=False)
 
 
 class NpyWriter:

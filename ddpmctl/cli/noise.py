@@ -57,12 +57,16 @@ def command(
     """
     if (t is None) == (steps is None):
         fail("give exactly one of --t and --steps")
+    if T < 1:
+        fail(f"--T must be >= 1, got {T}")
     if steps is not None and steps < 1:
         fail(f"--steps must be >= 1, got {steps}")
     if rows < 1:
         fail(f"--rows must be >= 1, got {rows}")
     if sequential and sde is not None:
         fail("--sequential runs the discrete chain; it does not combine with --sde")
+    if sde is not None and sde not in ("vp", "subvp", "ve"):
+        fail(f"--sde: unknown process '{sde}' (choose from vp, subvp, ve)")
     kind_out = io.output_kind(output)
     process = make_process(sde, schedule, T)
     continuous = sde is not None
