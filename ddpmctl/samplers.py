@@ -39,18 +39,18 @@ from ddpmctl.errors import InputError
 from ddpmctl.schedules import DiscreteProcess, Process
 
 SAMPLERS = ("ddpm", "ddim", "sde", "pc", "ode", "langevin")
-SOLVERS = ("euler", "heun", "dpm++2m", "rk45")
+SOLVERS = ("euler", "heun", "dpm++2m", "dpm++3m", "rk45")
 SPACINGS = ("uniform", "quadratic", "logsnr", "karras")
 VARIANCES = ("small", "large")
 
 # what each sampler uses by default (chosen by measurement on the exact mixture model:
 # benchmarks/sampler_quality.py; docs/sample.md)
-DEFAULT_SOLVER = "dpm++2m"
+DEFAULT_SOLVER = "dpm++3m"
 DEFAULT_SPACING = {"ddpm": "uniform", "ddim": "uniform", "sde": "uniform", "pc": "uniform", "ode": "logsnr", "langevin": "uniform"}
 DEFAULT_STEPS = {"ddpm": 1000, "ddim": 50, "sde": 1000, "pc": 500, "langevin": 100}
 # pc: score_sde's r = 0.16 with one corrector step; langevin: measured (docs/sample.md)
 SAMPLER_DEFAULTS = {"pc": {"snr": 0.16, "corrector_steps": 1}, "langevin": {"snr": 0.5, "corrector_steps": 2}}
-DEFAULT_ODE_STEPS = {"euler": 50, "heun": 10, "dpm++2m": 20, "rk45": 20}
+DEFAULT_ODE_STEPS = {"euler": 50, "heun": 10, "dpm++2m": 20, "dpm++3m": 20, "rk45": 20}
 
 
 # --------------------------------------------------------------------------------------------
@@ -120,9 +120,10 @@ def make_times(process: Process, steps: int, spacing: str = "uniform", rho: floa
     * ``logsnr``:    lambda(t) uniform (DPM-Solver's default)
     * ``karras``:    sigma~^(1/rho) uniform, sigma~ = sigma/alpha (EDM eq. 5, rho = 7)
 
-    On a discrete DDPM process the times are rounded to its T steps t = i/T (the network was
-    trained there; like DDIM's respacing) and repeated values are dropped, so uniform spacing
-    with steps = T is exactly DDPM's t = T, ..., 1.
+    On a discrete DDPM process the times are its integer steps t = i/T (the network was trained
+    only there; like DDIM's respacing): ``discrete_steps`` picks ``steps`` distinct steps that
+    follow the spacing as closely as possible, so ``steps`` is always the number of steps (and
+    the NFE) and uniform spacing with steps = T is exactly DDPM's t = T, ..., 1.
     """
     steps = int(steps)
     if steps < 1:
@@ -150,12 +151,29 @@ def make_times(process: Process, steps: int, spacing: str = "uniform", rho: floa
     t = t.clamp(t_min, t_max)
     t[0], t[-1] = t_max, (t_min if steps > 1 else t_max)
     if discrete:
-        idx = torch.round(t * process.T).long().clamp(1, process.T)
-        idx = torch.unique_consecutive(idx)
-        t = idx.to(torch.float64) / process.T
+        t = discrete_steps(t * process.T, process.T).to(torch.float64) / process.T
     if zero:
         t = torch.cat([t, torch.zeros(1, dtype=torch.float64)])
     return t
+
+
+def discrete_steps(target: torch.Tensor, T: int) -> torch.Tensor:
+    """``K = len(target)`` distinct integer steps in [1, T], decreasing, as close as possible to
+    the decreasing real positions ``target`` (first T, last 1): step j is rounded and kept in
+    [K - j, T - j], so there is room for the others (where the spacing is denser than the
+    integers at the high-noise end, e.g. log-SNR on a cosine schedule, whose clipped last beta
+    makes lambda drop fast near t = 1, the steps become T, T - 1, T - 2, ...); then, from the
+    low-noise end, a step that collides with the one after it moves up to the next free integer
+    (log-SNR near t = 1/T: consecutive steps there). On the exact mixture model the solvers do as
+    well on these steps as on the exact (non-integer) times of the spacing (docs/sample.md)."""
+    k = len(target)
+    if k > T:
+        raise InputError(f"--steps: this ddpm process has T = {T} steps; asked for {k}")
+    j = torch.arange(k)
+    idx = torch.minimum(torch.maximum(torch.round(target).long(), k - j), T - j).tolist()
+    for i in range(k - 2, -1, -1):
+        idx[i] = max(idx[i], idx[i + 1] + 1)
+    return torch.tensor(idx, dtype=torch.long)
 
 
 def sigma_tilde(process: Process, t) -> torch.Tensor:
@@ -385,15 +403,69 @@ def ode_heun(denoiser: Denoiser, x, times, callback=None) -> torch.Tensor:
     return x
 
 
+def _phis(h: float) -> tuple[float, float, float]:
+    """phi_1 = e^{-h} - 1, phi_2 = phi_1 / h + 1, phi_3 = phi_2 / h - 1/2 (series for tiny h)."""
+    if abs(h) < 1e-4:
+        return math.expm1(-h), h / 2 - h * h / 6 + h**3 / 24, -h / 6 + h * h / 24 - h**3 / 120
+    phi1 = math.expm1(-h)
+    phi2 = phi1 / h + 1
+    return phi1, phi2, phi2 / h - 0.5
+
+
+# a multistep step whose lambda-width h exceeds the previous one's by these factors drops to
+# order 2 / order 1 (extrapolating past x0 far beyond them is unreliable; a step-ratio safeguard
+# that never triggers on the default log-SNR grid, whose steps are all equal)
+RATIO_ORDER_2, RATIO_ORDER_1 = 1.5, 2.0
+
+
+def dpmpp_update(x: torch.Tensor, x0s: list, lams: list, lam_s: float, sigma_ratio: float, alpha_s: float, order: int) -> torch.Tensor:
+    """One DPM-Solver++ multistep update from lambda_t = ``lams[-1]`` to ``lam_s`` (``sigma_ratio``
+    = sigma_s / sigma_t, ``alpha_s``), with the predicted x0 ``x0s`` at ``lams`` (newest last; the
+    last ``order`` are used). See ``ode_dpmpp``."""
+    h = lam_s - lams[-1]
+    phi1, phi2, phi3 = _phis(h)
+    m0 = x0s[-1]
+    if order == 1:
+        return sigma_ratio * x - alpha_s * phi1 * m0
+    m1 = x0s[-2]
+    r0 = (lams[-1] - lams[-2]) / h
+    d0 = (m0 - m1) / r0
+    if order == 2:
+        return sigma_ratio * x - alpha_s * phi1 * (m0 + 0.5 * d0)
+    m2 = x0s[-3]
+    r1 = (lams[-2] - lams[-3]) / h
+    d1 = (m1 - m2) / r1
+    D2 = (d0 - d1) / (r0 + r1)
+    D1 = d0 + r0 * D2
+    return sigma_ratio * x - alpha_s * phi1 * m0 + alpha_s * phi2 * D1 - 2 * alpha_s * phi3 * D2
+
+
 @torch.no_grad()
-def ode_dpmpp_2m(denoiser: Denoiser, x, times, callback=None) -> torch.Tensor:
-    """DPM-Solver++(2M) (Lu et al. 2022, Algorithm 2; k-diffusion ``sample_dpmpp_2m``), the
-    multistep 2nd-order solver in lambda = log(alpha/sigma) with data prediction:
-        h = lambda_s - lambda_t,  r = h_prev / h,  D = (1 + 1/(2r)) x0_t - 1/(2r) x0_prev
-        x_s = (sigma_s / sigma_t) x_t - alpha_s (e^{-h} - 1) D
-    with D = x0_t (first order, = DDIM) on the first step and on the step to 0. NFE = steps."""
+def ode_dpmpp(denoiser: Denoiser, x, times, callback=None, order: int = 2) -> torch.Tensor:
+    """DPM-Solver++(kM) (Lu et al. 2022), the multistep solver of order ``order`` = 1, 2 or 3 in
+    lambda = log(alpha/sigma) with data prediction. Exactly,
+
+        x_s = (sigma_s / sigma_t) x_t + alpha_s int_0^h e^{tau - h} x0(lambda_t + tau) dtau,   h = lambda_s - lambda_t,
+
+    and x0 is interpolated through the current and the previous k - 1 evaluations,
+    x0(lambda_t + tau) = m0 + D1 tau / h + D2 tau^2 / h^2 (m0 = x0_t; divided differences of
+    m0, m1, m2 at lambda_t, lambda_t - h0, lambda_t - h0 - h1; r_i = h_i / h):
+
+        order 1: x_s = (sigma_s / sigma_t) x_t - alpha_s phi_1 m0                      (= DDIM)
+        order 2: ... - alpha_s phi_1 (m0 + d0 / 2)                           (Lu et al. Algorithm 2)
+        order 3: ... - alpha_s phi_1 m0 + alpha_s phi_2 D1 - 2 alpha_s phi_3 D2,
+                 D1 = d0 + r0 D2,  D2 = (d0 - d1) / (r0 + r1),  d0 = (m0 - m1) / r0,  d1 = (m1 - m2) / r1
+
+    with phi_1 = e^{-h} - 1, phi_2 = phi_1 / h + 1, phi_3 = phi_2 / h - 1/2. Order 3 integrates
+    the quadratic exactly (so a step is exact when x0 is quadratic in lambda); order 2 keeps Lu et
+    al.'s -phi_1 / 2 in place of the exact phi_2 (better on measurement: docs/sample.md). A step
+    starts at order 1 and rises as evaluations accumulate; a step more than 1.5 (2) times as wide
+    in lambda as the previous one uses order <= 2 (1). The step to t = 0 returns x0_t. NFE = steps."""
+    if order not in (1, 2, 3):
+        raise ValueError(f"DPM-Solver++ order must be 1, 2 or 3, got {order}")
     process = denoiser.process
-    x0_prev, h_prev = None, None
+    lams: list[float] = []  # lambda and predicted x0 of the last evaluations, newest last
+    x0s: list[torch.Tensor] = []
     for i, (t, s) in enumerate(_steps(times)):
         pred = denoiser(x, t)
         _cb(callback, i, t, x, pred)
@@ -401,15 +473,23 @@ def ode_dpmpp_2m(denoiser: Denoiser, x, times, callback=None) -> torch.Tensor:
             x = pred.x0
             continue
         lam_t, lam_s = 0.5 * _f(process.log_snr(t)), 0.5 * _f(process.log_snr(s))
-        h = lam_s - lam_t
-        if x0_prev is None:
-            d = pred.x0
-        else:
-            r = h_prev / h
-            d = (1 + 1 / (2 * r)) * pred.x0 - (1 / (2 * r)) * x0_prev
-        x = (_f(process.sigma(s)) / _f(process.sigma(t))) * x - _f(process.alpha(s)) * math.expm1(-h) * d
-        x0_prev, h_prev = pred.x0, h
+        lams, x0s = (lams + [lam_t])[-order:], (x0s + [pred.x0])[-order:]
+        k = len(lams)
+        if k > 1:
+            q = (lam_s - lam_t) / (lam_t - lams[-2])
+            k = 1 if q > RATIO_ORDER_1 else min(k, 2) if q > RATIO_ORDER_2 else k
+        x = dpmpp_update(x, x0s, lams, lam_s, _f(process.sigma(s)) / _f(process.sigma(t)), _f(process.alpha(s)), k)
     return x
+
+
+def ode_dpmpp_2m(denoiser: Denoiser, x, times, callback=None) -> torch.Tensor:
+    """DPM-Solver++(2M) (Lu et al. 2022, Algorithm 2; k-diffusion ``sample_dpmpp_2m``): ``ode_dpmpp`` of order 2."""
+    return ode_dpmpp(denoiser, x, times, callback, order=2)
+
+
+def ode_dpmpp_3m(denoiser: Denoiser, x, times, callback=None) -> torch.Tensor:
+    """DPM-Solver++(3M) (Lu et al. 2022): ``ode_dpmpp`` of order 3."""
+    return ode_dpmpp(denoiser, x, times, callback, order=3)
 
 
 @torch.no_grad()
@@ -457,7 +537,13 @@ def ode_rk45(denoiser: Denoiser, x, times, callback=None, rtol: float = 1e-5, at
     return x
 
 
-ODE_SOLVERS: dict[str, Callable] = {"euler": ode_euler, "heun": ode_heun, "dpm++2m": ode_dpmpp_2m, "rk45": ode_rk45}
+ODE_SOLVERS: dict[str, Callable] = {
+    "euler": ode_euler,
+    "heun": ode_heun,
+    "dpm++2m": ode_dpmpp_2m,
+    "dpm++3m": ode_dpmpp_3m,
+    "rk45": ode_rk45,
+}
 
 
 @torch.no_grad()
@@ -465,7 +551,7 @@ def sample_ode(
     denoiser: Denoiser, x, times, generator=None, callback=None, solver: str = DEFAULT_SOLVER, rtol: float = 1e-5, atol: float = 1e-5
 ) -> torch.Tensor:
     """The probability-flow ODE dx = [f x - g^2 score / 2] dt (deterministic: ``generator`` is unused
-    after the initial noise) with ``solver`` euler | heun | dpm++2m | rk45."""
+    after the initial noise) with ``solver`` euler | heun | dpm++2m | dpm++3m | rk45."""
     if solver not in ODE_SOLVERS:
         raise InputError(f"--solver: unknown ODE solver '{solver}' (choose from {', '.join(SOLVERS)})")
     if solver == "rk45":
@@ -509,7 +595,7 @@ def check_sampler(sampler: str, process: Process, solver: str | None = None) -> 
 
 def default_steps(sampler: str, process: Process, solver: str | None = None) -> int:
     """Steps a sampler takes when --steps is not given: DDPM on a discrete process uses all T
-    steps (Algorithm 2); the ODE's default is about 20 NFE (dpm++2m: 20 steps, heun: 10 steps = 19 NFE)."""
+    steps (Algorithm 2); the ODE's default is about 20 NFE (dpm++3m/2m: 20 steps, heun: 10 steps = 19 NFE)."""
     if sampler == "ode":
         return DEFAULT_ODE_STEPS[solver or DEFAULT_SOLVER]
     n = DEFAULT_STEPS[sampler]

@@ -52,7 +52,7 @@ def test_exact_mixture_default_sampler_json(files, tmp_path):
     code, out, err = run(d / "mix.npz", "-n", 300, "-o", tmp_path / "s.npy", "--json", "--seed", 3)
     assert code == 0, err
     info = json.loads(out)
-    assert info["sampler"] == "ode" and info["solver"] == "dpm++2m" and info["nfe"] == 20 and info["steps"] == 20
+    assert info["sampler"] == "ode" and info["solver"] == "dpm++3m" and info["nfe"] == 20 and info["steps"] == 20
     assert info["quality"]["swd"] < 0.15 and info["quality"]["n"] == 300
     x = np.load(tmp_path / "s.npy")
     assert x.shape == (300, 2) and x.dtype == np.float32
@@ -72,6 +72,8 @@ def test_exact_mixture_default_sampler_json(files, tmp_path):
         (["--solver", "heun", "--steps", "8", "--spacing", "karras", "--process", "subvp"], 15),
         (["--sampler", "langevin", "--steps", "10", "--process", "ve"], 21),
         (["--sampler", "ddpm", "--process", "ddpm", "--T", "40", "--variance", "large"], 40),
+        (["--solver", "dpm++2m", "--steps", "12", "--process", "ve"], 12),
+        (["--solver", "dpm++3m", "--steps", "20", "--process", "ddpm"], 20),  # 20 distinct steps of T = 1000
     ],
 )
 def test_every_sampler_from_the_cli(files, tmp_path, args, nfe):

@@ -30,6 +30,24 @@ def exact(mixture, kind="vp", **kw):
     return ExactGMM(mixture, make_process(kind, **kw))
 
 
+def _ode_reference(model):
+    """200 initial points and their ODE solutions by 3M with 1000 steps (error ~1e-7)."""
+    x = S.NoiseStream(3, range(200), (2,), dtype=torch.float64)()
+    return x, S.sample_ode(model.denoiser(), x, S.make_times(model.process, 1000, "logsnr"), None, solver="dpm++3m")
+
+
+@pytest.fixture(scope="module")
+def vp_reference(mixture):
+    m = exact(mixture, "vp")
+    return (m, *_ode_reference(m))
+
+
+@pytest.fixture(scope="module")
+def ddpm_reference(mixture):
+    m = exact(mixture, "ddpm")
+    return (m, *_ode_reference(m))
+
+
 # ------------------------------------------------------------------------------------------
 # the exact model
 
@@ -113,8 +131,8 @@ def test_make_times_is_decreasing_from_t_max_to_t_min_then_zero(kind, spacing):
     assert t.dtype == torch.float64 and t[-1] == 0
     assert math.isclose(float(t[0]), p.t_max) and math.isclose(float(t[-2]), p.t_min, rel_tol=1e-9)
     assert (t[1:] < t[:-1]).all()
+    assert len(t) == 26  # 25 steps, on a discrete process too
     if kind != "ddpm":
-        assert len(t) == 26
         inner = t[:-1]
         if spacing == "logsnr":
             d = torch.diff(p.log_snr(inner))
@@ -128,6 +146,39 @@ def test_make_times_is_decreasing_from_t_max_to_t_min_then_zero(kind, spacing):
     else:  # on DDPM's own steps
         assert torch.allclose(t * 1000, torch.round(t * 1000), atol=1e-9)
     assert torch.equal(S.make_times(p, 25, spacing, zero=False), t[:-1])
+
+
+@pytest.mark.parametrize("spacing", S.SPACINGS)
+def test_discrete_grid_has_exactly_the_requested_steps(ddpm_reference, spacing):
+    """On a DDPM process (T = 1000) --steps K is K distinct training steps for every K <= T (before,
+    rounding dropped repeats: 20 log-SNR steps on the cosine schedule became 17); the NFE is K; and
+    the ODE converges on that grid."""
+    p = make_process("ddpm")
+    for proc in (p, make_process("ddpm", "cosine")):  # cosine: log-SNR and karras steps collide near t = 1 too
+        for k in (1, 2, 7, 20, 50, 333, 999, 1000):
+            t = S.make_times(proc, k, spacing)
+            idx = torch.round(t[:-1] * 1000).long()
+            assert len(t) == k + 1 and torch.allclose(t[:-1] * 1000, idx.double(), atol=1e-9)
+            assert (idx[1:] < idx[:-1]).all() and idx[0] == 1000 and (k == 1 or idx[-1] == 1)
+    if spacing == "uniform":  # uniform targets never collide: exactly DDIM's rounded respacing
+        u = torch.linspace(1000, 1, 20, dtype=torch.float64)
+        assert torch.equal(torch.round(S.make_times(p, 20)[:-1] * 1000).long(), torch.round(u).long())
+    model, x, ref = ddpm_reference
+    m = Counting(model)
+    _, info = generate(m, "ode", solver="dpm++3m", steps=20, spacing=spacing, n=8, batch=8)
+    assert info["nfe"] == 20 == m.calls and info["steps"] == 20
+    errs = [float((S.sample_ode(model.denoiser(), x, S.make_times(p, k, spacing), None, solver="dpm++3m") - ref).norm(dim=1).median())
+            for k in (10, 20, 40)]  # fmt: skip
+    assert errs[0] > 2 * errs[1] > 4 * errs[2], errs
+
+
+def test_discrete_steps_moves_collisions_to_the_next_free_integer():
+    target = torch.tensor([10.0, 6.2, 2.4, 1.3, 1.1, 1.0])
+    assert S.discrete_steps(target, 10).tolist() == [10, 6, 4, 3, 2, 1]
+    assert S.discrete_steps(torch.linspace(10, 1, 10), 10).tolist() == list(range(10, 0, -1))
+    assert S.discrete_steps(torch.tensor([10.0, 9.9, 9.8, 1.0]), 10).tolist() == [10, 9, 8, 1]  # room kept below T
+    with pytest.raises(InputError, match="T = 3"):
+        S.discrete_steps(torch.linspace(3, 1, 4), 3)
 
 
 def test_make_times_full_ddpm_grid_and_errors():
@@ -212,9 +263,56 @@ def test_ddim_eta_0_and_the_ode_solvers_agree_at_high_nfe(mixture):
     ddim = {k: err(S.sample_ddim(m.denoiser(), x, S.make_times(m.process, k), None)) for k in (50, 200, 800)}
     assert ddim[800] < 0.05
     assert ddim[50] > 2.5 * ddim[200] > 2.5 * 2.5 * ddim[800]  # first order: error ~ 1/steps
-    for solver in ("heun", "dpm++2m"):  # second order: 100 steps do better than DDIM's 800
+    for solver in ("heun", "dpm++2m", "dpm++3m"):  # second/third order: 100 steps do better than DDIM's 800
         assert err(S.sample_ode(m.denoiser(), x, S.make_times(m.process, 100, "logsnr"), None, solver=solver)) < 0.03
     assert err(S.sample_ode(m.denoiser(), x, S.make_times(m.process, 2), None, solver="rk45")) < 0.005  # default tolerances
+
+
+def test_dpmpp_3m_converges_faster_than_2m(vp_reference):
+    """DPM-Solver++(3M) is third order: from the same x_T, doubling the steps of the log-SNR grid
+    divides its error by ~8 (2M: ~4), and it is more accurate than 2M at every step count."""
+    m, x, ref = vp_reference
+
+    def rms(solver, k):
+        y = S.sample_ode(m.denoiser(), x, S.make_times(m.process, k, "logsnr"), None, solver=solver)
+        return float((y - ref).norm(dim=1).pow(2).mean().sqrt())
+
+    e2 = {k: rms("dpm++2m", k) for k in (20, 40, 80)}
+    e3 = {k: rms("dpm++3m", k) for k in (20, 40, 80)}
+    assert all(e3[k] < 0.6 * e2[k] for k in e3), (e2, e3)
+    assert e3[40] / e3[80] > 5.5 and e3[40] / e3[80] > 1.4 * e2[40] / e2[80], (e2, e3)
+    assert 3 < e2[40] / e2[80] < 5  # second order
+
+
+def test_dpmpp_update_integrates_polynomial_x0_exactly():
+    """An order-k step integrates the interpolant of the last k x0 exactly: when x0(lambda) is a
+    polynomial of degree k - 1 (for k = 1, 3), the step is the exact solution
+    x_s / sigma_s = x_t / sigma_t + int e^lambda x0 dlambda = ... + [e^lambda (P - P' + P'')]."""
+    c = torch.tensor([[0.7, -1.2], [0.3, 0.5], [-0.4, 0.2]], dtype=torch.float64)  # P = c0 + c1 l + c2 l^2
+    P = lambda lam: c[0] + c[1] * lam + c[2] * lam**2  # noqa: E731
+    prim = lambda lam: math.exp(lam) * (P(lam) - (c[1] + 2 * c[2] * lam) + 2 * c[2])  # noqa: E731
+    lams, lam_s, sig_t, sig_s = [-0.9, -0.3, 0.1], 0.8, 0.9, 0.35
+    x = torch.tensor([0.2, -0.1], dtype=torch.float64)
+    exact_x = sig_s * (x / sig_t + prim(lam_s) - prim(lams[-1]))
+    alpha_s = sig_s * math.exp(lam_s)
+    got = S.dpmpp_update(x, [P(v) for v in lams], lams, lam_s, sig_s / sig_t, alpha_s, order=3)
+    assert torch.allclose(got, exact_x, rtol=1e-12, atol=1e-12)
+    c[1] = c[2] = 0  # constant x0: first order is exact
+    got1 = S.dpmpp_update(x, [P(v) for v in lams], lams, lam_s, sig_s / sig_t, alpha_s, order=1)
+    assert torch.allclose(got1, sig_s * (x / sig_t + prim(lam_s) - prim(lams[-1])), rtol=1e-12, atol=1e-12)
+
+
+def test_dpmpp_order_drops_on_a_step_much_wider_than_the_last(vp_reference):
+    """The step-ratio safeguard: on a time-uniform VP grid the last step is ~5x wider in lambda than
+    the one before; extrapolating x0 that far ruins 3M (median error 0.6 without the safeguard, 0.04 with), so that
+    step drops to first order."""
+    m, x, ref = vp_reference
+    times = S.make_times(m.process, 20, "uniform")
+    lam = 0.5 * m.process.log_snr(times[:-1])
+    h = torch.diff(lam)
+    assert h[-1] > 2 * h[-2]
+    y = S.sample_ode(m.denoiser(), x, times, None, solver="dpm++3m")
+    assert float((y - ref).norm(dim=1).median()) < 0.1
 
 
 class Counting:
@@ -243,6 +341,8 @@ class Counting:
         ("ode", "vp", {"steps": 13, "solver": "euler"}, 13),
         ("ode", "vp", {"steps": 13, "solver": "heun"}, 2 * 13 - 1),
         ("ode", "ve", {"steps": 13, "solver": "dpm++2m"}, 13),
+        ("ode", "ddpm", {"steps": 20, "solver": "dpm++3m", "spacing": "logsnr"}, 20),
+        ("ode", "ddpm", {"steps": 20, "solver": "dpm++2m", "spacing": "karras"}, 20),
         ("langevin", "ve", {"steps": 13, "corrector_steps": 3}, 13 * 3 + 1),
         ("ode", "vp", {"solver": "rk45"}, None),
     ],
@@ -297,6 +397,7 @@ CASES = [
     ("sde", "vp", {}, 5, 300),
     ("pc", "ve", {}, 10, 150),
     ("ode", "vp", {"solver": "dpm++2m"}, 4, 30),
+    ("ode", "ddpm", {"solver": "dpm++3m"}, 4, 20),
     ("ode", "ve", {"solver": "heun"}, 4, 25),
     ("ode", "subvp", {"solver": "euler"}, 5, 100),
     ("ode", "vp", {"solver": "rk45", "rtol": 1e-3, "atol": 1e-3}, None, 0),
@@ -327,12 +428,12 @@ def test_langevin_corrector_reduces_the_error_of_the_predictor(mixture):
 
 
 def test_fast_ode_default_is_close_to_the_exact_ode_solution(mixture):
-    """The default (DPM-Solver++(2M), 20 steps on a log-SNR grid = 20 NFE) lands, from the same x_T,
+    """The default (DPM-Solver++(3M), 20 steps on a log-SNR grid = 20 NFE) lands, from the same x_T,
     within 2% of the data's spread of the tightly solved ODE (median), so its quality is the ODE's own
     (benchmarks/sampler_quality.py compares it with 1000-step DDPM on many samples)."""
     m = exact(mixture, "vp")
     x, info = generate(m, n=N, batch=N, seed=1)
-    assert info["nfe"] == 20 and info["solver"] == "dpm++2m" and info["spacing"] == "logsnr"
+    assert info["nfe"] == 20 and info["solver"] == "dpm++3m" and info["spacing"] == "logsnr"
     ref, _ = generate(m, "ode", solver="rk45", rtol=1e-7, atol=1e-7, n=N, batch=N, seed=1)
     spread = float(np.sqrt(np.trace(mixture.cov())))
     assert np.median(np.linalg.norm(x - ref, axis=1)) < 0.02 * spread

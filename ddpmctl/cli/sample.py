@@ -29,6 +29,43 @@ SAMPLER_HELP = (
 )
 
 
+PREVIEW_IMAGES = 64
+PREVIEW_POINTS = 100_000
+
+
+def _sample_to_npy(model, sampler: str, n: int, batch: int, output: str, keep_all: bool, progress, **options):
+    """Generate batch by batch and append each batch to the .npy output (or stdout) as it comes.
+
+    Sample i is the same as in one ``generate`` call (per-sample seeds, ``start_index``); memory
+    holds one batch. The file appears atomically at the end (``io.NpyStreamWriter``). Returns (the
+    first samples, for a preview; all of them when ``keep_all``) and the merged info."""
+    import numpy as np
+
+    from ddpmctl import sampling
+
+    head_max = PREVIEW_IMAGES if model.data_kind == "images" else PREVIEW_POINTS
+    head: list[np.ndarray] = []
+    have = 0
+    infos: list[dict] = []
+    with io.NpyStreamWriter(output, (n, *model.data_shape), np.float32) as out:
+        for start in range(0, n, batch):
+            m = min(batch, n - start)
+            x, info = sampling.generate(model, sampler, n=m, batch=m, start_index=start, progress=progress, **options)
+            out.write(x)
+            if keep_all or have < head_max:
+                head.append(x if keep_all else x[: head_max - have].copy())
+                have += len(head[-1])
+            infos.append(info)
+    info = dict(infos[0])
+    nfes = [i["nfe"] for i in infos]
+    seconds = sum(i["seconds"] for i in infos)
+    info.update(n=n, batch=batch, nfe=max(nfes), seconds=seconds, seconds_per_sample=seconds / n)
+    info.pop("nfe_per_batch", None)
+    if len(set(nfes)) > 1:
+        info["nfe_per_batch"] = nfes
+    return np.concatenate(head), info
+
+
 def _is_mixture(path: str) -> bool:
     return path.lower().endswith(".npz")
 
@@ -80,11 +117,11 @@ def command(
         ..., help="Checkpoint folder or .safetensors file; or a mixture .npz (make-data gmm) to sample its exact model.", metavar="CKPT"
     ),
     sampler: str = typer.Option("ode", "--sampler", help=SAMPLER_HELP),
-    solver: Optional[str] = typer.Option(None, "--solver", help="ode: euler, heun, dpm++2m or rk45 (adaptive) [default: dpm++2m]."),
+    solver: Optional[str] = typer.Option(None, "--solver", help="ode: euler, heun, dpm++2m, dpm++3m or rk45 (adaptive) [default: dpm++3m]."),
     steps: Optional[int] = typer.Option(
         None,
         "--steps",
-        help="Steps (intervals of the time grid) [default: ode dpm++2m 20, heun 10, euler 50; ddpm T or 1000; ddim 50; sde 1000; pc 500; langevin 100].",
+        help="Steps (intervals of the time grid; K steps are K NFE for ddpm, ddim, sde, euler, dpm++) [default: ode dpm++3m/2m 20, heun 10, euler 50; ddpm T or 1000; ddim 50; sde 1000; pc 500; langevin 100].",
     ),
     n: int = typer.Option(64, "--n", "-n", help="Number of samples."),
     batch: int = typer.Option(256, "--batch", help=HELP_BATCH),
@@ -120,8 +157,9 @@ def command(
 
     Samplers: ddpm (ancestral, DDPM Algorithm 2), ddim (--eta), sde (Euler-Maruyama on the
     reverse SDE), pc (reverse-diffusion predictor + Langevin corrector), ode (probability-flow
-    ODE: --solver euler | heun | dpm++2m | rk45) and langevin (annealed Langevin dynamics, VE
-    models). The default is the ODE with DPM-Solver++(2M), 20 steps on a log-SNR grid (20 NFE).
+    ODE: --solver euler | heun | dpm++2m | dpm++3m | rk45) and langevin (annealed Langevin
+    dynamics, VE models). The default is the ODE with DPM-Solver++(3M), 20 steps on a log-SNR
+    grid (20 NFE). --steps K is always K steps (on a DDPM checkpoint: K distinct training steps).
     Images are written in [0, 1], points as they are: .npy, a .png grid (points: a scatter plot)
     or a folder of PNGs. Given a mixture .npz (make-data gmm), samples its exact model: a perfect
     denoiser in closed form, to see what a sampler does with a perfect score (and reports how
@@ -139,7 +177,7 @@ def command(
         raise InputError(f"--batch: must be >= 1, got {batch}")
     if seed < 0:
         raise InputError(f"--seed: must be >= 0, got {seed}")
-    if preview is not None and io.output_kind(preview) != "png":
+    if preview is not None and not preview.lower().endswith(".png"):
         raise InputError(f"--preview: {preview}: must be a .png file")
     if trajectory < 0:
         raise InputError(f"--trajectory: must be >= 0, got {trajectory}")
@@ -163,19 +201,25 @@ def command(
         total_steps = len(S.make_times(model.process, opts["steps"], opts["spacing"], rho=rho)) - 1
         total_steps *= math.ceil(n / batch)
     label = sampler + (f"/{opts['solver']}" if opts["solver"] else "")
+    gen_options = dict(
+        steps=opts["steps"], seed=seed, device=dev, solver=opts["solver"], spacing=opts["spacing"], rho=rho, eta=eta,
+        variance=variance, snr=snr, corrector_steps=corrector_steps, rtol=rtol, atol=atol, clip_x0=clip_x0,
+    )  # fmt: skip
     with progress(total_steps, f"sample {label}", quiet=quiet) as update:
-        samples, info = sampling.generate(
-            model, sampler, n=n, steps=opts["steps"], seed=seed, batch=batch, device=dev,
-            solver=opts["solver"], spacing=opts["spacing"], rho=rho, eta=eta, variance=variance, snr=snr,
-            corrector_steps=corrector_steps, rtol=rtol, atol=atol, clip_x0=clip_x0, trajectory=trajectory,
-            progress=update,
-        )  # fmt: skip
+        if out_kind == "npy" and not trajectory:  # streamed: memory holds one batch, not n samples
+            samples, info = _sample_to_npy(
+                model, sampler, n, batch, output, keep_all=_is_mixture(checkpoint), progress=update, **gen_options
+            )
+        else:
+            samples, info = sampling.generate(
+                model, sampler, n=n, batch=batch, trajectory=trajectory, progress=update, **gen_options
+            )
+            io.save_output(output, samples)
     traj = info.pop("trajectory", None)
-    io.save_output(output, samples)
     if preview is not None:
-        io.save_output(preview, samples[:64] if samples.ndim == 4 else samples)
+        io.save_output(preview, samples[:PREVIEW_IMAGES] if samples.ndim == 4 else samples)
     result = {k: v for k, v in info.items() if k != "times"}
-    result.update(output=output, model=checkpoint, data_kind=model.data_kind, shape=list(samples.shape))
+    result.update(output=output, model=checkpoint, data_kind=model.data_kind, shape=[n, *model.data_shape])
     if traj is not None:
         npy_path, png_path = _trajectory_paths(output)
         io.save_npy(npy_path, traj)
@@ -191,7 +235,7 @@ def command(
     out = report_stream(output == io.STDIO)
     where = "stdout" if output == io.STDIO else output
     out.write(
-        f"wrote {n} samples {tuple(samples.shape[1:])} to {where}: {label}, {info['steps']} steps ({info['spacing']}), "
+        f"wrote {n} samples {tuple(model.data_shape)} to {where}: {label}, {info['steps']} steps ({info['spacing']}), "
         f"NFE {info['nfe']}, {info['seconds']:.2f} s ({1000 * info['seconds_per_sample']:.2f} ms/sample) on {info['device']}\n"
     )
     if traj is not None:
