@@ -30,6 +30,11 @@ denoiser's prediction at (x_t, t), ``s`` the next time):
 * ``sdedit`` (Meng et al. 2022), denoising only: y = x + sigma_y n is a noisy image at the time t*
   where ``alpha^2 / sigma^2 = 1 / sigma_y^2`` (VP: alpha_bar = 1 / (1 + sigma_y^2)): start there
   from ``x_t* = alpha_t* y`` (exactly q(x_t* | x)) and run the reverse process (DDIM with eta) to 0.
+
+Posterior mean (``samples = K > 1``, any method): every observation is restored K times with
+independent noise and the mean of the K restorations is returned, a Monte-Carlo estimate of
+E[x | y] (the estimator of least expected squared error, so of highest expected PSNR), optionally
+with the per-pixel standard deviation. The K x N restorations run through the same batched loop.
 """
 
 from __future__ import annotations
@@ -69,6 +74,15 @@ def check_method(method: str, op: Operator, sigma_y: float) -> None:
         raise InputError("--method sdedit needs a noisy observation (noise sigma > 0 in the sidecar or --noise)")
     if method == "repaint" and op.task == "denoise":
         raise InputError("--method repaint does not apply to denoising (it replaces the observed part, which is everything; use ddnm, dps or sdedit)")
+
+
+def check_samples(samples, return_std: bool = False) -> int:
+    """``samples`` as an int >= 1 (InputError otherwise; ``return_std`` needs >= 2)."""
+    if isinstance(samples, bool) or not isinstance(samples, (int, np.integer)) or samples < 1:
+        raise InputError(f"--samples: must be an integer >= 1, got {samples}")
+    if return_std and samples < 2:
+        raise InputError(f"--std: needs --samples >= 2 (the spread of several restorations), got --samples {samples}")
+    return int(samples)
 
 
 def default_steps(method: str, process: Process) -> int:
@@ -242,6 +256,58 @@ def plan(method: str, process: Process, steps: int, sigma_m: float = 0.0, jump_l
     return times, k
 
 
+def restoration_seed(seed: int, index: int, j: int = 0) -> int:
+    """The seed of restoration ``j`` of observation ``index``: j = 0 is the sample's own seed
+    ``samplers.sample_seed(seed, index)`` (so one sample per observation is the plain run), j >= 1
+    the SeedSequence of (seed, index) with spawn key (j,) (its j-th child; never the same entropy)."""
+    if j == 0:
+        return S.sample_seed(seed, index)
+    ss = np.random.SeedSequence([int(seed) & 0xFFFFFFFFFFFFFFFF, int(index)], spawn_key=(int(j),))
+    state = ss.generate_state(2, np.uint32)
+    return (int(state[0]) << 31) ^ int(state[1])
+
+
+class SeededNoise(S.NoiseStream):
+    """A ``samplers.NoiseStream`` whose row b draws from a generator seeded with ``seeds[b]``
+    (same blocks, so a row's noise does not depend on the batch it is in)."""
+
+    def __init__(self, seeds, shape: tuple, device="cpu", dtype=torch.float32):
+        super().__init__(0, [], shape, device=device, dtype=dtype)
+        self.indices = list(range(len(seeds)))
+        self.generators = [torch.Generator().manual_seed(int(s)) for s in seeds]
+
+
+class _Moments:
+    """Per-observation mean and standard deviation of K restorations that arrive in row order
+    (observation-major: row r = i K + j), in float64 with the shifted sums
+    S1 = sum(x - c), S2 = sum((x - c)^2), c = restoration 0 of the observation: pixels that all
+    K restorations agree on (e.g. the known pixels of a noise-free inpainting) come out exactly."""
+
+    def __init__(self, n: int, shape: tuple, k: int, second: bool):
+        self.k = k
+        self.shift = np.zeros((n, *shape), dtype=np.float32)
+        self.s1 = np.zeros((n, *shape), dtype=np.float64)
+        self.s2 = np.zeros((n, *shape), dtype=np.float64) if second else None
+
+    def add(self, obs: np.ndarray, js: np.ndarray, x: np.ndarray) -> None:
+        first = js == 0
+        self.shift[obs[first]] = x[first]
+        d = x.astype(np.float64) - self.shift[obs]
+        starts = np.flatnonzero(np.r_[True, obs[1:] != obs[:-1]])  # rows are grouped by observation
+        groups = obs[starts]
+        self.s1[groups] += np.add.reduceat(d, starts, axis=0)
+        if self.s2 is not None:
+            self.s2[groups] += np.add.reduceat(d * d, starts, axis=0)
+
+    def mean(self) -> np.ndarray:
+        return (self.shift + self.s1 / self.k).astype(np.float32)
+
+    def std(self) -> np.ndarray:
+        """Sample standard deviation (ddof = 1) over the K restorations."""
+        var = (self.s2 - self.s1**2 / self.k) / (self.k - 1)
+        return np.sqrt(np.maximum(var, 0.0)).astype(np.float32)
+
+
 def comparison_rows(sets: list[np.ndarray], width: int = 16, fill: float = 1.0) -> tuple[np.ndarray, int]:
     """Stack image sets (each (N, C, H, W)) as rows for one PNG grid: for every chunk of ``width``
     images, one row per set (observation | restored | truth). Returns (images, nrow)."""
@@ -276,13 +342,24 @@ def restore(
     clip: bool = True,
     amp: bool | None = None,
     progress: Callable[..., None] | None = None,
-) -> tuple[np.ndarray, dict]:
+    samples: int = 1,
+    return_std: bool = False,
+):
     """Restore the observations ``y_file`` (the array ``ddpmctl degrade`` wrote; data units) with
     ``model`` (a ``checkpoint.LoadedModel`` or anything with ``process``, ``normalization``,
-    ``data_kind``, ``data_shape`` and ``denoiser()``). Returns (x in data units, info).
+    ``data_kind``, ``data_shape`` and ``denoiser()``). Returns (x in data units, info), or
+    (x, std, info) with ``return_std``.
 
     Images come back float32 clipped to [0, 1] (``clip``). Sample i draws all its noise from its own
-    generator seeded from (seed, i), so the result does not depend on ``batch``."""
+    generator seeded from (seed, i), so the result does not depend on ``batch``.
+
+    ``samples = K``: restore every observation K times with independent noise (restoration j of
+    observation i seeded by ``restoration_seed(seed, i, j)``; j = 0 is the single-sample run) and
+    return the mean of the K (clipped) restorations, a Monte-Carlo estimate of the posterior mean
+    E[x | y]; ``return_std`` adds their per-pixel standard deviation (ddof = 1; K >= 2). The K N
+    restorations go through the batched loop in chunks of ``batch`` (observation-major), so the
+    result does not depend on ``batch`` either. Cost: K times the NFE."""
+    samples = check_samples(samples, return_std)
     check_method(method, op, sigma_y)
     shape = tuple(model.data_shape)
     if tuple(op.x_shape) != shape:
@@ -304,7 +381,8 @@ def restore(
         raise InputError(f"--jump-length must be >= 0 and --jump-n >= 1, got {jump_length} and {jump_n}")
     if seed < 0:
         raise InputError(f"--seed: must be >= 0, got {seed}")
-    batch = min(n, 64) if batch is None else int(batch)
+    total = n * samples
+    batch = min(total, 64) if batch is None else int(batch)
     if batch < 1:
         raise InputError(f"--batch: must be >= 1, got {batch}")
 
@@ -323,15 +401,24 @@ def restore(
 
     from ddpmctl.device import autocast
 
-    out = np.empty((n, *shape), dtype=np.float32)
+    out = np.empty((n, *shape), dtype=np.float32) if samples == 1 else None
+    moments = _Moments(n, shape, samples, return_std) if samples > 1 else None
     nfes = []
     t_start = time.perf_counter()
-    for start in range(0, n, batch):
-        stop = min(n, start + batch)
-        bop = op.select(slice(start, stop)).to(dev)
-        y = bop.decode(torch.from_numpy(np.ascontiguousarray(y_file[start:stop])).to(device=dev, dtype=torch.float64))
+    for start in range(0, total, batch):  # row r = restoration r % K of observation r // K
+        stop = min(total, start + batch)
+        obs, js = np.divmod(np.arange(start, stop), samples)
+        if samples == 1:
+            bop = op.select(slice(start, stop)).to(dev)
+            y_rows = y_file[start:stop]
+            stream = S.NoiseStream(seed, range(start, stop), shape, device=dev, dtype=dtype)
+        else:
+            bop = op.select(torch.from_numpy(obs)).to(dev)
+            y_rows = y_file[obs]
+            seeds = [restoration_seed(seed, i, j) for i, j in zip(obs.tolist(), js.tolist())]
+            stream = SeededNoise(seeds, shape, device=dev, dtype=dtype)
+        y = bop.decode(torch.from_numpy(np.ascontiguousarray(y_rows)).to(device=dev, dtype=torch.float64))
         y_m = bop.to_model_observation(y, float(norm.scale), float(norm.shift)).to(dtype)
-        stream = S.NoiseStream(seed, range(start, stop), shape, device=dev, dtype=dtype)
         x = prior_std * stream()
 
         def callback(info):
@@ -356,7 +443,12 @@ def restore(
         x_data = norm.to_data(x.detach().float()).cpu().numpy()
         if clip and model.data_kind == "images":
             x_data = np.clip(x_data, 0.0, 1.0)
-        out[start:stop] = x_data
+        if moments is None:
+            out[start:stop] = x_data
+        else:
+            moments.add(obs, js, x_data)
+    if moments is not None:
+        out = moments.mean()
     seconds = time.perf_counter() - t_start
     info = {
         "method": method,
@@ -366,6 +458,7 @@ def restore(
         "steps": len(times) - 1,
         "nfe": int(max(nfes)),
         "n": n,
+        "samples": samples,
         "batch": batch,
         "seed": int(seed),
         "seconds": seconds,
@@ -381,5 +474,7 @@ def restore(
         info.update(jump_length=jump_length, jump_n=jump_n)
     if method == "sdedit":
         info["t_start"] = float(times[0])
+    if return_std:
+        return out, moments.std(), info
     return out, info
 

@@ -19,7 +19,7 @@ from ddpmctl.errors import InputError
 from ddpmctl.exact import ExactGMM
 from ddpmctl.gmm import GaussianMixture
 from ddpmctl.operators import degrade, make_operator
-from ddpmctl.restore import check_method, plan, repaint_path, restore, sdedit_start
+from ddpmctl.restore import check_method, plan, repaint_path, restore, restoration_seed, sdedit_start
 from ddpmctl.schedules import make_process
 
 SHAPE = (1, 4, 4)
@@ -177,6 +177,102 @@ def test_results_do_not_depend_on_batch(model):
 
 
 # ------------------------------------------------------------------------------------------
+# --samples K: the mean of K restorations (Monte-Carlo posterior mean) and their spread
+
+
+@pytest.mark.parametrize("task,method", [("denoise", "sdedit"), ("inpaint", "ddnm")])
+def test_sample_mean_approaches_the_posterior_mean(model, task, method):
+    """The mean of K restorations estimates E[x | y]: with SDEdit (an exact posterior sampler here)
+    its error to the closed form shrinks like 1/sqrt(K); with DDNM on a half-image hole it moves
+    towards E[x | y] too. Either way its squared error to the truth is well below one sample's
+    (about half in expectation; 32 observations keep the comparison steady)."""
+    n = 32
+    kw, sigma = TASKS[task]
+    x_m, x = truth(n, 6)
+    op = make_operator(task, SHAPE, n, **kw)
+    y = degrade(x, op, sigma, seed=3)
+    post = [posterior(op, y[i : i + 1], sigma) for i in range(n)]
+    mean = np.stack([p[0] for p in post])
+    spread = np.sqrt(np.mean([np.trace(p[1]) for p in post]))  # RMS distance of one posterior draw to E[x|y]
+    err, mse = {}, {}
+    for k in (1, 64):
+        out, info = restore(model, y, op, sigma, method, clip=False, samples=k, seed=1, **METHOD_OPTS[method])
+        est = out.reshape(n, -1) * 2 - 1
+        assert info["samples"] == k and info["n"] == n
+        err[k] = np.sqrt(np.mean(np.sum((est - mean) ** 2, 1)))
+        mse[k] = np.mean((est - x_m) ** 2)
+    post_mse = np.mean((mean - x_m) ** 2)
+    if method == "sdedit":  # exact: err_K ~ spread / sqrt(K)
+        assert 0.6 * spread < err[1] < 1.5 * spread, (err, spread)
+        assert err[64] < 1.5 * spread / 8, (err, spread)
+        assert mse[64] < 1.1 * post_mse, (mse, post_mse)
+    else:  # DDNM is no exact posterior sampler (too spread for a large hole), its mean still moves towards E[x|y]
+        assert err[64] < 0.75 * err[1], err
+    assert mse[64] < 0.85 * mse[1], (mse, post_mse)
+
+
+def test_sample_mean_keeps_known_pixels(model):
+    """Noise-free DDNM restorations all satisfy A x = y, so their mean keeps the known pixels
+    exactly and their spread there is 0 (to rounding)."""
+    _, x = truth(4, 7)
+    for kw in (dict(box=(1, 1, 2, 2)), dict(keep=0.5, mask_seed=3)):
+        op = make_operator("inpaint", SHAPE, 4, **kw)
+        y = degrade(x, op, 0.0)
+        m = op.mask.expand(x.shape).numpy() > 0
+        out, std, info = restore(model, y, op, 0.0, "ddnm", steps=20, samples=6, batch=5, return_std=True, clip=False)
+        assert np.abs(out[m] - x[m]).max() < 1e-6 and info["samples"] == 6
+        assert std.shape == x.shape and std.dtype == np.float32
+        assert std[m].max() < 1e-6 and std[~m].min() > 1e-3
+
+
+def test_sample_mean_does_not_depend_on_batch(model):
+    """Restoration j of observation i has its own seed, so the mean and spread are the same for
+    any --batch (chunks that split an observation's K restorations included), and per-image masks
+    follow their rows."""
+    _, x = truth(3, 5)
+    op = make_operator("inpaint", SHAPE, 3, keep=0.5)
+    y = degrade(x, op, 0.05)
+    for method in ("ddnm", "dps"):
+        a, sa, _ = restore(model, y, op, 0.05, method, steps=10, seed=7, samples=3, batch=2, return_std=True)
+        b, sb, _ = restore(model, y, op, 0.05, method, steps=10, seed=7, samples=3, batch=7, return_std=True)
+        c, _ = restore(model, y, op, 0.05, method, steps=10, seed=8, samples=3, batch=7)
+        assert np.allclose(a, b, atol=1e-6) and np.allclose(sa, sb, atol=1e-6), method
+        assert not np.allclose(a, c, atol=1e-3)
+    seeds = {restoration_seed(7, i, j) for i in range(50) for j in range(50)}
+    assert len(seeds) == 2500
+
+
+def test_one_sample_is_the_plain_run(model):
+    """--samples 1 is the single-restoration run (sample i seeded from (seed, i) as in
+    samplers.NoiseStream, built here from the method function directly); with K = 2 the first
+    restoration is that run, so mean and std follow from it: s1 = 2 mean - s0, std = |s1 - s0| / sqrt 2."""
+    from ddpmctl import samplers as S
+    from ddpmctl.restore import ddnm
+
+    n, sigma = 5, 0.05
+    _, x = truth(n, 8)
+    op = make_operator("deblur", SHAPE, n, kernel_sigma=1.0, kernel_size=3)
+    y = degrade(x, op, sigma)
+    one, info = restore(model, y, op, sigma, "ddnm", steps=12, seed=4, batch=3, samples=1)
+    default, _ = restore(model, y, op, sigma, "ddnm", steps=12, seed=4, batch=3)
+    assert info["samples"] == 1 and np.array_equal(one, default)
+
+    process = model.process
+    times, _ = plan("ddnm", process, 12)
+    stream = S.NoiseStream(4, range(n), SHAPE, dtype=torch.float64)
+    y_m = op.to_model_observation(op.decode(torch.from_numpy(y).double()), 2.0, -1.0)
+    with torch.no_grad():
+        ref = ddnm(model.denoiser(), float(process.prior_std()) * stream(), times, op, y_m, 2 * sigma, stream, 0.85)
+    ref = np.clip(((ref + 1) / 2).numpy(), 0, 1)
+    assert np.abs(one - ref).max() < 1e-6
+
+    two, std, _ = restore(model, y, op, sigma, "ddnm", steps=12, seed=4, samples=2, return_std=True)
+    second = 2 * two.astype(np.float64) - one
+    assert np.abs(second - one).max() > 1e-3  # a different draw
+    assert np.allclose(std, np.abs(second - one) / np.sqrt(2), atol=1e-5)
+
+
+# ------------------------------------------------------------------------------------------
 # schedules and applicability
 
 
@@ -278,6 +374,34 @@ def test_cli_every_method_and_task_runs(files):
     assert r.exit_code == 0 and json.loads(r.stdout)["noise"] == 0.3  # flags override the sidecar
 
 
+def test_cli_restore_posterior_mean(files):
+    """--samples K --std through the CLI: JSON reports K, PSNR is that of the mean, the known
+    pixels are kept, the uncertainty map is written, and --batch 2 vs 7 gives the same files."""
+    d = files
+    r = invoke("degrade", d / "x.npy", "--task", "inpaint", "--box", "2,2,4,4", "-o", d / "ym.npy")
+    assert r.exit_code == 0, r.stderr
+    outs = {}
+    for b in (2, 7):
+        r = invoke("restore", d / "ck", d / "ym.npy", "--steps", "3", "--samples", "3", "--batch", b, "--std", d / f"s{b}.npy",
+                   "--truth", d / "x.npy", "--json", "-o", d / f"m{b}.npy")
+        assert r.exit_code == 0, r.stderr
+        info = json.loads(r.stdout)
+        outs[b] = np.load(d / f"m{b}.npy"), np.load(d / f"s{b}.npy")
+        assert info["samples"] == 3 and info["n"] == 2 and info["std"] == str(d / f"s{b}.npy")
+    (m2, s2), (m7, s7) = outs[2], outs[7]
+    assert np.allclose(m2, m7, atol=1e-6) and np.allclose(s2, s7, atol=1e-6)
+    x = np.load(d / "x.npy")
+    mse = np.mean((m2 - x) ** 2, axis=(1, 2, 3))
+    assert info["quality"]["restored"]["psnr"] == pytest.approx(np.mean(10 * np.log10(1 / mse)), abs=1e-3)
+    known = np.ones((8, 8), bool)
+    known[2:6, 2:6] = False
+    assert np.abs(m2[:, 0][:, known] - x[:, 0][:, known]).max() < 1e-6 and s2[:, 0][:, known].max() < 1e-6
+    r = invoke("restore", d / "ck", d / "ym.npy", "--steps", "3", "--samples", "1", "-o", d / "one.npy")
+    r0 = invoke("restore", d / "ck", d / "ym.npy", "--steps", "3", "-o", d / "plain.npy")
+    assert r.exit_code == 0 and r0.exit_code == 0
+    assert (d / "one.npy").read_bytes() == (d / "plain.npy").read_bytes()
+
+
 def test_cli_restore_bad_input(files):
     d = files
     invoke("degrade", d / "x.npy", "--task", "inpaint", "-o", d / "yi.npy")
@@ -290,6 +414,10 @@ def test_cli_restore_bad_input(files):
         (["restore", d / "ck", d / "yi.npy", "--box", "6,6,4,4"], "not inside"),
         (["restore", d / "pts", d / "pts.npy", "--task", "sr", "--scale", "2"], "needs images"),
         (["restore", d / "ck", d / "yi.npy", "--noise", "-1"], "--noise"),
+        (["restore", d / "ck", d / "yi.npy", "--samples", "0"], "--samples"),
+        (["restore", d / "ck", d / "yi.npy", "--samples", "-3"], "--samples"),
+        (["restore", d / "ck", d / "yi.npy", "--std", d / "bad_std.npy"], "--samples >= 2"),
+        (["restore", d / "ck", d / "yi.npy", "--samples", "2", "--std", d / "bad_std.png"], "--std"),
     ]
     for args, words in cases:
         out = d / "bad.npy"
@@ -297,4 +425,4 @@ def test_cli_restore_bad_input(files):
         assert r.exit_code == 2, (args, r.stderr)
         lines = r.stderr.strip().splitlines()
         assert len(lines) == 1 and words in lines[0], lines
-        assert not out.exists()
+        assert not out.exists() and not (d / "bad_std.npy").exists() and not (d / "bad_std.png").exists()

@@ -34,6 +34,8 @@ def command(
     zeta: Optional[float] = typer.Option(None, "--zeta", help="dps: step size of the gradient of ||y - A x0|| (the code's scaling, = 2 x the paper's zeta') (default: (0.5 inpaint, 0.3 sr/deblur, 0.06 denoise) x 1000 / steps)."),
     jump_length: Optional[int] = typer.Option(None, "--jump-length", help="repaint: steps per resampling jump (default: 10)."),
     jump_n: Optional[int] = typer.Option(None, "--jump-n", help="repaint: passes over each jump (jump_n - 1 resamplings) (default: 10)."),
+    samples: int = typer.Option(1, "--samples", help="Restore each observation K times with independent noise and output the mean: a Monte-Carlo estimate of the posterior mean of x given y (lowest expected squared error, so higher PSNR; K x the cost)."),
+    std: Optional[str] = typer.Option(None, "--std", help="With --samples K >= 2: write the per-pixel standard deviation of the K restorations (the uncertainty map) to this .npy file."),
     truth: Optional[str] = typer.Option(None, "--truth", help="Clean images: report PSNR and SSIM, and add them as a row to a .png output."),
     task: Optional[str] = typer.Option(None, "--task", help=f"Override the sidecar: {', '.join(TASKS)}."),
     box: Optional[str] = typer.Option(None, "--box", help="Override: inpainting hole x,y,w,h."),
@@ -57,18 +59,24 @@ def command(
     (gradient of ||y - A x0|| through the network), repaint (known part replaced, with resampling
     jumps; not for denoising), sdedit (denoising only: starts where the model's noise level
     matches that of y). With --truth it prints the PSNR and SSIM of the observation and of the
-    restoration.
+    restoration. --samples K outputs the mean of K restorations (an estimate of the posterior
+    mean, which raises PSNR), --std their per-pixel spread.
 
     Example: ddpmctl degrade tri.npy --task inpaint --box 8,8,16,16 -o y.npy && ddpmctl restore ckpt/ y.npy --truth tri.npy -o restored.png
 
     Example: ddpmctl restore ckpt/ y.npy --method dps --steps 500 --zeta 0.3 --json -o x.npy
+
+    Example: ddpmctl restore ckpt/ y.npy --samples 16 --std std.npy --truth tri.npy -o mean.npy
     """
     from ddpmctl.checkpoint import load_model
     from ddpmctl.device import resolve_device
     from ddpmctl.metrics import quality
-    from ddpmctl.restore import check_method, comparison_rows, default_steps, plan, restore
+    from ddpmctl.restore import check_method, check_samples, comparison_rows, default_steps, plan, restore
 
     kind_out = io.output_kind(output)
+    check_samples(samples, std is not None)
+    if std is not None and not std.lower().endswith(".npy"):
+        raise InputError(f"--std: {std}: must be a .npy file")
     dev = resolve_device(device)
     model = load_model(checkpoint, device=dev)
     y = np.asarray(io.read_npy(observation, mmap=False))
@@ -88,12 +96,14 @@ def command(
     n_steps = default_steps(method, model.process) if steps is None else steps
     sigma_m = abs(model.normalization.scale) * sigma
     _, nfe = plan(method, model.process, n_steps, sigma_m, jump_length or 10, jump_n or 10)
-    n_batches = -(-y.shape[0] // max(1, batch or min(y.shape[0], 64)))
+    rows = y.shape[0] * samples
+    n_batches = -(-rows // max(1, batch or min(rows, 64)))
     with progress(nfe * n_batches, f"restore {method}", quiet=quiet) as update:
-        x, info = restore(
+        result = restore(
             model, y, op, sigma, method, steps, eta=eta, zeta=zeta, jump_length=jump_length, jump_n=jump_n,
-            seed=seed, batch=batch, device=dev, progress=update,
+            seed=seed, batch=batch, device=dev, progress=update, samples=samples, return_std=std is not None,
         )
+    x, info = result[0], result[-1]
     shown = op.display(op.decode(torch.from_numpy(np.asarray(y, dtype=np.float32)))).numpy()
     if model.data_kind == "images":
         shown = np.clip(shown, 0.0, 1.0)
@@ -108,12 +118,17 @@ def command(
                         titles=["observation", "restored"] + (["truth"] if clean is not None else []))
     else:
         io.save_output(output, x)
+    if std is not None:
+        io.save_npy(std, result[1])
+        info["std"] = std
     if json_out:
         emit_json({**info, "output": output})
         return
     out = report_stream(output == io.STDIO)
+    per_image = f"{info['nfe']} NFE/image" if samples == 1 else f"mean of {samples} samples x {info['nfe']} NFE/image"
     print(f"restored {info['n']} {model.data_kind} ({op.describe()}, noise {sigma:g}) with {method}: "
-          f"{info['steps']} steps, {info['nfe']} NFE/image, {info['seconds']:.1f} s ({info['seconds_per_image']:.3g} s/image) -> {output}", file=out)
+          f"{info['steps']} steps, {per_image}, {info['seconds']:.1f} s ({info['seconds_per_image']:.3g} s/image) -> {output}"
+          + (f", std -> {std}" if std is not None else ""), file=out)
     if clean is not None:
         for name, q in info["quality"].items():
             vals = ", ".join(f"{k.upper()} {v:.2f}{' dB' if k == 'psnr' else ''}" if k == "psnr" else f"{k.upper()} {v:.4f}" for k, v in q.items())
