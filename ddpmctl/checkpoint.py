@@ -35,7 +35,7 @@ import torch
 from ddpmctl import __version__
 from ddpmctl.diffusion import Denoiser, Normalization, check_prediction
 from ddpmctl.errors import InputError
-from ddpmctl.io import write_bytes
+from ddpmctl.io import existing_file, write_bytes
 from ddpmctl.schedules import Process, process_from_dict
 
 FORMAT = 1
@@ -102,11 +102,7 @@ def read_tensors(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict
     from safetensors import safe_open
 
     name = str(path)
-    p = Path(path)
-    if not p.exists():
-        raise InputError(f"{name}: no such file")
-    if p.is_dir():
-        raise InputError(f"{name}: is a folder, expected a .safetensors file")
+    existing_file(path, "a .safetensors file")
     try:
         with safe_open(name, framework="pt", device="cpu") as f:
             metadata = f.metadata() or {}

@@ -150,11 +150,7 @@ def read_npy(path: str | os.PathLike, *, mmap: bool = True) -> np.ndarray:
             raise InputError(f"-: truncated .npy stream ({len(data) - offset} of {expected} data bytes)")
         arr = np.frombuffer(data, dtype=dtype, count=int(np.prod(shape)), offset=offset)
         return arr.reshape(shape, order="F" if fortran else "C")
-    p = Path(path)
-    if not p.exists():
-        raise InputError(f"{name}: no such file")
-    if p.is_dir():
-        raise InputError(f"{name}: is a folder, expected an .npy file")
+    p = existing_file(path, "an .npy file")
     try:
         size = p.stat().st_size
         with open(p, "rb") as f:
@@ -211,6 +207,17 @@ def npy_header(path: str | os.PathLike) -> tuple[tuple[int, ...], np.dtype]:
     return shape, dtype
 
 
+def existing_file(path: str | os.PathLike, expected: str) -> Path:
+    """``path`` as a Path; InputError naming it when it does not exist or is a folder
+    (``expected`` says what it should be, e.g. "an .npy file")."""
+    p = Path(path)
+    if not p.exists():
+        raise InputError(f"{path}: no such file")
+    if p.is_dir():
+        raise InputError(f"{path}: is a folder, expected {expected}")
+    return p
+
+
 def _npz_members(path: str | os.PathLike, keys=None, read: bool = True) -> dict:
     """The arrays of an ``.npz`` (zip of ``.npy``) without ``np.load``: every member's header is
     checked first (object dtypes refused, the declared size must match the member's size, so a
@@ -220,11 +227,7 @@ def _npz_members(path: str | os.PathLike, keys=None, read: bool = True) -> dict:
     import zlib
 
     name = str(path)
-    p = Path(path)
-    if not p.exists():
-        raise InputError(f"{name}: no such file")
-    if p.is_dir():
-        raise InputError(f"{name}: is a folder, expected an .npz file")
+    p = existing_file(path, "an .npz file")
     out: dict = {}
     try:
         with zipfile.ZipFile(p) as zf:
