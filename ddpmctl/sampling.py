@@ -255,3 +255,34 @@ def save_trajectory_png(path, traj: np.ndarray, times: list[float], data_kind: s
     fig.savefig(buf, format="png", dpi=90)
     plt.close(fig)
     io.write_bytes(path, buf.getvalue())
+
+
+def generate_to_npy(model, sampler: str, n: int, batch: int, output: str, keep: int | None = 64, progress=None, **options):
+    """``generate`` batch by batch, appending each batch to the .npy ``output`` (``-``: stdout) as
+    it comes: memory holds one batch, not ``n`` samples. Sample i is the same as in one
+    ``generate`` call (per-sample seeds, ``start_index``); the file appears atomically at the end
+    (``io.NpyStreamWriter``). Returns (the first ``keep`` samples, e.g. for a preview; all of them
+    when ``keep`` is None; for points at least 100,000) and the merged info."""
+    from ddpmctl import io
+
+    head_max = n if keep is None else keep if model.data_kind == "images" else max(keep, 100_000)
+    head: list[np.ndarray] = []
+    have = 0
+    infos: list[dict] = []
+    with io.NpyStreamWriter(output, (n, *model.data_shape), np.float32) as out:
+        for start in range(0, n, batch):
+            m = min(batch, n - start)
+            x, info = generate(model, sampler, n=m, batch=m, start_index=start, progress=progress, **options)
+            out.write(x)
+            if have < head_max:
+                head.append(x[: head_max - have].copy())
+                have += len(head[-1])
+            infos.append(info)
+    info = dict(infos[0])
+    nfes = [i["nfe"] for i in infos]
+    seconds = sum(i["seconds"] for i in infos)
+    info.update(n=n, batch=batch, nfe=max(nfes), seconds=seconds, seconds_per_sample=seconds / n)
+    info.pop("nfe_per_batch", None)
+    if len(set(nfes)) > 1:
+        info["nfe_per_batch"] = nfes
+    return np.concatenate(head), info

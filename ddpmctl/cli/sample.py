@@ -30,40 +30,6 @@ SAMPLER_HELP = (
 
 
 PREVIEW_IMAGES = 64
-PREVIEW_POINTS = 100_000
-
-
-def _sample_to_npy(model, sampler: str, n: int, batch: int, output: str, keep_all: bool, progress, **options):
-    """Generate batch by batch and append each batch to the .npy output (or stdout) as it comes.
-
-    Sample i is the same as in one ``generate`` call (per-sample seeds, ``start_index``); memory
-    holds one batch. The file appears atomically at the end (``io.NpyStreamWriter``). Returns (the
-    first samples, for a preview; all of them when ``keep_all``) and the merged info."""
-    import numpy as np
-
-    from ddpmctl import sampling
-
-    head_max = PREVIEW_IMAGES if model.data_kind == "images" else PREVIEW_POINTS
-    head: list[np.ndarray] = []
-    have = 0
-    infos: list[dict] = []
-    with io.NpyStreamWriter(output, (n, *model.data_shape), np.float32) as out:
-        for start in range(0, n, batch):
-            m = min(batch, n - start)
-            x, info = sampling.generate(model, sampler, n=m, batch=m, start_index=start, progress=progress, **options)
-            out.write(x)
-            if keep_all or have < head_max:
-                head.append(x if keep_all else x[: head_max - have].copy())
-                have += len(head[-1])
-            infos.append(info)
-    info = dict(infos[0])
-    nfes = [i["nfe"] for i in infos]
-    seconds = sum(i["seconds"] for i in infos)
-    info.update(n=n, batch=batch, nfe=max(nfes), seconds=seconds, seconds_per_sample=seconds / n)
-    info.pop("nfe_per_batch", None)
-    if len(set(nfes)) > 1:
-        info["nfe_per_batch"] = nfes
-    return np.concatenate(head), info
 
 
 def _is_mixture(path: str) -> bool:
@@ -207,8 +173,9 @@ def command(
     )  # fmt: skip
     with progress(total_steps, f"sample {label}", quiet=quiet) as update:
         if out_kind == "npy" and not trajectory:  # streamed: memory holds one batch, not n samples
-            samples, info = _sample_to_npy(
-                model, sampler, n, batch, output, keep_all=_is_mixture(checkpoint), progress=update, **gen_options
+            samples, info = sampling.generate_to_npy(
+                model, sampler, n, batch, output, keep=None if _is_mixture(checkpoint) else PREVIEW_IMAGES, progress=update,
+                **gen_options
             )
         else:
             samples, info = sampling.generate(
