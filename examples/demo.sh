@@ -17,7 +17,7 @@ mkdir -p "$OUT"
 $D make-data triangles --n 10000 --seed 0 -o "$OUT/triangles.npy" --preview "$OUT/triangles.png"
 # Training runs for TRAIN_SECONDS of wall time (--time-limit; or the config's steps, if they come
 # first), with the learning rate decaying to 0 over that time: what a 2-core CPU affords.
-TRAIN_SECONDS=${TRAIN_SECONDS:-750}
+TRAIN_SECONDS=${TRAIN_SECONDS:-780}
 $D train "$OUT/triangles.npy" --config "$CONFIG" --time-limit "$TRAIN_SECONDS" --force --quiet -o "$OUT/ckpt"
 echo "demo: trained $(tail -n 1 "$OUT/ckpt/metrics.jsonl")" >&2
 $PY "$HERE/plot_loss.py" "$OUT/ckpt/metrics.jsonl" -o "$OUT/loss.png"
