@@ -689,10 +689,20 @@ def train(
             torch.cuda.set_device(device)
         if cfg.batch % dist.world:
             raise InputError(f"--batch: the global batch {cfg.batch} must be divisible by the {dist.world} ranks")
-        return _train_loop(cfg, data, Path(out_dir), callbacks, resume, overwrite, handle_signals, log,
-                           process, objective, net_cfg, total, device, dist)
+        result = _train_loop(cfg, data, Path(out_dir), callbacks, resume, overwrite, handle_signals, log,
+                             process, objective, net_cfg, total, device, dist)
+        # Every rank is past its last collective before any rank tears the group down, so no
+        # rank's gloo connection closes while a peer still reads from it.
+        dist.barrier()
+        return result
     finally:
         if dist.initialized_here:
+            # DDP's reducer sits in reference cycles; collect it now, while the group and the
+            # interpreter are alive, rather than at interpreter exit (where freeing its pending
+            # gloo work can abort the process).
+            import gc
+
+            gc.collect()
             torch.distributed.destroy_process_group()
 
 

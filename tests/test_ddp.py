@@ -17,7 +17,9 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import re
 import sys
+import warnings
 
 import numpy as np
 import torch
@@ -26,16 +28,30 @@ from conftest import run_cli
 from ddpmctl import checkpoint as ckpt
 
 
+def _why(r: subprocess.CompletedProcess) -> str:
+    """The lines of a failed torchrun run that say why (a rank's error, C++ terminate, Python
+    exception), then the tail: the launcher's summary alone does not name the cause."""
+    err = r.stderr.decode(errors="replace")
+    keys = re.compile(r"terminate|what\(\)|Error|error:|Abort|exitcode|Traceback")
+    lines = [s for s in err.splitlines() if keys.search(s)]
+    return "\n".join(lines[:40]) + "\n--- tail ---\n" + err[-1500:]
+
+
 def test_torchrun_two_ranks_matches_one_process(tmp_path):
     rng = np.random.default_rng(0)
     np.save(tmp_path / "pts.npy", (rng.standard_normal((100, 2)) * [2.0, 0.5]).astype(np.float32))
     opts = ["--base", "32", "--blocks", "1", "--steps", "8", "--batch", "16", "--lr", "1e-3", "--warmup", "2",
             "--log-every", "1", "--device", "cpu", "--sde", "vp"]
     env = dict(os.environ, OMP_NUM_THREADS="1")
-    r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-                        "-m", "ddpmctl", "train", "pts.npy", *opts, "-o", "ddp"],
-                       cwd=tmp_path, env=env, capture_output=True, timeout=300)
-    assert r.returncode == 0, r.stderr.decode()[-2000:]
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+           "-m", "ddpmctl", "train", "pts.npy", *opts, "-o", "ddp", "--force"]
+    r = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, timeout=300)
+    if r.returncode != 0 and "(SIGABRT)" in r.stderr.decode():
+        # A rank killed by SIGABRT (once in CI, never in 140 runs here) comes from gloo's C++
+        # side, not from ddpmctl (which raises Python errors): run once more, and say so.
+        warnings.warn(f"torchrun: a rank aborted; retrying once. {_why(r)}")
+        r = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, timeout=300)
+    assert r.returncode == 0, _why(r)
     # only rank 0 reports and writes: one summary line, one metrics record per step
     assert r.stdout.decode().count("trained 8 of 8 steps") == 1, r.stdout
     single = run_cli("train", tmp_path / "pts.npy", *opts, "-o", tmp_path / "one", "-q")
