@@ -397,7 +397,7 @@ def restore(
     if amp is None:
         amp = dev.type == "cuda" and dtype != torch.float64
     denoiser = model.denoiser()
-    prior_std = float(process.prior_std())
+    prior_std = S.start_std(process, times[0])
 
     from ddpmctl.device import autocast
 

@@ -41,6 +41,7 @@ from ddpmctl.schedules import DiscreteProcess, Process
 SAMPLERS = ("ddpm", "ddim", "sde", "pc", "ode", "langevin")
 SOLVERS = ("euler", "heun", "dpm++2m", "dpm++3m", "rk45")
 SPACINGS = ("uniform", "quadratic", "logsnr", "karras")
+KARRAS_SIGMA_MAX = 80.0  # EDM (Karras et al. 2022), Table 1: where the karras ramp starts at most
 VARIANCES = ("small", "large")
 
 # what each sampler uses by default (chosen by measurement on the exact mixture model:
@@ -110,7 +111,8 @@ def randn_like(x: torch.Tensor, generator) -> torch.Tensor:
 
 
 def make_times(process: Process, steps: int, spacing: str = "uniform", rho: float = 7.0, zero: bool = True) -> torch.Tensor:
-    """``steps`` decreasing times from ``process.t_max`` to ``process.t_min``, then 0 (``zero``):
+    """``steps`` decreasing times from ``process.t_max`` (karras: at most sigma~ = 80) to
+    ``process.t_min``, then 0 (``zero``):
     each sampler takes one step per interval, so ``steps`` is the number of steps.
 
     With ``u`` evenly spaced in [0, 1]:
@@ -118,7 +120,11 @@ def make_times(process: Process, steps: int, spacing: str = "uniform", rho: floa
     * ``uniform``:   t = t_max + u (t_min - t_max)
     * ``quadratic``: sqrt(t) uniform (denser near the data; DDIM's and DPM-Solver's "quadratic")
     * ``logsnr``:    lambda(t) uniform (DPM-Solver's default)
-    * ``karras``:    sigma~^(1/rho) uniform, sigma~ = sigma/alpha (EDM eq. 5, rho = 7)
+    * ``karras``:    sigma~^(1/rho) uniform, sigma~ = sigma/alpha (EDM eq. 5, rho = 7), from
+                     min(sigma~(t_max), 80) down to sigma~(t_min). Where sigma~(t_max) > 80 (VP,
+                     sub-VP, DDPM: a cosine DDPM's sigma~(1) is about 2e4, and a ramp from there
+                     puts most steps at pure noise) the grid starts at the time where sigma~ = 80,
+                     EDM's sigma_max, and sampling starts there (``start_std``).
 
     On a discrete DDPM process the times are its integer steps t = i/T (the network was trained
     only there; like DDIM's respacing): ``discrete_steps`` picks ``steps`` distinct steps that
@@ -146,6 +152,9 @@ def make_times(process: Process, steps: int, spacing: str = "uniform", rho: floa
         t = process.t_from_log_snr(lam_min + u * (lam_max - lam_min))
     else:  # karras
         s_max, s_min = float(sigma_tilde(process, t_max)), float(sigma_tilde(process, t_min))
+        if s_max > KARRAS_SIGMA_MAX:  # start where sigma~ = 80 (EDM), not at t_max
+            s_max = KARRAS_SIGMA_MAX
+            t_max = float(process.t_from_log_snr(torch.tensor(-2 * math.log(s_max), dtype=torch.float64)))
         s = (s_max ** (1 / rho) + u * (s_min ** (1 / rho) - s_max ** (1 / rho))) ** rho
         t = process.t_from_log_snr(-2 * torch.log(s))
     t = t.clamp(t_min, t_max)
@@ -155,6 +164,17 @@ def make_times(process: Process, steps: int, spacing: str = "uniform", rho: floa
     if zero:
         t = torch.cat([t, torch.zeros(1, dtype=torch.float64)])
     return t
+
+
+def start_std(process: Process, t0: float) -> float:
+    """Standard deviation of the Gaussian that sampling starts from at the grid's first time
+    ``t0``: the process's prior at t_max; below it (a karras grid started at sigma~ = 80) the
+    noise level sigma(t0), which leaves out the data's share alpha(t0)^2 Var(x0) as the prior
+    does (there alpha(t0) <= 1/80)."""
+    t0 = float(t0)
+    if t0 >= float(process.t_max):
+        return float(process.prior_std())
+    return float(process.sigma(torch.tensor(t0, dtype=torch.float64)))
 
 
 def discrete_steps(target: torch.Tensor, T: int) -> torch.Tensor:

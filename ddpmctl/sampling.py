@@ -136,7 +136,7 @@ def generate(
     fn = S.SAMPLER_FUNCTIONS[sampler]
     shape = tuple(model.data_shape)
     norm = model.normalization
-    prior_std = float(process.prior_std())
+    prior_std = S.start_std(process, times[0])
 
     frames = trajectory_frames(n_steps, trajectory) if trajectory else []
     out = np.empty((n, *shape), dtype=np.float32)

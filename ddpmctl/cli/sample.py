@@ -96,7 +96,7 @@ def command(
     spacing: Optional[str] = typer.Option(
         None, "--spacing", help="Time grid: uniform, quadratic, logsnr or karras [default: logsnr for ode, else uniform]."
     ),
-    rho: float = typer.Option(7.0, "--rho", help="karras spacing: sigma^(1/rho) is uniform."),
+    rho: float = typer.Option(7.0, "--rho", help="karras spacing: sigma~^(1/rho) is uniform, from sigma~ = 80 (EDM) or less."),
     eta: float = typer.Option(0.0, "--eta", help="ddim: stochasticity in [0, 1] (1 = ancestral DDPM)."),
     variance: str = typer.Option("small", "--variance", help="ddpm: small (beta-tilde, the posterior) or large (beta_t)."),
     snr: Optional[float] = typer.Option(None, "--snr", help="pc, langevin: Langevin signal-to-noise ratio r [default: pc 0.16, langevin 0.5]."),
