@@ -155,6 +155,10 @@ class Denoiser:
 
     ``clip`` = (lo, hi) clips the predicted x0 to the data range in model space (and recomputes
     eps from it), as DDPM's code does for images.
+
+    A self-conditioned network (``net.self_cond``, Chen et al. 2022) also gets the x0 this denoiser
+    predicted at its previous call (zeros at the first call, after ``reset()`` or when the batch
+    shape changes): call ``reset()`` before each new batch of samples.
     """
 
     def __init__(
@@ -171,6 +175,12 @@ class Denoiser:
         self.prediction = check_prediction(prediction)
         self.clip = clip
         self.nfe = 0
+        self.self_cond = bool(getattr(net, "self_cond", False))
+        self._x0_prev: torch.Tensor | None = None
+
+    def reset(self) -> None:
+        """Forget the previous x0 estimate (self-conditioned networks): a new batch starts."""
+        self._x0_prev = None
 
     def __call__(self, x: torch.Tensor, t) -> Prediction:
         t = torch.as_tensor(t, dtype=torch.float64)
@@ -180,13 +190,20 @@ class Denoiser:
         if self.conditioning == "t":
             out = self.net(x, t.to(x.device))
         else:
-            out = self.net(x, self.process.c_noise(t).to(device=x.device, dtype=torch.float32))
+            c_noise = self.process.c_noise(t).to(device=x.device, dtype=torch.float32)
+            if self.self_cond:
+                prev = self._x0_prev
+                out = self.net(x, c_noise, prev if prev is not None and prev.shape == x.shape else None)
+            else:
+                out = self.net(x, c_noise)
         out = out.to(x.dtype)
         self.nfe += 1
         eps, x0 = to_eps_x0(out, x, alpha, sigma, self.prediction)
         if self.clip is not None:
             x0 = x0.clamp(*self.clip)
             eps = (x - _bcast(alpha, x) * x0) / _bcast(sigma, x)
+        if self.self_cond:
+            self._x0_prev = x0.detach()
         return Prediction(eps=eps, x0=x0)
 
 

@@ -118,6 +118,14 @@ class Objective:
         weight = loss_weight(self.process, t, self.prediction, self.loss, self.min_snr).to(x0.device, x0.dtype)
         return x_t, c_noise, target, weight
 
+    def x0_estimate(self, out: torch.Tensor, x_t: torch.Tensor, t: torch.Tensor,
+                    clip: tuple[float, float] | None = None) -> torch.Tensor:
+        """The x0 a network output ``out`` at (x_t, t) predicts, optionally clipped to ``clip`` (what
+        ``diffusion.Denoiser`` computes when sampling): a self-conditioned net's extra input."""
+        alpha, sigma = diffusion.marginal(self.process, t)
+        _, x0 = diffusion.to_eps_x0(out.to(x_t.dtype), x_t, alpha, sigma, self.prediction)
+        return x0.clamp(*clip) if clip is not None else x0
+
     def per_sample(self, out: torch.Tensor, target: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
         """w(t) * mean over the data dimensions of the L2 / L1 error, shape (B,)."""
         diff = out.float() - target.float()

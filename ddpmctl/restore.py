@@ -425,6 +425,7 @@ def restore(
             if progress is not None:
                 progress(advance=1)
 
+        denoiser.reset()
         before = denoiser.nfe
         grad = method == "dps"
         ctx = torch.no_grad() if not grad else torch.enable_grad()

@@ -157,6 +157,7 @@ def generate(
             if progress is not None:
                 progress(advance=1)
 
+        denoiser.reset()
         before = denoiser.nfe
         # rk45 evaluates x0 at the reported states only for a trajectory (extra, uncounted evaluations)
         cb = None if (sampler == "ode" and opts["solver"] == "rk45" and not frames) else callback

@@ -717,6 +717,21 @@ def _check_out_dir(out: Path, resume: bool, overwrite: bool) -> None:
         raise InputError(f"{out}: parent folder {out.parent} does not exist")
 
 
+def _self_cond_input(net, objective: Objective, x_t, c_noise, t, use: torch.Tensor, clip) -> torch.Tensor:
+    """Self-conditioning (Chen et al. 2022, "Analog Bits", section 3): for the samples in ``use``
+    (a CPU bool mask, half the batch) the net first predicts x0 from (x_t, zeros), without gradient;
+    that estimate (clipped like the sampler's) is the extra input of the trained pass. The rest
+    get zeros, so the net also learns to denoise without an estimate (the sampler's first step)."""
+    cond = torch.zeros_like(x_t)
+    if bool(use.any()):
+        idx = use.nonzero().squeeze(1)
+        dev_idx = idx.to(x_t.device)
+        with torch.no_grad():
+            first = net(x_t[dev_idx], c_noise[dev_idx], None)
+            cond[dev_idx] = objective.x0_estimate(first.float(), x_t[dev_idx], t[idx], clip).to(cond.dtype)
+    return cond
+
+
 def _train_loop(cfg, data, out, callbacks, resume, overwrite, handle_signals, log,
                 process, objective, net_cfg, total, device, dist) -> TrainResult:
     from ddpmctl.nets import build_net, count_params
@@ -799,6 +814,8 @@ def _train_loop(cfg, data, out, callbacks, resume, overwrite, handle_signals, lo
         dist.barrier()
 
     # ---- the loop -----------------------------------------------------------------------------
+    self_cond = bool(getattr(net, "self_cond", False))
+    sc_clip = (data.normalization.to_model(0.0), data.normalization.to_model(1.0)) if data.kind == "images" else None
     stream = IndexStream(len(data), cfg.seed)
     local_b = cfg.batch // dist.world
     lo, hi = dist.rank * local_b, (dist.rank + 1) * local_b
@@ -824,6 +841,8 @@ def _train_loop(cfg, data, out, callbacks, resume, overwrite, handle_signals, lo
             idx = stream.batch(step, cfg.batch)[lo:hi]
             t = _sample_t(process, cfg.batch, cpu_gen)[lo:hi]
             flip = torch.rand(cfg.batch, generator=cpu_gen)[lo:hi] < 0.5
+            # self-conditioning: which samples get the net's own first estimate of x0 (the others zeros)
+            sc_use = torch.rand(cfg.batch, generator=cpu_gen)[lo:hi] < 0.5 if self_cond else None
             eps = torch.randn((cfg.batch, *data.shape), generator=noise_gen, device=device)[lo:hi]
             seed_global_rng(seed_dropout, device)  # dropout
             # 2. x0 in model space
@@ -838,7 +857,10 @@ def _train_loop(cfg, data, out, callbacks, resume, overwrite, handle_signals, lo
             opt.lr = lr
             x_t, c_noise, target, weight = objective.inputs(x0, t, eps)
             with autocast(device, cfg.bf16):
-                out_net = model(x_t, c_noise)
+                if self_cond:
+                    out_net = model(x_t, c_noise, _self_cond_input(net, objective, x_t, c_noise, t, sc_use, sc_clip))
+                else:
+                    out_net = model(x_t, c_noise)
             loss = objective.per_sample(out_net, target, weight).mean()
             # 4. backward, clip, AdamW
             opt.zero_grad()

@@ -57,6 +57,7 @@ _UNET_KEYS: dict[str, tuple[str, Any]] = {
     "groups": ("int", 8),
     "scale_shift": ("bool", False),
     "patch": ("int", 1),
+    "self_cond": ("bool", False),
 }
 _MLP_KEYS: dict[str, tuple[str, Any]] = {
     "type": ("str", None),

@@ -110,7 +110,8 @@ class Level(nn.Module):
 
 
 class UNet(nn.Module):
-    """``UNet(**config)``; ``forward(x (B, C, H, W), c_noise (B,)) -> (B, C, H, W)``.
+    """``UNet(**config)``; ``forward(x (B, C, H, W), c_noise (B,)[, cond]) -> (B, C, H, W)``; ``cond``
+    (B, C, H, W) is the self-conditioning input when ``self_cond`` (see the module docstring).
     Build it with ``ddpmctl.nets.build_net(config)``, which validates the config first."""
 
     def __init__(
@@ -129,14 +130,16 @@ class UNet(nn.Module):
         groups: int,
         scale_shift: bool,
         patch: int,
+        self_cond: bool = False,
         type: str = "unet",  # noqa: A002 - the config's own key
     ):
         super().__init__()
         self.patch = patch
+        self.self_cond = self_cond
         emb_dim = 4 * base
         self.time_embed = TimeEmbedding(embedding, base, emb_dim, fourier_scale)
         c_in = in_channels * patch * patch
-        self.in_conv = nn.Conv2d(c_in, base, 3, padding=1)
+        self.in_conv = nn.Conv2d(c_in * (2 if self_cond else 1), base, 3, padding=1)
 
         res0 = min(image_size) // patch
         attn = set(int(r) for r in attn)
@@ -177,8 +180,10 @@ class UNet(nn.Module):
         self.out_norm = nn.GroupNorm(groups, ch)
         self.out_conv = _zero(nn.Conv2d(ch, c_in, 3, padding=1))
 
-    def forward(self, x: torch.Tensor, c_noise: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, c_noise: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:
         emb = F.silu(self.time_embed(c_noise))
+        if self.self_cond:  # the previous estimate of x0 (zeros when there is none) as extra channels
+            x = torch.cat([x, torch.zeros_like(x) if cond is None else cond.to(x.dtype)], dim=1)
         if self.patch > 1:
             x = F.pixel_unshuffle(x, self.patch)
         h = self.in_conv(x)
