@@ -90,6 +90,8 @@ class TrainConfig:
     weight_decay: float = 0.0
     adam_beta1: float = 0.9
     adam_beta2: float = 0.999
+    optimizer: str = "adamw"  # adamw | muon (Muon on the hidden weight matrices, AdamW on the rest)
+    muon_momentum: float = 0.95
     warmup: int | None = None  # default min(5000, 5% of the steps)
     lr_schedule: str = "constant"
     lr_min: float = 0.0
@@ -174,7 +176,9 @@ class TrainConfig:
         positive("lr_min", self.lr_min, zero=True)
         if not 0 <= self.ema < 1:
             raise InputError(f"--ema: decay must lie in [0, 1), got {self.ema}")
-        for name in ("adam_beta1", "adam_beta2"):
+        if self.optimizer not in OPTIMIZERS:
+            raise InputError(f"--optimizer: unknown optimizer '{self.optimizer}' (choose from {', '.join(OPTIMIZERS)})")
+        for name in ("adam_beta1", "adam_beta2", "muon_momentum"):
             if not 0 <= getattr(self, name) < 1:
                 raise InputError(f"{name}: must lie in [0, 1), got {getattr(self, name)}")
         if not isinstance(self.net, dict):
@@ -478,6 +482,86 @@ class AdamW:
             raise InputError(f"{name}: optimizer state does not fit the network (it has {len(tensors)} entries)")
 
 
+def newton_schulz(g: torch.Tensor, steps: int = 5) -> torch.Tensor:
+    """An approximate orthogonalisation U V^T of each matrix g = U S V^T (shape (..., rows, cols);
+    Muon's quintic Newton-Schulz iteration, coefficients (3.4445, -4.7750, 2.0315) of Jordan et
+    al. 2024): the singular values go to about 1 (0.7-1.2), the singular vectors stay."""
+    a, b, c = 3.4445, -4.7750, 2.0315
+    x = g / (torch.linalg.matrix_norm(g, keepdim=True) + 1e-7)
+    tall = x.shape[-2] > x.shape[-1]
+    if tall:
+        x = x.mT
+    for _ in range(steps):
+        m = x @ x.mT
+        x = a * x + (b * m + c * m @ m) @ x
+    return x.mT if tall else x
+
+
+class Muon(AdamW):
+    """Muon (Jordan et al. 2024, "Muon: an optimizer for hidden layers") on the weight matrices of
+    the hidden layers (convolutions flattened to (out, in * k * k)), AdamW on everything else (the
+    first and last layer, the time embedding, biases, norms). Muon's update is the
+    orthogonalised Nesterov momentum, scaled by 0.2 sqrt(max(out, in)) so that its RMS matches
+    AdamW's (Liu et al. 2025, "Muon is scalable for LLM training"): both use the same ``lr``.
+    State: AdamW's for every parameter (unused ones stay zero) plus ``{i}.momentum``."""
+
+    def __init__(self, named_params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, momentum=0.95):
+        named = [(n, p) for n, p in named_params if p.requires_grad]
+        super().__init__([p for _, p in named], lr, betas, eps, weight_decay)
+        edge = ("in_conv.", "out_conv.", "time_embed.", "in_fc.", "out_fc.")
+        self.muon = [p.ndim >= 2 and not n.startswith(edge) for n, p in named]
+        self.momentum = momentum
+        self.buf = [torch.zeros_like(p) if m else torch.zeros(0) for p, m in zip(self.params, self.muon)]
+
+    @torch.no_grad()
+    def step(self) -> None:
+        grads = []
+        for p, m in zip(self.params, self.muon):
+            grads.append(p.grad)
+            if m:
+                p.grad = None  # AdamW skips it
+        super().step()
+        groups: dict[tuple, list[int]] = {}  # matrices of one shape are orthogonalised in one batch
+        for i, (p, g, m) in enumerate(zip(self.params, grads, self.muon)):
+            if m and g is not None:
+                groups.setdefault((p.shape[0], p[0].numel()), []).append(i)
+        for (rows, cols), idx in groups.items():
+            bufs, gs = [self.buf[i] for i in idx], [grads[i] for i in idx]
+            torch._foreach_lerp_(bufs, gs, 1 - self.momentum)
+            u = torch.stack([g.lerp(b, self.momentum).reshape(rows, cols) for g, b in zip(gs, bufs)])  # Nesterov
+            u = newton_schulz(u) * (0.2 * math.sqrt(max(rows, cols)))
+            for k, i in enumerate(idx):
+                p = self.params[i]
+                if self.weight_decay:
+                    p.mul_(1 - self.lr * self.weight_decay)
+                p.add_(u[k].reshape(p.shape), alpha=-self.lr)
+                p.grad = grads[i]
+
+    def state_tensors(self) -> dict[str, torch.Tensor]:
+        out = super().state_tensors()
+        for i, b in enumerate(self.buf):
+            if self.muon[i]:
+                out[f"{i}.momentum"] = b
+        return out
+
+    def load_state_tensors(self, tensors: dict[str, torch.Tensor], name: str) -> None:
+        mom = {k: v for k, v in tensors.items() if k.endswith(".momentum")}
+        super().load_state_tensors({k: v for k, v in tensors.items() if not k.endswith(".momentum")}, name)
+        try:
+            for i, b in enumerate(self.buf):
+                if self.muon[i]:
+                    if tuple(mom[f"{i}.momentum"].shape) != tuple(b.shape):
+                        raise ValueError(f"{i}.momentum")
+                    b.copy_(mom[f"{i}.momentum"])
+        except (KeyError, ValueError) as e:
+            raise InputError(f"{name}: optimizer state does not fit the network ({e})") from None
+        if len(mom) != sum(self.muon):
+            raise InputError(f"{name}: optimizer state does not fit the network (optimizer differs)")
+
+
+OPTIMIZERS = ("adamw", "muon")
+
+
 NET_FLAGS = {  # CLI flag -> key of the network config, per network type
     "unet": {"base": "base", "mults": "mults", "blocks": "blocks", "attn": "attn", "dropout": "dropout"},
     "mlp": {"base": "hidden", "blocks": "blocks", "dropout": "dropout"},
@@ -766,7 +850,11 @@ def _train_loop(cfg, data, out, callbacks, resume, overwrite, handle_signals, lo
     net.to(device, memory_format=mem).train()
     if ema is not None:
         ema.to(device, memory_format=mem)
-    opt = AdamW(net.parameters(), lr=cfg.lr, betas=(cfg.adam_beta1, cfg.adam_beta2), weight_decay=cfg.weight_decay)
+    if cfg.optimizer == "muon":
+        opt = Muon(net.named_parameters(), lr=cfg.lr, betas=(cfg.adam_beta1, cfg.adam_beta2),
+                   weight_decay=cfg.weight_decay, momentum=cfg.muon_momentum)
+    else:
+        opt = AdamW(net.parameters(), lr=cfg.lr, betas=(cfg.adam_beta1, cfg.adam_beta2), weight_decay=cfg.weight_decay)
     start = 0
     if state is not None:
         opt.load_state_tensors(state["optimizer"], state["path"])

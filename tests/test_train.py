@@ -20,11 +20,13 @@ from ddpmctl.schedules import DiscreteProcess, make_process
 from ddpmctl.training import (
     AdamW,
     IndexStream,
+    Muon,
     TrainConfig,
     TrainData,
     default_warmup,
     ema_decay,
     lr_at,
+    newton_schulz,
     open_data,
     train,
 )
@@ -179,6 +181,61 @@ def test_adamw_matches_the_published_update():
         AdamW([torch.nn.Parameter(torch.zeros(2))]).load_state_tensors(st, "x")
 
 
+@pytest.mark.parametrize("shape", [(8, 8), (6, 20), (30, 5), (64, 576)])
+def test_newton_schulz_orthogonalises(shape):
+    """NS5 maps G = U S V^T to about U V^T: U^T NS(G) V is diagonal, entries in (0.6, 1.25)
+    (the quintic's coefficients trade exactness for speed, Jordan et al. 2024)."""
+    g = torch.randn(*shape, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    g[:, 0] *= 50  # an ill-conditioned matrix
+    u, s, vh = torch.linalg.svd(g, full_matrices=False)
+    d = u.T @ newton_schulz(g) @ vh.T
+    diag = torch.diagonal(d)
+    assert (diag > 0.6).all() and (diag < 1.25).all(), diag
+    assert (d - torch.diag(diag)).abs().max() < 1e-6
+
+
+def test_muon_update_by_hand_and_state_round_trip():
+    """Muon on the hidden weight matrices (Nesterov momentum, orthogonalised, RMS-matched to
+    AdamW by 0.2 sqrt(max(out, in)), decoupled weight decay); AdamW on the first / last layers,
+    biases and vectors."""
+    torch.manual_seed(0)
+    net = torch.nn.ModuleDict({"in_conv": torch.nn.Conv2d(2, 4, 3), "hidden": torch.nn.Conv2d(4, 6, 3)}).double()
+    lr, wd, mu = 0.01, 0.1, 0.9
+    opt = Muon(net.named_parameters(), lr=lr, weight_decay=wd, momentum=mu)
+    assert opt.muon == [False, False, True, False]  # in_conv.weight, in_conv.bias, hidden.weight, hidden.bias
+    w0 = net["hidden"].weight.detach().clone()
+    adam_ref = AdamW([torch.nn.Parameter(p.detach().clone()) for n, p in net.named_parameters() if n != "hidden.weight"],
+                     lr=lr, weight_decay=wd)
+    buf = torch.zeros_like(w0)
+    ref = w0.clone()
+    for _ in range(3):
+        grads = [torch.randn_like(p) for p in net.parameters()]
+        for p, g in zip(net.parameters(), grads):
+            p.grad = g.clone()
+        for p, g in zip(adam_ref.params, [g for i, g in enumerate(grads) if i != 2]):
+            p.grad = g.clone()
+        opt.step()
+        adam_ref.step()
+        g = grads[2]
+        buf = mu * buf + (1 - mu) * g
+        u = newton_schulz(((1 - mu) * g + mu * buf).reshape(6, -1))
+        ref = ref * (1 - lr * wd) - lr * 0.2 * math.sqrt(36) * u.reshape(ref.shape)
+        assert torch.equal(net["hidden"].weight.grad, g)  # the gradient is left in place
+    torch.testing.assert_close(net["hidden"].weight.detach(), ref)
+    rest = [p for n, p in net.named_parameters() if n != "hidden.weight"]
+    for p, r in zip(rest, adam_ref.params):
+        torch.testing.assert_close(p.detach(), r.detach())
+    st = opt.state_tensors()
+    assert set(k for k in st if k.endswith("momentum")) == {"2.momentum"}
+    other = Muon(net.named_parameters(), momentum=mu)
+    other.load_state_tensors(st, "x")
+    assert torch.equal(other.buf[2], opt.buf[2]) and other.step_count == 3
+    with pytest.raises(InputError, match="does not fit"):
+        AdamW(net.parameters()).load_state_tensors(st, "x")  # an AdamW run cannot resume a Muon state
+    with pytest.raises(InputError, match="does not fit"):
+        other.load_state_tensors(AdamW(net.parameters()).state_tensors(), "x")
+
+
 def test_lr_warmup_cosine_and_ema_decay():
     cfg = TrainConfig(lr=1e-3, lr_schedule="cosine", lr_min=1e-5)
     assert lr_at(0, cfg, 100, 10) == pytest.approx(1e-4)
@@ -230,7 +287,7 @@ def test_open_data_keeps_the_memory_map_and_converts_batches(tmp_path):
 # exact resume (Python API)
 
 
-@pytest.mark.parametrize("kind", ["mlp", "unet"])
+@pytest.mark.parametrize("kind", ["mlp", "unet", "unet-muon"])
 def test_resume_is_exact(tmp_path, kind):
     """A run stopped after 7 of 12 steps and resumed ends with the same raw and EMA weights and
     optimizer moments as an uninterrupted run (dropout, flips, cosine LR and weight decay on)."""
@@ -239,7 +296,8 @@ def test_resume_is_exact(tmp_path, kind):
     else:
         data, net = _images(tmp_path), dict(TINY_UNET, dropout=0.1)
     cfg = TrainConfig(steps=12, batch=8, lr=1e-3, net=net, hflip=True, lr_schedule="cosine", warmup=3,
-                      weight_decay=0.01, log_every=1, save_every=5, sde="vp" if kind == "mlp" else "ddpm")
+                      weight_decay=0.01, log_every=1, save_every=5, sde="vp" if kind == "mlp" else "ddpm",
+                      optimizer="muon" if kind == "unet-muon" else "adamw")
     full = train(cfg, data, tmp_path / "a", handle_signals=False)
     part = train(cfg, data, tmp_path / "b", [lambda info: info["step"] == 7], handle_signals=False)
     assert part.stopped and part.step == 7

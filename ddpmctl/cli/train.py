@@ -99,10 +99,12 @@ def command(
                                              "(e.g. 690, 90s, 12m, 1.5h) and save; the cosine --lr-schedule then "
                                              "decays over that time (or the steps, if they end first)."),
     batch: Optional[int] = typer.Option(None, "--batch", help=HELP_BATCH + " Global: split across torchrun ranks (default 64)."),
-    lr: Optional[float] = typer.Option(None, "--lr", help="Peak learning rate of AdamW (default 2e-4)."),
+    lr: Optional[float] = typer.Option(None, "--lr", help="Peak learning rate (default 2e-4)."),
+    optimizer: Optional[str] = typer.Option(None, "--optimizer", help="adamw (default) or muon (Muon on the hidden "
+                                            "weight matrices, AdamW on the rest; same --lr scale)."),
     warmup: Optional[int] = typer.Option(None, "--warmup", help="Linear warm-up steps (default min(5000, 5% of the steps))."),
     lr_schedule: Optional[str] = typer.Option(None, "--lr-schedule", help="After warm-up: constant (default) or cosine."),
-    weight_decay: Optional[float] = typer.Option(None, "--weight-decay", help="AdamW weight decay (default 0)."),
+    weight_decay: Optional[float] = typer.Option(None, "--weight-decay", help="Decoupled weight decay (default 0)."),
     clip: Optional[float] = typer.Option(None, "--clip", help="Gradient-norm clipping (default 1.0; 0: off)."),
     ema: Optional[float] = typer.Option(None, "--ema", help="Largest EMA decay (default 0.9999, warm-up (1+n)/(10+n); 0: off)."),
     sde: Optional[str] = typer.Option(None, "--sde", help="Process: ddpm (discrete, default), vp, subvp or ve."),
@@ -143,7 +145,7 @@ def command(
         cfg = training.TrainConfig.from_dict(training.read_config_file(saved), str(saved))
     if config is not None:
         cfg.update(training.read_config_file(config), config)
-    flags = dict(steps=steps, epochs=epochs, batch=batch, lr=lr, warmup=warmup, lr_schedule=lr_schedule,
+    flags = dict(steps=steps, epochs=epochs, batch=batch, lr=lr, optimizer=optimizer, warmup=warmup, lr_schedule=lr_schedule,
                  weight_decay=weight_decay, clip=clip, ema=ema, sde=sde, schedule=schedule, T=T,
                  prediction=prediction, loss=loss, min_snr=min_snr, normalize=normalize, hflip=hflip, seed=seed,
                  device=device, bf16=bf16, compile=compile_, log_every=log_every, save_every=save_every,
