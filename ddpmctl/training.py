@@ -49,7 +49,7 @@ from ddpmctl.errors import InputError, RunError
 from ddpmctl.objectives import LOSSES, Objective
 from ddpmctl.schedules import PROCESS_KINDS, Process, make_process
 
-LR_SCHEDULES = ("constant", "cosine")
+LR_SCHEDULES = ("constant", "cosine", "linear")
 NORMALIZE = ("auto", "none")
 
 
@@ -393,15 +393,17 @@ def seed_global_rng(seed: int, device: torch.device) -> None:
 
 def lr_at(step: int, cfg: TrainConfig, total: int, warmup: int, time_fraction: float = 0.0) -> float:
     """Learning rate of update ``step`` (0-based): linear warm-up over ``warmup`` updates, then
-    constant or cosine decay to ``lr_min`` at ``total``. With a time limit the decay follows
+    constant, or a cosine or linear decay to ``lr_min`` at ``total``. With a time limit the decay follows
     whichever is further along: the steps or the fraction of the time limit used
     (``time_fraction``)."""
     if warmup > 0 and step < warmup:
         return cfg.lr * (step + 1) / warmup
+    if cfg.lr_schedule == "constant":
+        return cfg.lr
+    progress = min(1.0, max((step - warmup) / max(1, total - warmup), time_fraction))
     if cfg.lr_schedule == "cosine":
-        progress = min(1.0, max((step - warmup) / max(1, total - warmup), time_fraction))
         return cfg.lr_min + (cfg.lr - cfg.lr_min) * 0.5 * (1 + math.cos(math.pi * progress))
-    return cfg.lr
+    return cfg.lr_min + (cfg.lr - cfg.lr_min) * (1 - progress)  # linear
 
 
 def ema_decay(n: int, cfg: TrainConfig) -> float:

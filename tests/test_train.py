@@ -249,6 +249,11 @@ def test_lr_warmup_cosine_and_ema_decay():
     assert lr_at(55, cfg, 100, 10, time_fraction=0.1) == pytest.approx(1e-5 + (1e-3 - 1e-5) * 0.5)
     assert lr_at(20, cfg, 100, 10, time_fraction=2.0) == pytest.approx(1e-5)
     assert lr_at(5, cfg, 100, 10, time_fraction=0.9) == pytest.approx(6e-4)  # warm-up is by steps
+    lin = TrainConfig(lr=1e-3, lr_schedule="linear", lr_min=1e-5)
+    assert lr_at(10, lin, 100, 10) == pytest.approx(1e-3)
+    assert lr_at(40, lin, 100, 10) == pytest.approx(1e-5 + (1e-3 - 1e-5) * 2 / 3)
+    assert lr_at(100, lin, 100, 10) == pytest.approx(1e-5)
+    assert lr_at(20, lin, 100, 10, time_fraction=0.75) == pytest.approx(1e-5 + (1e-3 - 1e-5) * 0.25)
     assert default_warmup(1000) == 50 and default_warmup(10**6) == 5000 and default_warmup(10) == 0
     cfg = TrainConfig(ema=0.999)
     assert ema_decay(1, cfg) == pytest.approx(2 / 11) and ema_decay(10**6, cfg) == 0.999

@@ -96,14 +96,14 @@ def command(
     steps: Optional[int] = typer.Option(None, "--steps", help="Optimizer steps (default 10000)."),
     epochs: Optional[float] = typer.Option(None, "--epochs", help="Instead of --steps: passes over the data."),
     time_limit: Optional[str] = typer.Option(None, "--time-limit", help="Stop after this much training wall time "
-                                             "(e.g. 690, 90s, 12m, 1.5h) and save; the cosine --lr-schedule then "
+                                             "(e.g. 690, 90s, 12m, 1.5h) and save; a decaying --lr-schedule then "
                                              "decays over that time (or the steps, if they end first)."),
     batch: Optional[int] = typer.Option(None, "--batch", help=HELP_BATCH + " Global: split across torchrun ranks (default 64)."),
     lr: Optional[float] = typer.Option(None, "--lr", help="Peak learning rate (default 2e-4)."),
     optimizer: Optional[str] = typer.Option(None, "--optimizer", help="adamw (default) or muon (Muon on the hidden "
                                             "weight matrices, AdamW on the rest; same --lr scale)."),
     warmup: Optional[int] = typer.Option(None, "--warmup", help="Linear warm-up steps (default min(5000, 5% of the steps))."),
-    lr_schedule: Optional[str] = typer.Option(None, "--lr-schedule", help="After warm-up: constant (default) or cosine."),
+    lr_schedule: Optional[str] = typer.Option(None, "--lr-schedule", help="After warm-up: constant (default), or a cosine or linear decay to lr_min."),
     weight_decay: Optional[float] = typer.Option(None, "--weight-decay", help="Decoupled weight decay (default 0)."),
     clip: Optional[float] = typer.Option(None, "--clip", help="Gradient-norm clipping (default 1.0; 0: off)."),
     ema: Optional[float] = typer.Option(None, "--ema", help="Largest EMA decay (default 0.9999, warm-up (1+n)/(10+n); 0: off)."),
