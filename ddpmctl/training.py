@@ -831,6 +831,10 @@ def _train_loop(cfg, data, out, callbacks, resume, overwrite, handle_signals, lo
             if json.dumps(m[key], sort_keys=True) != json.dumps(ours, sort_keys=True):
                 raise InputError(f"{state['path']}: the checkpoint's {key} differs from this run's configuration; "
                                  "resume with the same model options")
+        theirs = (m.get("train") or {}).get("optimizer", "adamw")
+        if theirs != cfg.optimizer:
+            raise InputError(f"{state['path']}: the checkpoint was trained with --optimizer {theirs}, this run asks for "
+                             f"{cfg.optimizer}; resume with the same optimizer")
         if m["data"]["kind"] != data.kind or tuple(m["data"]["shape"]) != tuple(data.shape):
             raise InputError(f"{data.name}: data shape {list(data.shape)} differs from the checkpoint's {m['data']['shape']}")
         if state["step"] >= total:

@@ -328,6 +328,9 @@ def test_resume_refuses_a_different_model(tmp_path):
         train(other, data, tmp_path / "a", resume=tmp_path / "a", handle_signals=False)
     with pytest.raises(InputError, match="already at step 3"):
         train(cfg, data, tmp_path / "a", resume=tmp_path / "a", handle_signals=False)
+    muon = TrainConfig(steps=6, batch=8, net=dict(TINY_MLP), log_every=1, optimizer="muon")
+    with pytest.raises(InputError, match="trained with --optimizer adamw"):
+        train(muon, data, tmp_path / "a", resume=tmp_path / "a", handle_signals=False)
     with pytest.raises(InputError, match="already holds a checkpoint"):
         train(cfg, data, tmp_path / "a", handle_signals=False)
 

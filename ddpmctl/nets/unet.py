@@ -21,6 +21,10 @@ self-attention over the H*W positions (``torch.nn.functional.scaled_dot_product_
 A ``patch`` of 2 folds each 2x2 pixel block into channels first (space-to-depth) and unfolds
 at the end: the network then works at half the resolution with 4x the input channels, which is
 several times cheaper per image on a CPU for small images.
+
+``self_cond`` (self-conditioning, Chen et al. 2022): the net also takes an estimate of x0 (B, C,
+H, W), concatenated to x as C more input channels (zeros when there is none); the output keeps C
+channels. Training and the samplers' ``diffusion.Denoiser`` supply the estimate (docs/nets.md).
 """
 
 from __future__ import annotations
@@ -111,7 +115,7 @@ class Level(nn.Module):
 
 class UNet(nn.Module):
     """``UNet(**config)``; ``forward(x (B, C, H, W), c_noise (B,)[, cond]) -> (B, C, H, W)``; ``cond``
-    (B, C, H, W) is the self-conditioning input when ``self_cond`` (see the module docstring).
+    (B, C, H, W) is the self-conditioning estimate of x0 when ``self_cond`` (module docstring).
     Build it with ``ddpmctl.nets.build_net(config)``, which validates the config first."""
 
     def __init__(
