@@ -573,3 +573,21 @@ def test_epochs_dry_run_and_help(tmp_path):
     data, _ = _points(tmp_path, n=40)
     r = run_cli("train", data, "--epochs", "2", "--batch", "16", "--base", "8", "-o", tmp_path / "ck", "--json")
     assert r.returncode == 0 and json.loads(r.stdout)["step"] == 5  # ceil(2 * 40 / 16)
+
+
+@pytest.mark.parametrize("cfg", [dict(type="unet", in_channels=1, image_size=[8, 8], **TINY_UNET),
+                                 dict(type="mlp", dim=2, **TINY_MLP)])
+def test_muon_leaves_the_first_and_last_layers_and_vectors_to_adamw(cfg):
+    """Muon's split is by parameter name: this guards it against renamed layers in ddpmctl.nets."""
+    from ddpmctl.nets import build_net
+
+    net = build_net(cfg)
+    opt = Muon(net.named_parameters())
+    names = [n for n, p in net.named_parameters()]
+    muon = {n for n, m in zip(names, opt.muon) if m}
+    first_last = ("in_conv.", "out_conv.") if cfg["type"] == "unet" else ("in_fc.", "out_fc.")
+    assert not any(n.startswith(first_last + ("time_embed.",)) for n in muon)
+    assert all(p.ndim >= 2 for n, p in net.named_parameters() if n in muon)
+    hidden = [n for n, p in net.named_parameters() if p.ndim >= 2 and not n.startswith(first_last + ("time_embed.",))]
+    assert hidden and set(hidden) == muon
+    assert any(n.startswith(first_last[0]) for n in names) and any(n.startswith(first_last[1]) for n in names)
