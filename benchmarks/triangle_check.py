@@ -138,17 +138,23 @@ def fit_triangle(img: np.ndarray) -> tuple[np.ndarray | None, np.ndarray]:
 
 def check_triangle(img: np.ndarray, tol: float = TOL) -> tuple[bool, str]:
     """(passes, reason) for one image (H, W) or (1, H, W) in [0, 1]."""
+    ok, why, _ = check_and_fit(img, tol)
+    return ok, why
+
+
+def check_and_fit(img: np.ndarray, tol: float = TOL) -> tuple[bool, str, np.ndarray | None]:
+    """(passes, reason, the fitted triangle (3, 2) as (x, y) vertices in pixels or None)."""
     img = np.asarray(img, dtype=np.float64).squeeze()
     h, w = img.shape
     mask = img > 0.5
     if mask.sum() < MIN_PIXELS:
-        return False, "empty or speck"
+        return False, "empty or speck", None
     _, n = ndimage.label(mask, structure=np.ones((3, 3)))
     if (ndimage.binary_fill_holes(mask) != mask).any():
-        return False, "holes"
+        return False, "holes", None
     tri, resid = fit_triangle(img)
     if tri is None:
-        return False, "not a triangle"
+        return False, "not a triangle", None
     ok, why, rms = _judge(img, tri, resid, n)
     if not ok and rms < 3 * EDGE_RMS:  # a near miss: polish the fit (Nelder-Mead), then judge again
         def loss(p: np.ndarray) -> float:
@@ -157,7 +163,41 @@ def check_triangle(img: np.ndarray, tol: float = TOL) -> tuple[bool, str]:
                               options={"xatol": 1e-3, "fatol": 1e-6, "maxiter": 300, "adaptive": True}).x
         tri = x.reshape(3, 2)
         ok, why, _ = _judge(img, tri, img - render(tri, h, w), n)
-    return ok, why
+    return ok, why, tri
+
+
+FEATURES = ("area", "orientation", "min_angle", "centre_x", "centre_y")
+
+
+def triangle_features(tri: np.ndarray) -> np.ndarray:
+    """What a triangle (3, 2) looks like, to compare samples with data: area (pixels^2),
+    orientation (direction of the longest side, degrees in [0, 180)), smallest interior angle
+    (degrees) and centroid (x, y)."""
+    tri = np.asarray(tri, dtype=np.float64)
+    a, b, c = tri
+    area = 0.5 * abs((b[0] - a[0]) * (c[1] - a[1]) - (c[0] - a[0]) * (b[1] - a[1]))
+    sides = [(a, b), (b, c), (c, a)]
+    p, q = max(sides, key=lambda s: float(np.linalg.norm(s[1] - s[0])))
+    orientation = float(np.degrees(np.arctan2(q[1] - p[1], q[0] - p[0])) % 180.0)
+    angles = []
+    for u, v, w in ((a, b, c), (b, c, a), (c, a, b)):
+        x, y = v - u, w - u
+        cos = x @ y / max(np.linalg.norm(x) * np.linalg.norm(y), 1e-12)
+        angles.append(np.degrees(np.arccos(np.clip(cos, -1.0, 1.0))))
+    cx, cy = tri.mean(axis=0)
+    return np.array([area, orientation, min(angles), cx, cy])
+
+
+def clean_features(images: np.ndarray) -> tuple[float, dict, np.ndarray]:
+    """fraction_clean's (fraction, reasons), and the features (K, 5) of the K images that pass."""
+    reasons: dict[str, int] = {}
+    feats = []
+    for im in images:
+        ok, why, tri = check_and_fit(im)
+        reasons[why] = reasons.get(why, 0) + 1
+        if ok:
+            feats.append(triangle_features(tri))
+    return len(feats) / max(len(images), 1), reasons, np.array(feats).reshape(-1, len(FEATURES))
 
 
 def _judge(img: np.ndarray, tri: np.ndarray, resid: np.ndarray, regions: int, tol: float = TOL) -> tuple[bool, str, float]:
@@ -182,13 +222,8 @@ def _judge(img: np.ndarray, tri: np.ndarray, resid: np.ndarray, regions: int, to
 
 def fraction_clean(images: np.ndarray) -> tuple[float, dict]:
     """Fraction of images (N, [1,] H, W) that pass, and a count of the reasons for failing."""
-    reasons: dict[str, int] = {}
-    ok = 0
-    for im in images:
-        passed, why = check_triangle(im)
-        ok += passed
-        reasons[why] = reasons.get(why, 0) + 1
-    return ok / max(len(images), 1), reasons
+    frac, reasons, _ = clean_features(images)
+    return frac, reasons
 
 
 def main() -> None:

@@ -46,6 +46,15 @@ CONFIG_FILE = "config.yaml"
 METRICS_FILE = "metrics.jsonl"
 
 
+SNAPSHOT_GLOB = "snapshot-*.safetensors"
+
+
+def snapshot_file(fraction: float) -> str:
+    """File name of the EMA model kept at ``fraction`` of a run (``train --snapshot``):
+    0.25 -> ``snapshot-25.safetensors`` (per cent of the run)."""
+    return f"snapshot-{100 * fraction:.4g}.safetensors"
+
+
 # --------------------------------------------------------------------------------------------
 # writing
 
@@ -213,13 +222,15 @@ class LoadedModel:
         p = next(iter(self.net.parameters()), None)
         return p.device if p is not None else torch.device("cpu")
 
-    def denoiser(self, clip: bool | None = None) -> Denoiser:
+    def denoiser(self, clip: bool | None = None, guide: Denoiser | None = None, guidance: float = 1.0) -> Denoiser:
         """A ``diffusion.Denoiser`` over the network. ``clip`` (default: True for images) clips the
-        predicted x0 to the model-space data range [-1, 1]."""
+        predicted x0 to the model-space data range [-1, 1]. ``guide`` / ``guidance``: autoguidance
+        (see ``Denoiser``)."""
         if clip is None:
             clip = self.data_kind == "images"
         lo, hi = self.normalization.to_model(0.0), self.normalization.to_model(1.0)
-        return Denoiser(self.net, self.process, self.prediction, clip=(lo, hi) if clip else None)
+        return Denoiser(self.net, self.process, self.prediction, clip=(lo, hi) if clip else None,
+                        guide=guide, guidance=guidance)
 
 
 def load_model(path: str | os.PathLike, device="cpu") -> LoadedModel:

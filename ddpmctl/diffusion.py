@@ -159,6 +159,13 @@ class Denoiser:
     A self-conditioned network (``net.self_cond``, Chen et al. 2022) also gets the x0 this denoiser
     predicted at its previous call (zeros at the first call, after ``reset()`` or when the batch
     shape changes): call ``reset()`` before each new batch of samples.
+
+    ``guide`` (another Denoiser of the same process, no clipping) and ``guidance`` = w turn on
+    autoguidance (Karras et al. 2024, "Guiding a diffusion model with a bad version of itself"):
+    x0 = x0_guide + w (x0 - x0_guide), and eps likewise (the same extrapolation, as eps and x0 are
+    affine in each other at a given x_t), before clipping; w = 1 is the model alone. The guide is
+    typically a smaller or less-trained model of the same data; each call then costs 2 network
+    evaluations, and ``nfe`` counts both.
     """
 
     def __init__(
@@ -168,6 +175,8 @@ class Denoiser:
         prediction: str = "eps",
         clip: tuple[float, float] | None = None,
         conditioning: str = "c_noise",
+        guide: "Denoiser | None" = None,
+        guidance: float = 1.0,
     ):
         self.net = net
         self.conditioning = conditioning  # "c_noise": net(x, process.c_noise(t)); "t": net(x, t) (exact models)
@@ -177,10 +186,16 @@ class Denoiser:
         self.nfe = 0
         self.self_cond = bool(getattr(net, "self_cond", False))
         self._x0_prev: torch.Tensor | None = None
+        if guide is not None and guide.clip is not None:
+            raise ValueError("the guide denoiser must not clip (the guided x0 is clipped)")
+        self.guide = guide if guide is not None and guidance != 1.0 else None
+        self.guidance = float(guidance)
 
     def reset(self) -> None:
         """Forget the previous x0 estimate (self-conditioned networks): a new batch starts."""
         self._x0_prev = None
+        if self.guide is not None:
+            self.guide.reset()
 
     def __call__(self, x: torch.Tensor, t) -> Prediction:
         t = torch.as_tensor(t, dtype=torch.float64)
@@ -199,6 +214,10 @@ class Denoiser:
         out = out.to(x.dtype)
         self.nfe += 1
         eps, x0 = to_eps_x0(out, x, alpha, sigma, self.prediction)
+        if self.guide is not None:
+            g, w = self.guide(x, t), self.guidance
+            eps, x0 = g.eps + w * (eps - g.eps), g.x0 + w * (x0 - g.x0)
+            self.nfe += 1
         if self.clip is not None:
             x0 = x0.clamp(*self.clip)
             eps = (x - _bcast(alpha, x) * x0) / _bcast(sigma, x)

@@ -48,6 +48,26 @@ def trajectory_frames(n_steps: int, k: int) -> list[int]:
     return sorted(set(np.round(np.linspace(0, n_steps, k)).astype(int).tolist()))
 
 
+def check_guide(model, guide, guidance: float) -> None:
+    """InputError unless ``guide`` can guide ``model``: the same process (schedule, T, ...) and
+    the same data shape, kind and normalisation; ``guidance`` finite and >= 0."""
+    import math
+
+    if not (math.isfinite(guidance) and guidance >= 0):
+        raise InputError(f"--guidance: must be a finite number >= 0, got {guidance}")
+    mine, theirs = model.process.to_dict(), guide.process.to_dict()
+    if mine != theirs:
+        raise InputError(f"--guide: the guide's process ({guide.process.describe()}) differs from the model's "
+                         f"({model.process.describe()}); guide with a model trained with the same --sde/--schedule/-T")
+    for what in ("data_kind", "data_shape"):
+        if tuple(np.atleast_1d(getattr(model, what))) != tuple(np.atleast_1d(getattr(guide, what))):
+            raise InputError(f"--guide: the guide's {what.replace('_', ' ')} {getattr(guide, what)} differs from "
+                             f"the model's {getattr(model, what)}")
+    if model.normalization.as_dict() != guide.normalization.as_dict():
+        raise InputError(f"--guide: the guide's data normalisation {guide.normalization.as_dict()} differs from "
+                         f"the model's {model.normalization.as_dict()}")
+
+
 def place_model(model, device) -> tuple[torch.device, torch.dtype]:
     """Move a checkpoint model (or an exact model) to ``device`` (None: leave it where it is);
     returns (device, dtype) the samplers should work in."""
@@ -84,6 +104,8 @@ def generate(
     trajectory: int = 0,
     start_index: int = 0,
     amp: bool = False,
+    guide=None,
+    guidance: float = 1.0,
     progress: Callable[..., None] | None = None,
 ) -> tuple[np.ndarray, dict]:
     """Draw ``n`` samples; returns (samples in data units, info).
@@ -94,6 +116,10 @@ def generate(
     ``trajectory`` (float32 (N, K, 2, *shape): [:, k, 0] the state x_t and [:, k, 1] its predicted
     x0, in data units, not clipped) and ``trajectory_times`` (K times; 0 is the output).
     ``progress(advance=1)`` is called after every step of every batch.
+
+    ``guide`` (a model of the same process and data, typically smaller or trained for less) with
+    ``guidance`` = w > 1 samples with autoguidance (Karras et al. 2024): the denoiser's x0 becomes
+    x0_guide + w (x0 - x0_guide); every step then costs 2 network evaluations (counted in ``nfe``).
     """
     n = int(n)
     if n < 1:
@@ -132,7 +158,12 @@ def generate(
     exact = dtype == torch.float64
     # bf16 autocast only when asked: a sampler compounds the network's errors over many steps
     amp = bool(amp) and dev.type == "cuda" and not exact
-    denoiser = model.denoiser(clip=clip_x0)
+    guide_denoiser = None
+    if guide is not None:
+        check_guide(model, guide, guidance)
+        place_model(guide, dev)
+        guide_denoiser = guide.denoiser(clip=False)
+    denoiser = model.denoiser(clip=clip_x0, guide=guide_denoiser, guidance=guidance)
     fn = S.SAMPLER_FUNCTIONS[sampler]
     shape = tuple(model.data_shape)
     norm = model.normalization
@@ -198,6 +229,8 @@ def generate(
         "options": {k: v for k, v in kwargs.items() if k != "solver"},
         "clip_x0": denoiser.clip is not None,
     }
+    if denoiser.guide is not None:
+        info["guidance"] = float(guidance)
     if len(set(nfes)) > 1:
         info["nfe_per_batch"] = nfes
     if opts["spacing"] == "karras":

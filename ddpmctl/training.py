@@ -109,6 +109,7 @@ class TrainConfig:
     sample_n: int = 16
     sample_steps: int = 50
     time_limit: float | None = None  # seconds of training wall time; also the clock of --lr-schedule
+    snapshots: list = field(default_factory=list)  # fractions of the run at which to keep the EMA model too
 
     # ---------------------------------------------------------------------------------------
     @classmethod
@@ -183,6 +184,10 @@ class TrainConfig:
                 raise InputError(f"{name}: must lie in [0, 1), got {getattr(self, name)}")
         if not isinstance(self.net, dict):
             raise InputError("net: expected a mapping of network options")
+        for f in self.snapshots:
+            if isinstance(f, bool) or not isinstance(f, (int, float)) or not 0 < f < 1:
+                raise InputError(f"--snapshot: a fraction of the run in (0, 1), got {f!r}")
+        self.snapshots = sorted({float(f) for f in self.snapshots})
         return self
 
     def make_process(self) -> Process:
@@ -228,6 +233,10 @@ def _coerce(value, typ, where: str):
             if not isinstance(value, dict):
                 raise ValueError
             return dict(value)
+        if t.startswith("list"):
+            if not isinstance(value, (list, tuple)):
+                raise ValueError
+            return list(value)
     except (TypeError, ValueError):
         raise InputError(f"{where}: expected {t.split(' ')[0]}, got {value!r}") from None
     return value
@@ -893,9 +902,12 @@ def _train_loop(cfg, data, out, callbacks, resume, overwrite, handle_signals, lo
     metrics_path = out / ckpt.METRICS_FILE
     if dist.main:
         out.mkdir(exist_ok=True)
-        for name in (ckpt.MODEL_FILE, ckpt.STATE_FILE, ckpt.CONFIG_FILE, ckpt.METRICS_FILE):
+        for name in (ckpt.MODEL_FILE, ckpt.STATE_FILE, ckpt.CONFIG_FILE, ckpt.METRICS_FILE, ckpt.SNAPSHOT_GLOB):
             for tmp in out.glob(f".{name}.ddpmctl-tmp-*"):  # left by a kill during a save
                 tmp.unlink(missing_ok=True)
+        if start == 0:  # a new run: snapshots of an overwritten one would pass for this run's
+            for old in out.glob(ckpt.SNAPSHOT_GLOB):
+                old.unlink(missing_ok=True)
         dio.write_text(out / ckpt.CONFIG_FILE, config_to_yaml(train_dict))
         _trim_metrics(metrics_path, start)
     dist.barrier()
@@ -906,6 +918,9 @@ def _train_loop(cfg, data, out, callbacks, resume, overwrite, handle_signals, lo
             ckpt.save_state(out / ckpt.STATE_FILE, net, ema, opt.state_tensors(), step, meta)
             ckpt.save_model(out / ckpt.MODEL_FILE, ema if ema is not None else net, meta)
         dist.barrier()
+
+    # snapshots still to take: fractions of the run this run has not reached yet
+    snapshots = [f for f in cfg.snapshots if f > start / total]
 
     # ---- the loop -----------------------------------------------------------------------------
     self_cond = bool(getattr(net, "self_cond", False))
@@ -998,6 +1013,11 @@ def _train_loop(cfg, data, out, callbacks, resume, overwrite, handle_signals, lo
                 if cfg.save_every and step % cfg.save_every == 0 or step == total:
                     save(step)
                     last_saved = step
+                while snapshots and max(step / total, time_fraction) >= snapshots[0]:
+                    if dist.main:
+                        ckpt.save_model(out / ckpt.snapshot_file(snapshots[0]), ema if ema is not None else net,
+                                        ckpt.make_meta(step=step, **meta_base))
+                    snapshots.pop(0)
                 if cfg.sample_every and step % cfg.sample_every == 0 and dist.main:
                     sampler_note_shown = _write_samples(out / f"samples_{step:07d}.png", ema or net, meta_base,
                                                         cfg, device, log, sampler_note_shown)

@@ -150,6 +150,8 @@ def one_line_error(code, err, *words):
         (["-n", "0"], ["-n"]),
         (["--process", "wiener"], ["unknown process"]),
         (["--clip-x0"], ["--clip-x0"]),
+        (["--guidance", "2"], ["--guidance", "needs --guide"]),
+        (["--guide", "missing.npz"], ["missing.npz"]),
     ],
 )
 def test_bad_options_exit_2_without_output(files, tmp_path, args, words):
@@ -185,3 +187,29 @@ def test_not_a_checkpoint(files, tmp_path):
 def test_help_has_an_example():
     r = CliRunner().invoke(app, ["sample", "--help"])
     assert r.exit_code == 0 and "Example: ddpmctl sample" in r.stdout
+
+
+def test_autoguidance_from_the_cli(files, tmp_path):
+    """--guide with a checkpoint: NFE doubles and --json reports it; a model guiding itself gives
+    its own samples; --guidance 1 is no guidance; a guide of another kind or process is refused."""
+    d, _ = files
+    code, out, err = run(d / "img", "-n", 6, "--steps", 5, "--seed", 2, "-o", tmp_path / "a.npy", "--json")
+    assert code == 0, err
+    plain = json.loads(out)
+    code, out, err = run(d / "img", "-n", 6, "--steps", 5, "--seed", 2, "-o", tmp_path / "b.npy", "--json",
+                         "--guide", d / "img" / "model.safetensors", "--guidance", 2.5)
+    assert code == 0, err
+    guided = json.loads(out)
+    assert plain["nfe"] == 5 and guided["nfe"] == 10 and guided["guidance"] == 2.5
+    assert guided["guide"].endswith("model.safetensors")
+    assert np.allclose(np.load(tmp_path / "a.npy"), np.load(tmp_path / "b.npy"), atol=1e-5)
+    code, out, err = run(d / "img", "-n", 6, "--steps", 5, "--seed", 2, "-o", tmp_path / "c.npy",
+                         "--guide", d / "img", "--guidance", 1)
+    assert code == 0 and "NFE 5" in out and "autoguidance w=" not in out, err
+    code, out, err = run(d / "img", "-n", 2, "--steps", 3, "-o", tmp_path / "d.npy", "--guide", d / "img")
+    assert code == 0 and "autoguidance w=3" in out and "NFE 6" in out, err
+    for guide, word in [(d / "mix.npz", "same kind"), (d / "pts.safetensors", "the guide's process"),
+                        (tmp_path / "nothing", "nothing")]:
+        code, _, err = run(d / "img", "-n", 2, "-o", tmp_path / "e.npy", "--guide", guide)
+        one_line_error(code, err, word)
+    assert not (tmp_path / "e.npy").exists()

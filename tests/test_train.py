@@ -591,3 +591,63 @@ def test_muon_leaves_the_first_and_last_layers_and_vectors_to_adamw(cfg):
     hidden = [n for n, p in net.named_parameters() if p.ndim >= 2 and not n.startswith(first_last + ("time_embed.",))]
     assert hidden and set(hidden) == muon
     assert any(n.startswith(first_last[0]) for n in names) and any(n.startswith(first_last[1]) for n in names)
+
+
+def _same_weights(a, b, atol=0.0):
+    sa, sb = ckpt.load_model(a).net.state_dict(), ckpt.load_model(b).net.state_dict()
+    assert sa.keys() == sb.keys()
+    return all(torch.allclose(sa[k], sb[k], atol=atol, rtol=0) for k in sa)
+
+
+def test_snapshots_keep_the_ema_model_at_fractions_of_the_run(tmp_path):
+    """--snapshot F keeps the EMA model at F of the run: with a constant lr and no warm-up, the
+    snapshot at 25% of 20 steps is exactly the model of a 5-step run. A resumed run writes the
+    snapshots it has not reached yet, identical to an uninterrupted run's; a new run over the folder
+    drops the old run's snapshots."""
+    data, _ = _points(tmp_path)
+    base = dict(batch=8, lr=1e-3, net=dict(TINY_MLP), warmup=0, lr_schedule="constant", log_every=1, sde="vp", ema=0.9)
+    train(TrainConfig(steps=20, snapshots=[0.5, 0.25], **base), data, tmp_path / "a", handle_signals=False)
+    train(TrainConfig(steps=5, **base), data, tmp_path / "s", handle_signals=False)
+    assert sorted(p.name for p in (tmp_path / "a").glob("snapshot-*")) == ["snapshot-25.safetensors", "snapshot-50.safetensors"]
+    assert ckpt.load_model(tmp_path / "a" / "snapshot-25.safetensors").meta["step"] == 5
+    assert ckpt.load_model(tmp_path / "a" / "snapshot-50.safetensors").meta["step"] == 10
+    assert _same_weights(tmp_path / "a" / "snapshot-25.safetensors", tmp_path / "s")
+    assert not _same_weights(tmp_path / "a" / "snapshot-50.safetensors", tmp_path / "s", atol=1e-6)
+
+    cfg = TrainConfig(steps=20, snapshots=[0.25, 0.75], **base)
+    train(cfg, data, tmp_path / "u", handle_signals=False)
+    train(cfg, data, tmp_path / "b", [lambda info: info["step"] == 7], handle_signals=False)
+    assert [p.name for p in (tmp_path / "b").glob("snapshot-*")] == ["snapshot-25.safetensors"]
+    train(cfg, data, tmp_path / "b", resume=tmp_path / "b", handle_signals=False)
+    for name in ("snapshot-25.safetensors", "snapshot-75.safetensors"):
+        assert _same_weights(tmp_path / "u" / name, tmp_path / "b" / name, atol=1e-6), name
+
+    train(TrainConfig(steps=4, **base), data, tmp_path / "a", overwrite=True, handle_signals=False)
+    assert not list((tmp_path / "a").glob("snapshot-*"))
+
+    for bad in ([1.0], [0], [-0.5], ["x"], [True]):
+        with pytest.raises(InputError, match="--snapshot"):
+            TrainConfig(steps=4, snapshots=bad).validate()
+    with pytest.raises(InputError, match="snapshots: expected list"):
+        TrainConfig.from_dict({"snapshots": 0.2})
+
+
+def test_snapshot_flag_and_time_limit(tmp_path):
+    """From the CLI, with a time limit: the snapshot comes at that fraction of the time (not of the
+    huge --steps), and `sample` loads it; --snapshot 1.5 is refused with one line."""
+    data, _ = _points(tmp_path)
+    out = tmp_path / "ck"
+    r = run_cli("train", data, "--steps", "1000000", "--batch", "8", "--base", "16", "--log-every", "2",
+                "--time-limit", "3s", "--snapshot", "0.5", "--snapshot", "0.125", "-o", out)
+    assert r.returncode == 0, r.stderr
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    for frac in (0.125, 0.5):
+        step = ckpt.load_model(out / f"snapshot-{100 * frac:g}.safetensors").meta["step"]
+        elapsed = next(rec["elapsed_s"] for rec in records if rec["step"] == step)
+        before = [rec["elapsed_s"] for rec in records if rec["step"] < step]
+        assert elapsed >= 3.0 * frac and (not before or before[-1] < 3.0 * frac), (frac, step)
+    r = run_cli("sample", out / "snapshot-50.safetensors", "-n", "4", "--steps", "3", "-o", tmp_path / "s.npy")
+    assert r.returncode == 0, r.stderr
+    r = run_cli("train", data, "--steps", "5", "--snapshot", "1.5", "-o", tmp_path / "x")
+    assert r.returncode == 2 and r.stderr.decode().strip().count("\n") == 0 and "--snapshot" in r.stderr.decode()
+    assert not (tmp_path / "x").exists()

@@ -30,6 +30,7 @@ SAMPLER_HELP = (
 
 
 PREVIEW_IMAGES = 64
+DEFAULT_GUIDANCE = 3.0  # --guidance with --guide: the best of 1.5-5 on the triangles demo (docs/demo.md)
 
 
 def _is_mixture(path: str) -> bool:
@@ -108,6 +109,14 @@ def command(
     clip_x0: Optional[bool] = typer.Option(
         None, "--clip-x0/--no-clip-x0", help="Clip the predicted x0 to the data range [default: on for images, off for points]."
     ),
+    guide: Optional[str] = typer.Option(
+        None, "--guide", metavar="GUIDE",
+        help="Autoguidance (Karras et al. 2024): a weaker model of the same data and process (a checkpoint, or a "
+             "train --snapshot file) that the samples are steered away from; 2 NFE per step.",
+    ),
+    guidance: Optional[float] = typer.Option(
+        None, "--guidance", help="With --guide: weight w of x0 = x0_guide + w (x0 - x0_guide); 1 = no guidance [default: 3]."
+    ),
     trajectory: int = typer.Option(
         0, "--trajectory", help="Also save K intermediate states and predicted x0 to OUT.trajectory.npy (N, K, 2, ...) and .png."
     ),
@@ -134,6 +143,8 @@ def command(
     Example: ddpmctl sample runs/triangles -n 64 -o samples.png
 
     Example: ddpmctl sample mix.npz --process ve --sampler pc --steps 200 -n 2000 -o pc.png
+
+    Example: ddpmctl sample runs/tri --guide runs/tri/snapshot-20.safetensors --guidance 3 -o guided.png
     """
     if n < 1:
         raise InputError(f"-n: must be >= 1, got {n}")
@@ -158,7 +169,16 @@ def command(
 
     if sampler not in S.SAMPLERS:
         raise InputError(f"--sampler: unknown sampler '{sampler}' (choose from {', '.join(S.SAMPLERS)})")
+    if guidance is not None and guide is None:
+        raise InputError("--guidance: needs --guide (the weaker model to guide with)")
+    if guide is not None and _is_mixture(guide) != _is_mixture(checkpoint):
+        raise InputError(f"--guide: {guide}: give a guide of the same kind as CKPT (a checkpoint, or a mixture .npz)")
     model, dev = _load(checkpoint, device, process, schedule, T)
+    guide_model = None
+    if guide is not None:
+        guidance = DEFAULT_GUIDANCE if guidance is None else guidance
+        guide_model, _ = _load(guide, device, process, schedule, T)
+        sampling.check_guide(model, guide_model, guidance)
     if model.data_kind == "points" and out_kind == "folder":
         raise InputError(f"{output}: points cannot be written as a folder of images; use .npy or .png")
     opts = sampling.resolve_options(model, sampler, steps, solver, spacing)
@@ -167,9 +187,12 @@ def command(
         total_steps = len(S.make_times(model.process, opts["steps"], opts["spacing"], rho=rho)) - 1
         total_steps *= math.ceil(n / batch)
     label = sampler + (f"/{opts['solver']}" if opts["solver"] else "")
+    if guide_model is not None and guidance != 1.0:
+        label += f", autoguidance w={guidance:g}"
     gen_options = dict(
         steps=opts["steps"], seed=seed, device=dev, solver=opts["solver"], spacing=opts["spacing"], rho=rho, eta=eta,
         variance=variance, snr=snr, corrector_steps=corrector_steps, rtol=rtol, atol=atol, clip_x0=clip_x0,
+        guide=guide_model, guidance=1.0 if guidance is None else guidance,
     )  # fmt: skip
     with progress(total_steps, f"sample {label}", quiet=quiet) as update:
         if out_kind == "npy" and not trajectory:  # streamed: memory holds one batch, not n samples
@@ -187,6 +210,8 @@ def command(
         io.save_output(preview, samples[:PREVIEW_IMAGES] if samples.ndim == 4 else samples)
     result = {k: v for k, v in info.items() if k != "times"}
     result.update(output=output, model=checkpoint, data_kind=model.data_kind, shape=[n, *model.data_shape])
+    if guide is not None:
+        result["guide"] = guide
     if traj is not None:
         npy_path, png_path = _trajectory_paths(output)
         io.save_npy(npy_path, traj)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import Optional
+from typing import List, Optional
 
 import typer
 
@@ -127,6 +127,9 @@ def command(
     log_every: Optional[int] = typer.Option(None, "--log-every", help="Write metrics.jsonl every K steps (default 10)."),
     save_every: Optional[int] = typer.Option(None, "--save-every", help="Checkpoint every K steps (default 1000; always at the end)."),
     sample_every: Optional[int] = typer.Option(None, "--sample-every", help="Write a sample grid (EMA, DDIM) every K steps."),
+    snapshot: Optional[List[float]] = typer.Option(
+        None, "--snapshot", help="Also keep the EMA model at this fraction of the run (by steps or --time-limit) as "
+        "snapshot-P.safetensors (P per cent), e.g. a guide for sample --guide; repeatable."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the network's parameters and GFLOP per image, then exit."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help=HELP_QUIET),
     json_out: bool = typer.Option(False, "--json", help=HELP_JSON),
@@ -149,7 +152,8 @@ def command(
                  weight_decay=weight_decay, clip=clip, ema=ema, sde=sde, schedule=schedule, T=T,
                  prediction=prediction, loss=loss, min_snr=min_snr, normalize=normalize, hflip=hflip, seed=seed,
                  device=device, bf16=bf16, compile=compile_, log_every=log_every, save_every=save_every,
-                 sample_every=sample_every, time_limit=None if time_limit is None else parse_duration(time_limit))
+                 sample_every=sample_every, time_limit=None if time_limit is None else parse_duration(time_limit),
+                 snapshots=list(snapshot) if snapshot else None)
     given = {k: v for k, v in flags.items() if v is not None}
     if resume is not None and "steps" not in given and "epochs" in given:
         cfg.steps = None
