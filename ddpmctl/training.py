@@ -987,7 +987,8 @@ def _train_loop(cfg, data, out, callbacks, resume, overwrite, handle_signals, lo
             stop_asked = signals.signum is not None
             stop_asked = dist.any(stop_asked, device) if dist.world > 1 else stop_asked
             boundary = step % cfg.log_every == 0 or step == total or stop_asked or (
-                cfg.save_every and step % cfg.save_every == 0) or (cfg.sample_every and step % cfg.sample_every == 0)
+                cfg.save_every and step % cfg.save_every == 0) or (cfg.sample_every and step % cfg.sample_every == 0) or (
+                bool(snapshots) and step >= snapshots[0] * total)
             info = {"step": step, "total": total, "lr": lr, "logged": False}
             if boundary:
                 now = time.perf_counter()

@@ -606,7 +606,8 @@ def test_snapshots_keep_the_ema_model_at_fractions_of_the_run(tmp_path):
     drops the old run's snapshots."""
     data, _ = _points(tmp_path)
     base = dict(batch=8, lr=1e-3, net=dict(TINY_MLP), warmup=0, lr_schedule="constant", log_every=1, sde="vp", ema=0.9)
-    train(TrainConfig(steps=20, snapshots=[0.5, 0.25], **base), data, tmp_path / "a", handle_signals=False)
+    # steps 5 and 10 are no logging steps (every 7): a snapshot makes its own
+    train(TrainConfig(steps=20, snapshots=[0.5, 0.25], **dict(base, log_every=7)), data, tmp_path / "a", handle_signals=False)
     train(TrainConfig(steps=5, **base), data, tmp_path / "s", handle_signals=False)
     assert sorted(p.name for p in (tmp_path / "a").glob("snapshot-*")) == ["snapshot-25.safetensors", "snapshot-50.safetensors"]
     assert ckpt.load_model(tmp_path / "a" / "snapshot-25.safetensors").meta["step"] == 5
