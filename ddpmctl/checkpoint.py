@@ -222,15 +222,13 @@ class LoadedModel:
         p = next(iter(self.net.parameters()), None)
         return p.device if p is not None else torch.device("cpu")
 
-    def denoiser(self, clip: bool | None = None, guide: Denoiser | None = None, guidance: float = 1.0) -> Denoiser:
+    def denoiser(self, clip: bool | None = None) -> Denoiser:
         """A ``diffusion.Denoiser`` over the network. ``clip`` (default: True for images) clips the
-        predicted x0 to the model-space data range [-1, 1]. ``guide`` / ``guidance``: autoguidance
-        (see ``Denoiser``)."""
+        predicted x0 to the model-space data range [-1, 1]."""
         if clip is None:
             clip = self.data_kind == "images"
         lo, hi = self.normalization.to_model(0.0), self.normalization.to_model(1.0)
-        return Denoiser(self.net, self.process, self.prediction, clip=(lo, hi) if clip else None,
-                        guide=guide, guidance=guidance)
+        return Denoiser(self.net, self.process, self.prediction, clip=(lo, hi) if clip else None)
 
 
 def load_model(path: str | os.PathLike, device="cpu") -> LoadedModel:

@@ -186,10 +186,17 @@ class Denoiser:
         self.nfe = 0
         self.self_cond = bool(getattr(net, "self_cond", False))
         self._x0_prev: torch.Tensor | None = None
+        self.guide: Denoiser | None = None
+        self.guidance = 1.0
+        self.set_guide(guide, guidance)
+
+    def set_guide(self, guide: "Denoiser | None", guidance: float) -> "Denoiser":
+        """Turn on autoguidance by ``guide`` with weight ``guidance`` (off for None or w = 1)."""
         if guide is not None and guide.clip is not None:
             raise ValueError("the guide denoiser must not clip (the guided x0 is clipped)")
         self.guide = guide if guide is not None and guidance != 1.0 else None
         self.guidance = float(guidance)
+        return self
 
     def reset(self) -> None:
         """Forget the previous x0 estimate (self-conditioned networks): a new batch starts."""

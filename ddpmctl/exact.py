@@ -154,11 +154,11 @@ class ExactGMM:
         """net(x, t): the exact eps, in the dtype of x."""
         return self.eps(x, t).to(x.dtype)
 
-    def denoiser(self, clip: bool | None = None, guide: Denoiser | None = None, guidance: float = 1.0) -> Denoiser:
+    def denoiser(self, clip: bool | None = None) -> Denoiser:
         """A ``diffusion.Denoiser`` whose network is the exact eps (``clip`` is refused: points have no range)."""
         if clip:
             raise InputError("--clip-x0: the exact mixture model is points, which have no data range to clip to")
-        return Denoiser(self, self.process, "eps", clip=None, conditioning="t", guide=guide, guidance=guidance)
+        return Denoiser(self, self.process, "eps", clip=None, conditioning="t")
 
     def describe(self) -> str:
         return f"exact model of a {self.mixture.k}-component Gaussian mixture in {self.mixture.dim}-d, {self.process.describe()}"

@@ -158,12 +158,11 @@ def generate(
     exact = dtype == torch.float64
     # bf16 autocast only when asked: a sampler compounds the network's errors over many steps
     amp = bool(amp) and dev.type == "cuda" and not exact
-    guide_denoiser = None
+    denoiser = model.denoiser(clip=clip_x0)
     if guide is not None:
         check_guide(model, guide, guidance)
         place_model(guide, dev)
-        guide_denoiser = guide.denoiser(clip=False)
-    denoiser = model.denoiser(clip=clip_x0, guide=guide_denoiser, guidance=guidance)
+        denoiser.set_guide(guide.denoiser(clip=False), guidance)
     fn = S.SAMPLER_FUNCTIONS[sampler]
     shape = tuple(model.data_shape)
     norm = model.normalization

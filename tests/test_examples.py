@@ -55,9 +55,11 @@ def test_demo_script_runs_end_to_end(tmp_path):
                TRAIN_SECONDS="120", OMP_NUM_THREADS="1")
     r = subprocess.run(["bash", str(EXAMPLES / "demo.sh")], capture_output=True, text=True, env=env, timeout=600)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
-    for name in ("triangles.png", "samples.png", "samples-ddpm.png", "loss.png"):
+    for name in ("triangles.png", "samples.png", "samples-unguided.png", "samples-ddpm.png", "loss.png"):
         assert (out / name).read_bytes()[:4] == b"\x89PNG", name
+    assert (out / "ckpt" / "snapshot-20.safetensors").exists()  # the guide, whatever the config
     assert (out / "fid.txt").read_text().startswith("FID ")
     quality = (out / "quality.txt").read_text()
-    assert quality.count("clean filled triangles") == 3 and "DDPM ancestral" in quality, quality
+    assert quality.count("clean filled triangles") == 4 and "DDPM ancestral" in quality, quality
+    assert "autoguidance w=3" in quality and "no guidance" in quality, quality
     assert '"step": 5' in r.stderr  # the 'demo: trained' line: the config's 5 steps came before the time limit

@@ -541,7 +541,7 @@ def test_autoguidance_extrapolates_x0_and_eps_from_the_guide(mixture):
     x = torch.randn(16, 2, dtype=torch.float64, generator=torch.Generator().manual_seed(1)) * 2
     for t in (0.1, 0.5, 0.9):
         pg, pb = good.denoiser()(x, t), bad.denoiser()(x, t)
-        d = good.denoiser(guide=bad.denoiser(), guidance=2.5)
+        d = good.denoiser().set_guide(bad.denoiser(), 2.5)
         p = d(x, t)
         assert torch.allclose(p.x0, pb.x0 + 2.5 * (pg.x0 - pb.x0), atol=1e-10)
         assert torch.allclose(p.eps, pb.eps + 2.5 * (pg.eps - pb.eps), atol=1e-10)
