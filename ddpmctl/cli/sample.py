@@ -177,7 +177,10 @@ def command(
     guide_model = None
     if guide is not None:
         guidance = DEFAULT_GUIDANCE if guidance is None else guidance
-        guide_model, _ = _load(guide, device, process, schedule, T)
+        try:
+            guide_model, _ = _load(guide, device, process, schedule, T)
+        except InputError as e:
+            raise InputError(f"--guide: {e}") from None
         sampling.check_guide(model, guide_model, guidance)
     if model.data_kind == "points" and out_kind == "folder":
         raise InputError(f"{output}: points cannot be written as a folder of images; use .npy or .png")
