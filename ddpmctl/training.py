@@ -502,9 +502,12 @@ def newton_schulz(g: torch.Tensor, steps: int = 5) -> torch.Tensor:
     tall = x.shape[-2] > x.shape[-1]
     if tall:
         x = x.mT
-    for _ in range(steps):
-        m = x @ x.mT
-        x = a * x + (b * m + c * m @ m) @ x
+    batch = x.shape[:-2]
+    x = x.reshape(-1, *x.shape[-2:]).contiguous()  # one batched matmul per product, fused with its sum:
+    for _ in range(steps):  # x <- a x + (b m + c m m) x,  m = x x^T
+        m = torch.bmm(x, x.mT)
+        x = torch.baddbmm(x, torch.baddbmm(m, m, m, beta=b, alpha=c), x, beta=a)
+    x = x.reshape(*batch, *x.shape[-2:])
     return x.mT if tall else x
 
 
