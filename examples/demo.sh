@@ -24,8 +24,8 @@ echo "demo: trained $(tail -n 1 "$OUT/ckpt/metrics.jsonl")" >&2
 $PY "$HERE/plot_loss.py" "$OUT/ckpt/metrics.jsonl" -o "$OUT/loss.png"
 # The ODE sampler with autoguidance (Karras et al. 2024): the model is steered away from its own
 # EMA snapshot at 20% of training (train --snapshot 0.2), a weaker model with the same errors,
-# only more so. 20 steps, 40 NFE. GUIDANCE=1 turns it off.
-GUIDANCE=${GUIDANCE:-3}
+# only more so. 20 steps, 40 NFE; w = 4 (docs/demo.md, round 7). GUIDANCE=1 turns it off.
+GUIDANCE=${GUIDANCE:-4}
 $D sample "$OUT/ckpt" -n 64 --sampler ode --steps 20 --seed 1 --guide "$OUT/ckpt/snapshot-20.safetensors" \
     --guidance "$GUIDANCE" -o "$OUT/samples.npy" --preview "$OUT/samples.png"
 $D sample "$OUT/ckpt" -n 64 --sampler ode --steps 20 --seed 1 -o "$OUT/samples-unguided.npy" --preview "$OUT/samples-unguided.png"

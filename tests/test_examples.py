@@ -61,5 +61,23 @@ def test_demo_script_runs_end_to_end(tmp_path):
     assert (out / "fid.txt").read_text().startswith("FID ")
     quality = (out / "quality.txt").read_text()
     assert quality.count("clean filled triangles") == 4 and "DDPM ancestral" in quality, quality
-    assert "autoguidance w=3" in quality and "no guidance" in quality, quality
+    assert "autoguidance w=4" in quality and "no guidance" in quality, quality
     assert '"step": 5' in r.stderr  # the 'demo: trained' line: the config's 5 steps came before the time limit
+
+
+def test_demo_config_is_the_documented_network(tmp_path):
+    """examples/triangles/demo.yaml is a valid config, and its network is the one docs/demo.md
+    describes (parameters and FLOPs as `train --dry-run` counts them)."""
+    data = tmp_path / "tri.npy"
+    ddpmctl = [sys.executable, "-m", "ddpmctl"]
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    assert subprocess.run(ddpmctl + ["make-data", "triangles", "--n", "4", "-o", str(data)], env=env,
+                          capture_output=True).returncode == 0
+    r = subprocess.run(ddpmctl + ["train", str(data), "--config", str(EXAMPLES / "triangles" / "demo.yaml"), "--dry-run"],
+                       capture_output=True, text=True, env=env, timeout=300)
+    assert r.returncode == 0, r.stderr
+    params = next(line for line in r.stdout.splitlines() if line.startswith("parameters:")).split()[1]
+    gflop = next(line for line in r.stdout.splitlines() if line.startswith("forward:")).split()[1]
+    doc = (EXAMPLES.parent / "docs" / "demo.md").read_text()
+    network = doc[doc.index("- **Network**"):doc.index("- **Process and loss**")]
+    assert f"{params} parameters" in network and f"{float(gflop):.3f} GFLOP" in network, (params, gflop)
