@@ -17,7 +17,7 @@ from ddpmctl import diffusion
 from ddpmctl.errors import InputError, RunError
 from ddpmctl.objectives import Objective, error_scale, loss_weight, sample_times
 from ddpmctl.schedules import DiscreteProcess, make_process
-from ddpmctl.training import (
+from ddpmctl.train import (
     AdamW,
     IndexStream,
     Muon,
@@ -201,7 +201,7 @@ def test_muon_update_by_hand_and_state_round_trip():
     torch.manual_seed(0)
     net = torch.nn.ModuleDict({"in_conv": torch.nn.Conv2d(2, 4, 3), "hidden": torch.nn.Conv2d(4, 6, 3)}).double()
     lr, wd, mu = 0.01, 0.1, 0.9
-    opt = Muon(net.named_parameters(), lr=lr, weight_decay=wd, momentum=mu)
+    opt = Muon(net.parameters(), [net["hidden"].weight], lr=lr, weight_decay=wd, momentum=mu)
     assert opt.muon == [False, False, True, False]  # in_conv.weight, in_conv.bias, hidden.weight, hidden.bias
     w0 = net["hidden"].weight.detach().clone()
     adam_ref = AdamW([torch.nn.Parameter(p.detach().clone()) for n, p in net.named_parameters() if n != "hidden.weight"],
@@ -227,7 +227,7 @@ def test_muon_update_by_hand_and_state_round_trip():
         torch.testing.assert_close(p.detach(), r.detach())
     st = opt.state_tensors()
     assert set(k for k in st if k.endswith("momentum")) == {"2.momentum"}
-    other = Muon(net.named_parameters(), momentum=mu)
+    other = Muon(net.parameters(), [net["hidden"].weight], momentum=mu)
     other.load_state_tensors(st, "x")
     assert torch.equal(other.buf[2], opt.buf[2]) and other.step_count == 3
     with pytest.raises(InputError, match="does not fit"):
@@ -578,11 +578,11 @@ def test_epochs_dry_run_and_help(tmp_path):
 @pytest.mark.parametrize("cfg", [dict(type="unet", in_channels=1, image_size=[8, 8], **TINY_UNET),
                                  dict(type="mlp", dim=2, **TINY_MLP)])
 def test_muon_leaves_the_first_and_last_layers_and_vectors_to_adamw(cfg):
-    """Muon's split is by parameter name: this guards it against renamed layers in ddpmctl.nets."""
+    """The networks name Muon's matrices (``muon_parameters``): the hidden layers' weights, by name here."""
     from ddpmctl.nets import build_net
 
     net = build_net(cfg)
-    opt = Muon(net.named_parameters())
+    opt = Muon(net.parameters(), net.muon_parameters())
     names = [n for n, p in net.named_parameters()]
     muon = {n for n, m in zip(names, opt.muon) if m}
     first_last = ("in_conv.", "out_conv.") if cfg["type"] == "unet" else ("in_fc.", "out_fc.")

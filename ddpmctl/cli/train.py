@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 from typing import List, Optional
 
@@ -17,11 +16,11 @@ from ddpmctl.cli.common import (
     HELP_SEED,
     emit_json,
     err,
-    fail,
     handle_errors,
     parse_int_list,
     progress,
 )
+from ddpmctl.errors import InputError
 
 # Parameter count of the default image network (3x32x32, sinusoidal), checked by tests/test_train.py.
 DEFAULT_UNET_PARAMS = "1,063,651"
@@ -71,8 +70,6 @@ def _net_flags(base, mults, blocks, attn, dropout) -> dict:
 
 def parse_duration(text: str) -> float:
     """'690', '90s', '12m', '1.5h' -> seconds (> 0); InputError otherwise."""
-    from ddpmctl.errors import InputError
-
     units = {"s": 1.0, "m": 60.0, "h": 3600.0}
     t = text.strip().lower()
     scale = units.get(t[-1:], None)
@@ -134,64 +131,46 @@ def command(
     quiet: bool = typer.Option(False, "--quiet", "-q", help=HELP_QUIET),
     json_out: bool = typer.Option(False, "--json", help=HELP_JSON),
 ) -> None:
-    from ddpmctl import training
-    from ddpmctl.errors import InputError
+    from ddpmctl import train as training
 
-    # ---- the effective configuration: defaults <- resumed config <- --config YAML <- flags -----
-    cfg = training.TrainConfig()
-    if resume is not None:
-        saved = Path(resume) / "config.yaml"
-        if not Path(resume).is_dir():
-            fail(f"--resume {resume}: no such checkpoint folder")
-        if not saved.exists():
-            fail(f"--resume {resume}: folder holds no config.yaml (not a ddpmctl checkpoint folder)")
-        cfg = training.TrainConfig.from_dict(training.read_config_file(saved), str(saved))
-    if config is not None:
-        cfg.update(training.read_config_file(config), config)
-    flags = dict(steps=steps, epochs=epochs, batch=batch, lr=lr, optimizer=optimizer, warmup=warmup, lr_schedule=lr_schedule,
-                 weight_decay=weight_decay, clip=clip, ema=ema, sde=sde, schedule=schedule, T=T,
-                 prediction=prediction, loss=loss, min_snr=min_snr, normalize=normalize, hflip=hflip, seed=seed,
+    flags = dict(steps=steps, epochs=epochs, batch=batch, lr=lr, optimizer=optimizer, warmup=warmup,
+                 lr_schedule=lr_schedule, weight_decay=weight_decay, clip=clip, ema=ema, sde=sde, schedule=schedule,
+                 T=T, prediction=prediction, loss=loss, min_snr=min_snr, normalize=normalize, hflip=hflip, seed=seed,
                  device=device, bf16=bf16, compile=compile_, log_every=log_every, save_every=save_every,
                  sample_every=sample_every, time_limit=None if time_limit is None else parse_duration(time_limit),
                  snapshots=list(snapshot) if snapshot else None)
-    given = {k: v for k, v in flags.items() if v is not None}
-    if resume is not None and "steps" not in given and "epochs" in given:
-        cfg.steps = None
-    if "steps" in given:
-        cfg.epochs = None
-    elif "epochs" in given:
-        cfg.steps = None
-    cfg.update(given, "option")
-    cfg.validate()
-
-    if data is None:
-        data = cfg.data
-        if data is None:
-            fail("missing DATA (the training data file or folder)")
-    train_data = training.open_data(data, cfg.normalize)
-    cfg.data = str(Path(data).resolve())
-    net_flags = _net_flags(base, mults, blocks, attn, dropout)
-    if net_flags:
-        cfg.net = {**cfg.net, **training.net_flags_to_config(train_data.kind, net_flags)}
-
-    rank0 = int(os.environ.get("RANK", "0")) == 0
+    cfg = training.resolve_config(resume, config, flags)
+    train_data = training.open_run_data(cfg, data, _net_flags(base, mults, blocks, attn, dropout))
     if dry_run:
-        info = training.describe_model(cfg, train_data)
-        if json_out:
-            emit_json(info)
-        else:
-            shape = "x".join(str(s) for s in info["data_shape"])
-            print(f"network: {info['net'].get('type')}  data: {info['data_kind']} {shape}  process: {info['process']}")
-            print(f"parameters: {info['params']:,}")
-            print(f"forward: {info['gflop_per_sample']:.4g} GFLOP per {'image' if info['data_kind'] == 'images' else 'sample'}")
-        return
+        return _dry_run(cfg, train_data, json_out)
+    if output is None and resume is None:
+        raise InputError("missing -o/--output CKPT_DIR (the checkpoint folder)")
+    rank0 = int(os.environ.get("RANK", "0")) == 0
+    result = _train(cfg, train_data, output or resume, resume, force, quiet or not rank0)
+    if rank0:
+        _report(result, cfg, output or resume, json_out, quiet)
 
-    if output is None:
-        if resume is None:
-            fail("missing -o/--output CKPT_DIR (the checkpoint folder)")
-        output = resume
-    total = cfg.steps
-    with progress(None if total is None else total, "train", quiet or not rank0) as update:
+
+def _dry_run(cfg, train_data, json_out: bool) -> None:
+    """Print the network's parameters and GFLOP per sample for this data and these options."""
+    from ddpmctl.train import describe_model
+
+    info = describe_model(cfg, train_data)
+    if json_out:
+        emit_json(info)
+        return
+    shape = "x".join(str(s) for s in info["data_shape"])
+    per = "image" if info["data_kind"] == "images" else "sample"
+    print(f"network: {info['net'].get('type')}  data: {info['data_kind']} {shape}  process: {info['process']}")
+    print(f"parameters: {info['params']:,}")
+    print(f"forward: {info['gflop_per_sample']:.4g} GFLOP per {per}")
+
+
+def _train(cfg, train_data, output: str, resume: str | None, force: bool, quiet: bool):
+    """Run the library's training under a progress bar; Ctrl-C -> one line and its exit code."""
+    from ddpmctl.train import TrainingInterrupted, train
+
+    with progress(cfg.steps, "train", quiet) as update:
         state = {"first": True}
 
         def on_step(info: dict) -> None:
@@ -205,22 +184,25 @@ def command(
                 fields["img/s"] = round(info["images_per_s"], 1)
             update(1, **fields)
 
+        rank0 = int(os.environ.get("RANK", "0")) == 0
         try:
-            result = training.train(cfg, train_data, output, [on_step], resume=resume, overwrite=force,
-                                    log=lambda msg: err(f"ddpmctl train: {msg}") if rank0 else None)
-        except training.TrainingInterrupted as e:
+            return train(cfg, train_data, output, [on_step], resume=resume, overwrite=force,
+                         log=lambda msg: err(f"ddpmctl train: {msg}") if rank0 else None)
+        except TrainingInterrupted as e:
             if rank0:
                 err(f"ddpmctl train: {e.message}")
             raise typer.Exit(e.exit_code) from None
-    if not rank0:
-        return
+
+
+def _report(result, cfg, output: str, json_out: bool, quiet: bool) -> None:
     if json_out:
         emit_json(result.as_dict())
     elif not quiet:
         loss_txt = f"{result.loss:.4g}" if result.loss is not None else "n/a"
         stop_note = " (time limit reached)" if result.stopped and cfg.time_limit else ""
         print(f"trained {result.step} of {result.total_steps} steps{stop_note}: loss {loss_txt}, "
-              f"{result.images_per_s:.1f} samples/s, {result.elapsed_s:.1f} s; checkpoint {Path(output) / 'model.safetensors'}")
+              f"{result.images_per_s:.1f} samples/s, {result.elapsed_s:.1f} s; "
+              f"checkpoint {Path(output) / 'model.safetensors'}")
 
 
 command.__doc__ = _help()
