@@ -23,11 +23,13 @@ from ddpmctl.train import (
     Muon,
     TrainConfig,
     TrainData,
+    config_to_yaml,
     default_warmup,
     ema_decay,
     lr_at,
     newton_schulz,
     open_data,
+    resolve_config,
     train,
 )
 
@@ -652,3 +654,81 @@ def test_snapshot_flag_and_time_limit(tmp_path):
     r = run_cli("train", data, "--steps", "5", "--snapshot", "1.5", "-o", tmp_path / "x")
     assert r.returncode == 2 and r.stderr.decode().strip().count("\n") == 0 and "--snapshot" in r.stderr.decode()
     assert not (tmp_path / "x").exists()
+
+
+# ------------------------------------------------------------------------------------------
+# configuration precedence, resuming from Python, the networks' Muon split
+
+
+def test_resolve_config_precedence(tmp_path):
+    """defaults < the resumed run's config.yaml < the YAML file < explicit flags (None = not given)."""
+    run = tmp_path / "run"
+    run.mkdir()
+    saved = TrainConfig(steps=50, batch=16, lr=1e-3, sde="vp", seed=3, clip=0.5)
+    (run / "config.yaml").write_text(config_to_yaml(saved.to_dict()))
+    (tmp_path / "f.yaml").write_text("batch: 32\nlr: 5.0e-4\nclip: 2.0\n")
+    cfg = resolve_config(run, tmp_path / "f.yaml", {"lr": 1e-4, "seed": None, "ema": 0.99})
+    assert (cfg.steps, cfg.sde, cfg.seed) == (50, "vp", 3)  # from the resumed config
+    assert (cfg.batch, cfg.clip) == (32, 2.0)  # the file over the resumed config
+    assert (cfg.lr, cfg.ema) == (1e-4, 0.99)  # flags over both
+    assert cfg.log_every == TrainConfig().log_every and cfg.prediction == "eps"  # defaults
+    assert resolve_config(None, None, None) == TrainConfig()
+    # epochs given later drops the recorded steps (and the other way round)
+    by_epochs = resolve_config(run, None, {"epochs": 2.0})
+    assert (by_epochs.steps, by_epochs.epochs) == (None, 2.0)
+    (tmp_path / "e.yaml").write_text("epochs: 3\n")
+    assert resolve_config(None, tmp_path / "e.yaml", {"steps": 7}).epochs is None
+    with pytest.raises(InputError, match="--steps and --epochs"):
+        resolve_config(run, tmp_path / "e.yaml", {})
+    with pytest.raises(InputError, match="--lr: must be > 0"):
+        resolve_config(run, None, {"lr": -1.0})
+    with pytest.raises(InputError, match="no such checkpoint folder"):
+        resolve_config(tmp_path / "nope")
+    with pytest.raises(InputError, match="holds no config.yaml"):
+        resolve_config(tmp_path)
+
+
+def test_train_resume_true_reloads_the_runs_config(tmp_path):
+    """train(..., resume=True) from Python takes the options, network and data path from the run's
+    config.yaml: the continued run ends where an uninterrupted one does."""
+    data, _ = _points(tmp_path)
+    cfg = TrainConfig(steps=8, batch=8, lr=1e-3, net=dict(TINY_MLP), sde="vp", lr_schedule="cosine", warmup=2,
+                      prediction="v", log_every=1, save_every=0)
+    train(cfg, data, tmp_path / "a", handle_signals=False)
+    part = train(cfg, data, tmp_path / "b", [lambda info: info["step"] == 3], handle_signals=False)
+    assert part.stopped and part.step == 3
+    rest = train(None, None, tmp_path / "b", resume=True, handle_signals=False)
+    assert rest.step == 8
+    sa, sb = ckpt.load_state(tmp_path / "a"), ckpt.load_state(tmp_path / "b")
+    for k in sa["model"]:
+        assert torch.equal(sa["model"][k], sb["model"][k]), k
+    assert ckpt.load_model(tmp_path / "b").prediction == "v"
+    # a dict of options overrides the reloaded config: four more steps
+    more = train({"steps": 12}, None, tmp_path / "b", resume=True, handle_signals=False)
+    assert more.step == 12 and ckpt.load_model(tmp_path / "b").meta["train"]["sde"] == "vp"
+    with pytest.raises(InputError, match="already at step 12"):
+        train(None, None, tmp_path / "b", resume=True, handle_signals=False)
+
+
+@pytest.mark.parametrize("cfg", [
+    dict(type="unet", in_channels=3, image_size=[8, 8], base=8, mults=[1, 2], blocks=2, attn=[4], scale_shift=True),
+    dict(type="unet", in_channels=1, image_size=[8, 8], base=8, mults=[1, 2, 2], attn=[], mid_attn=False, patch=2,
+         self_cond=True),
+    dict(type="mlp", dim=3, hidden=16, blocks=3, emb_dim=8),
+])
+def test_networks_name_the_matrices_muon_trains(cfg):
+    """``muon_parameters()``: every weight matrix but those of the first / last layers and the time
+    embedding; ``make_optimizer`` gives exactly those to Muon and the rest to AdamW."""
+    from ddpmctl.nets import build_net
+    from ddpmctl.train import make_optimizer
+
+    net = build_net(cfg)
+    edge = ("in_conv.", "out_conv.", "time_embed.") if cfg["type"] == "unet" else ("in_fc.", "out_fc.", "time_embed.")
+    expected = {n for n, p in net.named_parameters() if p.ndim >= 2 and not n.startswith(edge)}
+    names = {id(p): n for n, p in net.named_parameters()}
+    chosen = [names[id(p)] for p in net.muon_parameters()]
+    assert len(chosen) == len(set(chosen)) and set(chosen) == expected
+    assert any(p.ndim == 4 for p in net.muon_parameters()) == (cfg["type"] == "unet")
+    opt = make_optimizer(TrainConfig(optimizer="muon"), net)
+    assert {n for (n, _), m in zip(net.named_parameters(), opt.muon) if m} == expected
+    assert not hasattr(make_optimizer(TrainConfig(), net), "muon")

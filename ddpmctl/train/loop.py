@@ -179,6 +179,7 @@ class RunState:
     history: list = field(default_factory=list)
     pending: tuple | None = None  # (signal, stop) voted at a step that is no tick
     signals: _StopSignals | None = None
+    signalled: bool = False  # a stop signal had come when this step ended
     stopped: bool = False
     note_shown: bool = False
 
@@ -366,6 +367,7 @@ def training_loop(run: RunState, callbacks: list[Callback], handle_signals: bool
             run.loss_sum += loss.detach().to(torch.float64)
             run.interval_steps += 1
             # 5. the callbacks see every step; all other upkeep waits for a tick
+            run.signalled = run.signals.signum is not None  # read once, before the upkeep
             if not at_tick(run) and not _progress(run, callbacks, lr):
                 continue
             if tick(run, callbacks, lr):
@@ -426,7 +428,7 @@ def at_tick(run: RunState) -> bool:
     s, cfg = run.step, run.cfg
     return (s % cfg.log_every == 0 or s == run.total or _every(s, cfg.save_every) or _every(s, cfg.sample_every)
             or (bool(run.snapshots) and s >= run.snapshots[0] * run.total)
-            or (run.dist.world == 1 and run.signals.signum is not None))
+            or (run.dist.world == 1 and run.signalled))
 
 
 def _every(step: int, k: int) -> bool:
@@ -437,7 +439,7 @@ def _progress(run: RunState, callbacks: list[Callback], lr: float) -> bool:
     """At a step that is no tick: call the callbacks and vote (over the ranks) on stopping;
     True when a signal or a callback asks to stop, which makes this step a tick."""
     wants = _call(callbacks, _info(run, lr))
-    vote = tuple(run.dist.any([run.signals.signum is not None, wants], run.device))
+    vote = tuple(run.dist.any([run.signalled, wants], run.device))
     run.pending = vote if any(vote) else None
     return run.pending is not None
 
@@ -464,7 +466,7 @@ def tick(run: RunState, callbacks: list[Callback], lr: float) -> bool:
                                             cfg, run.device, run.log, run.note_shown)
     if run.pending is None:
         wants = _call(callbacks, _info(run, lr, record)) or run.time_fraction >= 1.0  # out of time: save and stop
-        run.pending = tuple(run.dist.any([run.signals.signum is not None, wants], run.device))
+        run.pending = tuple(run.dist.any([run.signalled, wants], run.device))
     signum, (signalled, wants) = run.signals.signum, run.pending
     run.pending = None
     if not (signalled or wants):
