@@ -6,11 +6,9 @@ import importlib
 import os
 import sys
 
-# PyTorch's CPU threads (GNU OpenMP) spin-wait for each other for a long time by default. On a
-# shared machine a spinning thread whose partner is descheduled burns its core: measured on a
-# 2-core CPU with one other busy process, training ran at 35 images/s with 2 threads instead of
-# 186 with a short spin (and 228 vs 194 on an idle machine). Set before torch is imported; a
-# value in the environment wins.
+# A short OpenMP spin-wait: PyTorch's CPU threads otherwise spin for long, and on a shared machine
+# a spinning thread burns the core its descheduled partner needs (docs/architecture.md, "Process
+# settings"). Set before torch is imported; a value in the environment wins.
 os.environ.setdefault("GOMP_SPINCOUNT", "10000")
 
 import typer
