@@ -9,16 +9,18 @@ from typing import List, Optional
 import typer
 
 from ddpmctl.cli.common import (
-    HELP_BATCH,
-    HELP_DEVICE,
-    HELP_JSON,
-    HELP_QUIET,
-    HELP_SEED,
+    batch_option,
+    device_option,
     emit_json,
     err,
+    flag_option,
     handle_errors,
+    json_option,
     parse_int_list,
     progress,
+    quiet_option,
+    seed_option,
+    steps_option,
 )
 from ddpmctl.errors import InputError
 
@@ -89,14 +91,13 @@ def command(
     output: Optional[str] = typer.Option(None, "--output", "-o", help="Checkpoint folder (created)."),
     config: Optional[str] = typer.Option(None, "--config", help="YAML file of options (flags override it)."),
     resume: Optional[str] = typer.Option(None, "--resume", help="Continue training from this checkpoint folder."),
-    force: bool = typer.Option(False, "--force", help="Overwrite a checkpoint already in the output folder."),
-    steps: Optional[int] = typer.Option(None, "--steps", help="Optimizer steps (default 10000)."),
+    force: bool = flag_option("--force", help="Overwrite a checkpoint already in the output folder."),
+    steps: Optional[int] = steps_option("Optimizer steps (default 10000)."),
     epochs: Optional[float] = typer.Option(None, "--epochs", help="Instead of --steps: passes over the data."),
     time_limit: Optional[str] = typer.Option(None, "--time-limit", help="Stop after this much training wall time "
                                              "(e.g. 690, 90s, 12m, 1.5h) and save; a decaying --lr-schedule then "
                                              "decays over that time (or the steps, if they end first)."),
-    batch: Optional[int] = typer.Option(None, "--batch", help=HELP_BATCH + " Global: split across torchrun ranks "
-                                        "(default 64)."),
+    batch: Optional[int] = batch_option(None, "Global: split across torchrun ranks (default 64)."),
     lr: Optional[float] = typer.Option(None, "--lr", help="Peak learning rate (default 2e-4)."),
     optimizer: Optional[str] = typer.Option(None, "--optimizer", help="adamw (default) or muon (Muon on the hidden "
                                             "weight matrices, AdamW on the rest; same --lr scale)."),
@@ -112,7 +113,8 @@ def command(
     schedule: Optional[str] = typer.Option(None, "--schedule", "-s", help="DDPM beta schedule name or .npy of betas "
                                            "(default linear)."),
     T: Optional[int] = typer.Option(None, "--T", "-T", help="DDPM steps T of a named schedule (default 1000)."),
-    prediction: Optional[str] = typer.Option(None, "--prediction", help="Network output: eps (default), x0, v or score."),
+    prediction: Optional[str] = typer.Option(None, "--prediction", help="Network output: eps (default), x0, v or "
+                                             "score."),
     loss: Optional[str] = typer.Option(None, "--loss", help="l2 (default) or l1."),
     min_snr: Optional[float] = typer.Option(None, "--min-snr", help="Min-SNR-gamma loss weighting (e.g. 5)."),
     normalize: Optional[str] = typer.Option(None, "--normalize", help="Points: auto (standardise, default) or none."),
@@ -121,11 +123,11 @@ def command(
     blocks: Optional[int] = typer.Option(None, "--blocks", help="Residual blocks per level (U-Net) / in total (MLP)."),
     attn: Optional[str] = typer.Option(None, "--attn", help="U-Net self-attention resolutions, e.g. 16 or 16,8; none."),
     dropout: Optional[float] = typer.Option(None, "--dropout", help="Dropout rate in the residual blocks."),
-    hflip: Optional[bool] = typer.Option(None, "--hflip/--no-hflip", help="Random horizontal flips of images."),
-    seed: Optional[int] = typer.Option(None, "--seed", help=HELP_SEED + " (default 0)"),
-    device: Optional[str] = typer.Option(None, "--device", help=HELP_DEVICE),
-    bf16: Optional[bool] = typer.Option(None, "--bf16/--no-bf16", help="bf16 autocast on CUDA (default on)."),
-    compile_: Optional[bool] = typer.Option(None, "--compile/--no-compile", help="torch.compile the network."),
+    hflip: Optional[bool] = flag_option("--hflip/--no-hflip", help="Random horizontal flips of images.", default=None),
+    seed: Optional[int] = seed_option(None, "(default 0)"),
+    device: Optional[str] = device_option(None),
+    bf16: Optional[bool] = flag_option("--bf16/--no-bf16", help="bf16 autocast on CUDA (default on).", default=None),
+    compile_: Optional[bool] = flag_option("--compile/--no-compile", help="torch.compile the network.", default=None),
     log_every: Optional[int] = typer.Option(None, "--log-every", help="Write metrics.jsonl every K steps "
                                             "(default 10)."),
     save_every: Optional[int] = typer.Option(None, "--save-every", help="Checkpoint every K steps (default 1000; "
@@ -135,10 +137,9 @@ def command(
     snapshot: Optional[List[float]] = typer.Option(
         None, "--snapshot", help="Also keep the EMA model at this fraction of the run (by steps or --time-limit) as "
         "snapshot-P.safetensors (P per cent), e.g. a guide for sample --guide; repeatable."),
-    dry_run: bool = typer.Option(False, "--dry-run", help="Print the network's parameters and GFLOP per image, "
-                                 "then exit."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help=HELP_QUIET),
-    json_out: bool = typer.Option(False, "--json", help=HELP_JSON),
+    dry_run: bool = flag_option("--dry-run", help="Print the network's parameters and GFLOP per image, then exit."),
+    quiet: bool = quiet_option(),
+    json_out: bool = json_option(),
 ) -> None:
     from ddpmctl import train as training
 
