@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import math
-import shutil
 
 import numpy as np
 import pytest
@@ -206,8 +205,8 @@ def test_muon_update_by_hand_and_state_round_trip():
     opt = Muon(net.parameters(), [net["hidden"].weight], lr=lr, weight_decay=wd, momentum=mu)
     assert opt.muon == [False, False, True, False]  # in_conv.weight, in_conv.bias, hidden.weight, hidden.bias
     w0 = net["hidden"].weight.detach().clone()
-    adam_ref = AdamW([torch.nn.Parameter(p.detach().clone()) for n, p in net.named_parameters() if n != "hidden.weight"],
-                     lr=lr, weight_decay=wd)
+    adam_ref = AdamW([torch.nn.Parameter(p.detach().clone()) for n, p in net.named_parameters()
+                      if n != "hidden.weight"], lr=lr, weight_decay=wd)
     buf = torch.zeros_like(w0)
     ref = w0.clone()
     for _ in range(3):
@@ -409,7 +408,8 @@ def test_cli_points_end_to_end_and_python_sampling(tmp_path):
     assert r.returncode == 0, r.stderr
     res = json.loads(r.stdout)
     assert res["step"] == 30 and res["params"] > 0 and math.isfinite(res["loss"])
-    assert sorted(p.name for p in out.iterdir()) == ["config.yaml", "metrics.jsonl", "model.safetensors", "state.safetensors"]
+    files = ["config.yaml", "metrics.jsonl", "model.safetensors", "state.safetensors"]
+    assert sorted(p.name for p in out.iterdir()) == files
     recs = [json.loads(s) for s in (out / "metrics.jsonl").read_text().splitlines()]
     assert [m["step"] for m in recs] == [10, 20, 30]
     assert set(recs[0]) >= {"step", "loss", "lr", "grad_norm", "images_per_s"}
@@ -442,7 +442,8 @@ def test_cli_images_end_to_end_uint8_folder_and_sample_grid(tmp_path):
 def test_yaml_config_flags_override_and_unknown_keys(tmp_path):
     data, _ = _points(tmp_path)
     cfg = tmp_path / "train.yaml"
-    cfg.write_text("steps: 7\nbatch: 4\nlr: 1.0e-3\nsde: subvp\nprediction: x0\nlog_every: 1\nnet:\n  hidden: 16\n  blocks: 1\n")
+    cfg.write_text("steps: 7\nbatch: 4\nlr: 1.0e-3\nsde: subvp\nprediction: x0\nlog_every: 1\n"
+                   "net:\n  hidden: 16\n  blocks: 1\n")
     out = tmp_path / "ck"
     r = run_cli("train", data, "--config", cfg, "--steps", "3", "-o", out, "--quiet")
     assert r.returncode == 0, r.stderr
@@ -518,7 +519,8 @@ def test_bad_input_exits_2_with_one_line_and_leaves_nothing(tmp_path):
     before = (out / "model.safetensors").read_bytes()
     r = run_cli("train", data, "--steps", "2", "--batch", "4", "-o", out)
     assert r.returncode == 2 and b"--resume" in r.stderr and (out / "model.safetensors").read_bytes() == before
-    assert run_cli("train", data, "--steps", "3", "--batch", "4", "--base", "8", "-o", out, "-q", "--force").returncode == 0
+    r = run_cli("train", data, "--steps", "3", "--batch", "4", "--base", "8", "-o", out, "-q", "--force")
+    assert r.returncode == 0
     assert ckpt.load_model(out).meta["step"] == 3
 
 
@@ -609,9 +611,11 @@ def test_snapshots_keep_the_ema_model_at_fractions_of_the_run(tmp_path):
     data, _ = _points(tmp_path)
     base = dict(batch=8, lr=1e-3, net=dict(TINY_MLP), warmup=0, lr_schedule="constant", log_every=1, sde="vp", ema=0.9)
     # steps 5 and 10 are no logging steps (every 7): a snapshot makes its own
-    train(TrainConfig(steps=20, snapshots=[0.5, 0.25], **dict(base, log_every=7)), data, tmp_path / "a", handle_signals=False)
+    train(TrainConfig(steps=20, snapshots=[0.5, 0.25], **dict(base, log_every=7)), data, tmp_path / "a",
+          handle_signals=False)
     train(TrainConfig(steps=5, **base), data, tmp_path / "s", handle_signals=False)
-    assert sorted(p.name for p in (tmp_path / "a").glob("snapshot-*")) == ["snapshot-25.safetensors", "snapshot-50.safetensors"]
+    snaps = ["snapshot-25.safetensors", "snapshot-50.safetensors"]
+    assert sorted(p.name for p in (tmp_path / "a").glob("snapshot-*")) == snaps
     assert ckpt.load_model(tmp_path / "a" / "snapshot-25.safetensors").meta["step"] == 5
     assert ckpt.load_model(tmp_path / "a" / "snapshot-50.safetensors").meta["step"] == 10
     assert _same_weights(tmp_path / "a" / "snapshot-25.safetensors", tmp_path / "s")

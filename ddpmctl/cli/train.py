@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import List, Optional
+from typing import Optional
 
 import typer
 
@@ -94,27 +94,28 @@ def command(
     force: bool = flag_option("--force", help="Overwrite a checkpoint already in the output folder."),
     steps: Optional[int] = steps_option("Optimizer steps (default 10000)."),
     epochs: Optional[float] = typer.Option(None, "--epochs", help="Instead of --steps: passes over the data."),
-    time_limit: Optional[str] = typer.Option(None, "--time-limit", help="Stop after this much training wall time "
-                                             "(e.g. 690, 90s, 12m, 1.5h) and save; a decaying --lr-schedule then "
-                                             "decays over that time (or the steps, if they end first)."),
+    time_limit: Optional[str] = typer.Option(
+        None, "--time-limit", help="Stop after this much training wall time (e.g. 690, 90s, 12m, 1.5h) and save; "
+        "a decaying --lr-schedule then decays over that time (or the steps, if they end first)."),
     batch: Optional[int] = batch_option(None, "Global: split across torchrun ranks (default 64)."),
     lr: Optional[float] = typer.Option(None, "--lr", help="Peak learning rate (default 2e-4)."),
-    optimizer: Optional[str] = typer.Option(None, "--optimizer", help="adamw (default) or muon (Muon on the hidden "
-                                            "weight matrices, AdamW on the rest; same --lr scale)."),
-    warmup: Optional[int] = typer.Option(None, "--warmup", help="Linear warm-up steps (default min(5000, 5% of the "
-                                         "steps))."),
-    lr_schedule: Optional[str] = typer.Option(None, "--lr-schedule", help="After warm-up: constant (default), or a "
-                                              "cosine or linear decay to lr_min."),
+    optimizer: Optional[str] = typer.Option(
+        None, "--optimizer", help="adamw (default) or muon (Muon on the hidden weight matrices, AdamW on the rest; "
+        "same --lr scale)."),
+    warmup: Optional[int] = typer.Option(
+        None, "--warmup", help="Linear warm-up steps (default min(5000, 5% of the steps))."),
+    lr_schedule: Optional[str] = typer.Option(
+        None, "--lr-schedule", help="After warm-up: constant (default), or a cosine or linear decay to lr_min."),
     weight_decay: Optional[float] = typer.Option(None, "--weight-decay", help="Decoupled weight decay (default 0)."),
     clip: Optional[float] = typer.Option(None, "--clip", help="Gradient-norm clipping (default 1.0; 0: off)."),
-    ema: Optional[float] = typer.Option(None, "--ema", help="Largest EMA decay (default 0.9999, warm-up "
-                                        "(1+n)/(10+n); 0: off)."),
+    ema: Optional[float] = typer.Option(
+        None, "--ema", help="Largest EMA decay (default 0.9999, warm-up (1+n)/(10+n); 0: off)."),
     sde: Optional[str] = typer.Option(None, "--sde", help="Process: ddpm (discrete, default), vp, subvp or ve."),
-    schedule: Optional[str] = typer.Option(None, "--schedule", "-s", help="DDPM beta schedule name or .npy of betas "
-                                           "(default linear)."),
+    schedule: Optional[str] = typer.Option(
+        None, "--schedule", "-s", help="DDPM beta schedule name or .npy of betas (default linear)."),
     T: Optional[int] = typer.Option(None, "--T", "-T", help="DDPM steps T of a named schedule (default 1000)."),
-    prediction: Optional[str] = typer.Option(None, "--prediction", help="Network output: eps (default), x0, v or "
-                                             "score."),
+    prediction: Optional[str] = typer.Option(
+        None, "--prediction", help="Network output: eps (default), x0, v or score."),
     loss: Optional[str] = typer.Option(None, "--loss", help="l2 (default) or l1."),
     min_snr: Optional[float] = typer.Option(None, "--min-snr", help="Min-SNR-gamma loss weighting (e.g. 5)."),
     normalize: Optional[str] = typer.Option(None, "--normalize", help="Points: auto (standardise, default) or none."),
@@ -128,13 +129,13 @@ def command(
     device: Optional[str] = device_option(None),
     bf16: Optional[bool] = flag_option("--bf16/--no-bf16", help="bf16 autocast on CUDA (default on).", default=None),
     compile_: Optional[bool] = flag_option("--compile/--no-compile", help="torch.compile the network.", default=None),
-    log_every: Optional[int] = typer.Option(None, "--log-every", help="Write metrics.jsonl every K steps "
-                                            "(default 10)."),
-    save_every: Optional[int] = typer.Option(None, "--save-every", help="Checkpoint every K steps (default 1000; "
-                                             "always at the end)."),
-    sample_every: Optional[int] = typer.Option(None, "--sample-every", help="Write a sample grid (EMA, DDIM) every "
-                                               "K steps."),
-    snapshot: Optional[List[float]] = typer.Option(
+    log_every: Optional[int] = typer.Option(
+        None, "--log-every", help="Write metrics.jsonl every K steps (default 10)."),
+    save_every: Optional[int] = typer.Option(
+        None, "--save-every", help="Checkpoint every K steps (default 1000; always at the end)."),
+    sample_every: Optional[int] = typer.Option(
+        None, "--sample-every", help="Write a sample grid (EMA, DDIM) every K steps."),
+    snapshot: Optional[list[float]] = typer.Option(
         None, "--snapshot", help="Also keep the EMA model at this fraction of the run (by steps or --time-limit) as "
         "snapshot-P.safetensors (P per cent), e.g. a guide for sample --guide; repeatable."),
     dry_run: bool = flag_option("--dry-run", help="Print the network's parameters and GFLOP per image, then exit."),

@@ -22,13 +22,11 @@ NORMALIZE = ("auto", "none")
 OPTIMIZERS = ("adamw", "muon")
 
 
-def _opt(default=None, *, factory=None, choices: tuple = (), noun: str = "", bound: str = "", flag: str = ""):
-    """A field with what values it takes: one of ``choices``, or within ``bound`` ("> 0", ">= 0",
-    "[0, 1)"); messages name it ``flag`` (default ``--name-with-dashes``) and ``noun``."""
-    meta = {"choices": choices, "noun": noun, "bound": bound, "flag": flag}
-    if factory is not None:
-        return field(default_factory=factory, metadata=meta)
-    return field(default=default, metadata=meta)
+def _opt(default=None, *, choices: tuple = (), noun: str = "", bound: str = "", flag: str = ""):
+    """A field with the values it takes: one of ``choices``, or within ``bound`` ("> 0", ">= 0",
+    "[0, 1)"); messages name it ``flag`` (default ``--name-with-dashes``) and ``noun``. The type
+    is the field's annotation (``int | None``: an int or null)."""
+    return field(default=default, metadata={"choices": choices, "noun": noun, "bound": bound, "flag": flag})
 
 
 @dataclass
@@ -90,7 +88,7 @@ class TrainConfig:
         return [f.name for f in dataclasses.fields(cls)]
 
     @classmethod
-    def from_dict(cls, d: dict, source: str = "config") -> "TrainConfig":
+    def from_dict(cls, d: dict, source: str = "config") -> TrainConfig:
         """Build from a dict (YAML); unknown keys and wrong types -> InputError naming ``source``."""
         if not isinstance(d, dict):
             raise InputError(f"{source}: expected a mapping of option names to values")
@@ -99,7 +97,7 @@ class TrainConfig:
                 raise InputError(f"{source}: unknown option '{k}'")
         return cls().update(d, source)
 
-    def update(self, d: dict, source: str = "config") -> "TrainConfig":
+    def update(self, d: dict, source: str = "config") -> TrainConfig:
         hints = _field_types()
         for k, v in d.items():
             if k not in hints:
@@ -110,7 +108,7 @@ class TrainConfig:
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
-    def validate(self) -> "TrainConfig":
+    def validate(self) -> TrainConfig:
         if self.steps is not None and self.epochs is not None:
             raise InputError("--steps and --epochs: give one of them, not both")
         for f in dataclasses.fields(self):
