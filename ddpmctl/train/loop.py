@@ -71,7 +71,7 @@ Callback = Callable[[dict], "bool | None"]
 
 
 def train(
-    cfg: TrainConfig | dict | None,
+    cfg: TrainConfig | dict | None = None,
     data: str | os.PathLike | TrainData | None = None,
     out_dir: str | os.PathLike | None = None,
     callbacks: list[Callback] | None = None,
