@@ -27,7 +27,7 @@ import warnings
 import numpy as np
 import torch
 
-from ddpmctl import data, fid
+from ddpmctl import datasets, fid
 from ddpmctl.nets import inception
 
 PF_SCRIPT = r"""
@@ -86,7 +86,7 @@ def main() -> None:
     sets = {}
     for k, seed in (("a", 1), ("b", 2)):
         sets[k] = os.path.join(tmp, f"{k}.npy")
-        np.save(sets[k], data.make("triangles", args.n, seed=seed, size=args.size)[0])
+        np.save(sets[k], datasets.make("triangles", args.n, seed=seed, size=args.size)[0])
 
     info = fid.find_weights()
     state = fid.read_weights(info)
@@ -98,7 +98,7 @@ def main() -> None:
     rows, feats = {}, {}
     with fid.exact_float32(), torch.inference_mode():
         for label, fuse in (("ddpmctl (default, channels_last)", False), ("ddpmctl (BN fused into convs)", True)):
-            fid._MODELS.clear()
+            fid.inception._MODELS.clear()
             ext = fid.InceptionFeatures(device, None, "pytorch-fid", fuse=fuse)
             out = {k: timed(lambda x: ext(x).cpu().numpy(), np.load(p), args.batch, device) for k, p in sets.items()}
             feats[label] = {k: v[0] for k, v in out.items()}

@@ -431,30 +431,85 @@ def as_points(arr: np.ndarray, name: str) -> np.ndarray:
 
 
 # --------------------------------------------------------------------------------------------
-# images: reading
+# images: reading (the one image reader: folder import, fid sources, read_array)
+
+# PIL modes read as one grey channel: bilevel, 8-bit grey with or without alpha, 32-bit int and
+# float; every 16-bit mode (I;16, I;16B, I;16L, I;16N) too. Palette images (P, PA) are colour.
+GREY_MODES = frozenset({"1", "L", "LA", "La", "I", "F"})
 
 
 def is_image_file(path: str | os.PathLike) -> bool:
     return Path(path).suffix.lower() in IMAGE_EXTENSIONS
 
 
-def read_image(path: str | os.PathLike, channels: int | None = None) -> np.ndarray:
-    """One image file as ``(C, H, W)`` float32 in [0, 1] (C = 1 or 3, or ``channels``)."""
+def is_grey_mode(mode: str) -> bool:
+    """Whether a PIL image ``mode`` is read as one grey channel (``GREY_MODES`` and ``I;16*``)."""
+    return mode in GREY_MODES or mode.startswith("I;16")
+
+
+def image_channels(files: list[Path]) -> int:
+    """1 if every image of ``files`` is grey, else 3 (reads only the headers; a file that cannot
+    be opened is skipped here and reported when it is read)."""
     from PIL import Image, UnidentifiedImageError
+
+    for f in files:
+        try:
+            with Image.open(f) as im:
+                if not is_grey_mode(im.mode):
+                    return 3
+        except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
+            continue
+    return 1
+
+
+def read_image(path: str | os.PathLike, channels: int | None = None, size: int | None = None) -> np.ndarray:
+    """One image file as ``(C, H, W)`` float32 in [0, 1]; ``InputError`` naming the file if unreadable.
+
+    The EXIF orientation is applied. C is ``channels``, or 1 for a grey mode (``is_grey_mode``) and
+    3 otherwise. 8-bit values are divided by 255; 16-bit and 32-bit integer grey by 65535 and float
+    images clipped to [0, 1], both at full precision. Colour becomes luma (PIL's ITU-R 601 "L") for
+    C = 1, grey is repeated for C = 3, palette images go through their palette, alpha is dropped.
+    With ``size``: the centre square is cropped and resized to size x size with Lanczos
+    (anti-aliased; the crop comes first so the filter sees no pixel outside it).
+    """
+    from PIL import Image, ImageOps, UnidentifiedImageError
 
     name = str(path)
     try:
         with Image.open(path) as im:
             im.load()
-            if channels is None:
-                channels = 1 if im.mode in ("1", "L", "I", "I;16", "F", "LA") else 3
-            im = im.convert("L" if channels == 1 else "RGB")
-            a = np.asarray(im, dtype=np.float32) / 255.0
+            channels = channels if channels is not None else (1 if is_grey_mode(im.mode) else 3)
+            a = _pixels(ImageOps.exif_transpose(im), channels, size, name)
+    except InputError:
+        raise
     except FileNotFoundError:
         raise InputError(f"{name}: no such file") from None
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
-        raise InputError(f"{name}: not a readable image ({e.__class__.__name__})") from None
-    return a[None] if a.ndim == 2 else a.transpose(2, 0, 1)
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
+        raise InputError(f"{name}: not a readable image ({e.__class__.__name__}: {e})") from None
+    if a.ndim == 3:
+        return np.ascontiguousarray(a.transpose(2, 0, 1))
+    return a[None] if channels == 1 else np.repeat(a[None], 3, axis=0)
+
+
+def _pixels(im, channels: int, size: int | None, name: str) -> np.ndarray:
+    """The values of an open PIL image as (H, W) or (H, W, 3) float32 in [0, 1] (see ``read_image``)."""
+    from PIL import Image
+
+    if im.mode.startswith("I;16") or im.mode in ("I", "F"):  # kept at full precision as float
+        a = np.asarray(im, dtype=np.float32)
+        if im.mode != "F":
+            a = a / 65535.0
+        im, scale = Image.fromarray(np.ascontiguousarray(a, dtype=np.float32), mode="F"), 1.0
+    else:
+        im, scale = im.convert("L" if channels == 1 else "RGB"), 255.0
+    if size is not None:
+        w, h = im.size
+        if w < 1 or h < 1:
+            raise InputError(f"{name}: empty image")
+        s = min(w, h)
+        left, top = (w - s) // 2, (h - s) // 2
+        im = im.crop((left, top, left + s, top + s)).resize((size, size), Image.LANCZOS)
+    return np.clip(np.asarray(im, dtype=np.float32) / scale, 0.0, 1.0)
 
 
 def list_image_files(folder: str | os.PathLike) -> list[Path]:
