@@ -14,10 +14,9 @@ import warnings
 import numpy as np
 import pytest
 import torch
-from typer.testing import CliRunner
+from conftest import run_cli
 
 from ddpmctl import datasets, fid, io
-from ddpmctl.cli import app
 from ddpmctl.errors import InputError
 from ddpmctl.nets import inception
 
@@ -147,9 +146,10 @@ def random_cov(d: int, n: int | None = None, rng=RNG) -> np.ndarray:
 
 
 def run(*args, env=None):
-    """The real CLI in-process; returns (exit code, stdout, stderr)."""
-    r = CliRunner().invoke(app, [str(a) for a in args], env=env)
-    return r.exit_code, r.stdout, r.stderr
+    """The real CLI entry point in-process (usage errors formatted as ``main`` does); returns
+    (exit code, stdout, stderr)."""
+    r = run_cli(*args, env=env)
+    return r.returncode, r.stdout.decode(), r.stderr.decode()
 
 
 def tri(n: int, seed: int, size: int = 16) -> np.ndarray:
