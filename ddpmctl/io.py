@@ -196,17 +196,6 @@ def iter_npy_chunks(path: str | os.PathLike, rows: int) -> Iterator[np.ndarray]:
         raise InputError(f"{name}: cannot read ({e.strerror or e})") from None
 
 
-def npy_header(path: str | os.PathLike) -> tuple[tuple[int, ...], np.dtype]:
-    """The (shape, dtype) an ``.npy`` file declares, validated, without reading its data."""
-    name = str(path)
-    try:
-        with open(path, "rb") as f:
-            shape, _, dtype, _ = _read_header(f, name)
-    except FileNotFoundError:
-        raise InputError(f"{name}: no such file") from None
-    return shape, dtype
-
-
 def existing_file(path: str | os.PathLike, expected: str) -> Path:
     """``path`` as a Path; InputError naming it when it does not exist or is a folder
     (``expected`` says what it should be, e.g. "an .npy file")."""
@@ -271,63 +260,14 @@ def npz_headers(path: str | os.PathLike) -> dict[str, tuple[tuple[int, ...], np.
     return _npz_members(path, None, read=False)
 
 
-class NpyWriter:
-    """Write a large ``.npy`` array in chunks through a memory map, atomically.
-
-    >>> with NpyWriter("big.npy", (1_000_000, 1, 32, 32), np.float32) as out:
-    ...     out[0:1000] = chunk
-
-    The file appears under its name only when the ``with`` block ends without error.
-    """
-
-    def __init__(self, path: str | os.PathLike, shape: tuple[int, ...], dtype=np.float32):
-        self.path = Path(path)
-        self.shape = tuple(int(s) for s in shape)
-        self.dtype = np.dtype(dtype)
-        folder = self.path.parent if str(self.path.parent) else Path(".")
-        if not folder.exists():
-            raise InputError(f"{path}: output folder {folder} does not exist")
-        fd, self.tmp = tempfile.mkstemp(prefix=f".{self.path.name}.ddpmctl-tmp-", dir=folder)
-        os.close(fd)
-        self.array: np.memmap | None = None
-
-    def __enter__(self) -> np.memmap:
-        try:
-            self.array = np.lib.format.open_memmap(self.tmp, mode="w+", dtype=self.dtype, shape=self.shape)
-        except OSError as e:
-            os.unlink(self.tmp)
-            raise RunError(f"{self.path}: cannot write ({e.strerror or e})") from None
-        return self.array
-
-    def __exit__(self, exc_type, exc, tb):
-        arr, self.array = self.array, None
-        try:
-            if exc_type is None:
-                arr.flush()
-                del arr
-                with open(self.tmp, "rb+") as f:
-                    os.fsync(f.fileno())
-                _umask_mode(self.tmp)
-                os.replace(self.tmp, self.path)
-                return False
-        except OSError as e:
-            with contextlib.suppress(OSError):
-                os.unlink(self.tmp)
-            raise RunError(f"{self.path}: write failed ({e.strerror or e})") from None
-        del arr
-        with contextlib.suppress(OSError):
-            os.unlink(self.tmp)
-        return False
-
-
 class NpyStreamWriter:
     """Write a large ``.npy`` array in order, chunk by chunk, with sequential writes (``-``: stdout).
 
     >>> with NpyStreamWriter("big.npy", (1_000_000, 1, 32, 32)) as out:
     ...     out.write(chunk)          # chunks along axis 0, in order
 
-    Unlike ``NpyWriter`` (a memory map, whose written pages stay resident: RSS grows to the file
-    size) memory stays at one chunk. The bytes equal ``np.save`` of the whole array. A file appears
+    Unlike a memory map (whose written pages stay resident: RSS grows to the file size) memory
+    stays at one chunk. The bytes equal ``np.save`` of the whole array. A file appears
     atomically, only when the block ends without error and exactly ``shape[0]`` rows were written.
     """
 

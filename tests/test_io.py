@@ -84,20 +84,6 @@ def test_atomic_write_keeps_old_file_on_error(tmp_path):
     assert os.listdir(tmp_path) == ["out.npy"]
 
 
-def test_npy_writer_chunks_atomically(tmp_path):
-    p = tmp_path / "big.npy"
-    with io.NpyWriter(p, (10, 3), np.float32) as out:
-        assert not p.exists()
-        for i in range(0, 10, 4):
-            out[i : i + 4] = i
-    a = io.read_npy(p)
-    assert a.shape == (10, 3) and a[9, 0] == 8
-    with pytest.raises(ValueError):
-        with io.NpyWriter(tmp_path / "bad.npy", (2,), np.float32):
-            raise ValueError("stop")
-    assert sorted(os.listdir(tmp_path)) == ["big.npy"]
-
-
 def test_folder_and_png_round_trip(tmp_path):
     rng = np.random.default_rng(0)
     imgs = (rng.random((3, 1, 6, 5)) * 255).round() / 255
