@@ -56,7 +56,9 @@ def run_cli(args: list[str]) -> tuple[float, float]:
     env = dict(os.environ, OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "1"))
     with tempfile.TemporaryFile() as errf:
         t = time.perf_counter()
-        proc = subprocess.Popen([sys.executable, "-m", "ddpmctl", *args], stdout=subprocess.DEVNULL, stderr=errf, env=env)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "ddpmctl", *args], stdout=subprocess.DEVNULL, stderr=errf, env=env
+        )
         _, status, usage = os.wait4(proc.pid, 0)
         wall = time.perf_counter() - t
         proc.returncode = os.waitstatus_to_exitcode(status)
@@ -75,11 +77,17 @@ def main() -> None:
     ap.add_argument("--big", type=int, default=1_000_000, help="N of the memory run (0: skip)")
     args = ap.parse_args()
     n, size = args.n, args.size
-    print(f"machine: {os.cpu_count()} CPUs, OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}, load {os.getloadavg()[0]:.1f}")
+    print(
+        f"machine: {os.cpu_count()} CPUs, OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}, "
+        f"load {os.getloadavg()[0]:.1f}"
+    )
 
     # --- speed: ours in process
     seconds = best_time(lambda: datasets.make("triangles", n, 0, size=size), args.repeat)
-    print(f"ddpmctl.datasets.make triangles   n={n} {size}x{size}: {seconds:7.3f} s  {n / seconds:10,.0f} images/s  (best of {args.repeat})")
+    print(
+        f"ddpmctl.datasets.make triangles   n={n} {size}x{size}: {seconds:7.3f} s  "
+        f"{n / seconds:10,.0f} images/s  (best of {args.repeat})"
+    )
     rng = np.random.default_rng(0)
     v = datasets.random_triangles(n, size, rng)
     render = best_time(lambda: datasets.render_polygons(v, size), args.repeat)
@@ -89,7 +97,10 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         out = os.path.join(tmp, "tri.npy")
         wall, rss = run_cli(["make-data", "triangles", "--n", str(n), "--size", str(size), "-o", out, "--quiet"])
-        print(f"ddpmctl make-data (new process, incl. start-up and write): {wall:7.3f} s  {n / wall:10,.0f} images/s  peak RSS {rss:.0f} MB")
+        print(
+            f"ddpmctl make-data (new process, incl. start-up and write): {wall:7.3f} s  "
+            f"{n / wall:10,.0f} images/s  peak RSS {rss:.0f} MB"
+        )
 
     # --- the peer baseline
     m = min(args.baseline_n, n)
@@ -115,10 +126,14 @@ def main() -> None:
     if args.big:
         with tempfile.TemporaryDirectory() as tmp:
             out = os.path.join(tmp, "big.npy")
-            wall, rss = run_cli(["make-data", "triangles", "--n", str(args.big), "--size", str(size), "-o", out, "--quiet"])
+            wall, rss = run_cli(
+                ["make-data", "triangles", "--n", str(args.big), "--size", str(size), "-o", out, "--quiet"]
+            )
             gb = os.path.getsize(out) / 1e9
-            print(f"make-data triangles --n {args.big:,}: {wall:7.1f} s  {args.big / wall:10,.0f} images/s  "
-                  f"file {gb:.2f} GB  peak RSS {rss:.0f} MB")
+            print(
+                f"make-data triangles --n {args.big:,}: {wall:7.1f} s  {args.big / wall:10,.0f} images/s  "
+                f"file {gb:.2f} GB  peak RSS {rss:.0f} MB"
+            )
 
 
 if __name__ == "__main__":

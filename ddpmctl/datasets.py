@@ -27,9 +27,9 @@ lines, not scan lines x pixels.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator
 
 import numpy as np
 
@@ -151,7 +151,9 @@ def triangle_intervals(vertices: np.ndarray, y: np.ndarray) -> tuple[np.ndarray,
     return xl, np.where(inside, xr, xl)  # empty line: xr == xl
 
 
-def ellipse_intervals(center: np.ndarray, axes: np.ndarray, angle: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def ellipse_intervals(
+    center: np.ndarray, axes: np.ndarray, angle: np.ndarray, y: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """Intervals where lines ``y`` cut ellipses (centre (n, 2), semi-axes (n, 2), rotation (n,)).
 
     Inside: ``d^T M d <= 1`` with ``M = u u^T / a^2 + v v^T / b^2``, ``u = (cos, sin)``,
@@ -188,7 +190,9 @@ def render_ellipses(center, axes, angle, size: int, supersample: int = DEFAULT_S
     return _render(len(center), size, supersample, lambda sl: ellipse_intervals(center[sl], axes[sl], angle[sl], y))
 
 
-def _render(n: int, size: int, supersample: int, intervals: Callable[[slice], tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
+def _render(
+    n: int, size: int, supersample: int, intervals: Callable[[slice], tuple[np.ndarray, np.ndarray]]
+) -> np.ndarray:
     """Coverage images in sub-batches of about 32k scan lines (temporaries stay in cache: ~5x faster
     than one big batch)."""
     out = np.empty((n, size, size), dtype=np.float32)
@@ -304,7 +308,9 @@ def shapes(
         half_extent = side / 2 * (np.abs(np.cos(theta)) + np.abs(np.sin(theta)))
         center = _centers(rng, half_extent, half_extent, size, m)
         corners = np.array([[-1, -1], [1, -1], [1, 1], [-1, 1]], dtype=np.float64) / 2
-        rot = np.stack([np.stack([np.cos(theta), -np.sin(theta)], -1), np.stack([np.sin(theta), np.cos(theta)], -1)], -2)
+        rot = np.stack(
+            [np.stack([np.cos(theta), -np.sin(theta)], -1), np.stack([np.sin(theta), np.cos(theta)], -1)], -2
+        )
         verts = center[:, None, :] + side[:, None, None] * np.einsum("nij,vj->nvi", rot, corners)
         out[idx, 0] = render_polygons(verts, size, supersample)
     idx = np.flatnonzero(labels == 2)
@@ -419,7 +425,9 @@ def spec(
 ) -> Spec:
     """Describe the data set ``kind`` with these options (validates them; ``InputError`` if bad)."""
     if kind not in KINDS or kind == "folder":
-        raise InputError(f"{kind}: unknown data set (choose from {', '.join(IMAGE_KINDS + POINT_KINDS)}; or folder DIR)")
+        raise InputError(
+            f"{kind}: unknown data set (choose from {', '.join(IMAGE_KINDS + POINT_KINDS)}; or folder DIR)"
+        )
     if not np.isfinite(noise) or noise < 0:
         raise InputError(f"--noise: must be >= 0, got {noise}")
     if kind in IMAGE_KINDS:
@@ -502,6 +510,7 @@ def preview_count(n: int) -> int:
 
 # --------------------------------------------------------------------------------------------
 # image folders
+
 
 @dataclass
 class FolderImport:

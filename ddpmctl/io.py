@@ -21,8 +21,9 @@ import json
 import os
 import sys
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
-from typing import IO, Iterator
+from typing import IO
 
 import numpy as np
 
@@ -176,7 +177,11 @@ def iter_npy_chunks(path: str | os.PathLike, rows: int) -> Iterator[np.ndarray]:
     Fortran-ordered and 0-d arrays are read through ``read_npy`` instead."""
     name = str(path)
     arr = read_npy(path, mmap=True)  # validates the header and the file size
-    if arr.ndim == 0 or (arr.ndim > 1 and arr.flags.f_contiguous and not arr.flags.c_contiguous) or not isinstance(arr, np.memmap):
+    if (
+        arr.ndim == 0
+        or (arr.ndim > 1 and arr.flags.f_contiguous and not arr.flags.c_contiguous)
+        or not isinstance(arr, np.memmap)
+    ):
         for i in range(0, max(1, arr.shape[0] if arr.ndim else 1), rows):
             yield np.asarray(arr[i : i + rows] if arr.ndim else arr)
         return
@@ -232,7 +237,8 @@ def _npz_members(path: str | os.PathLike, keys=None, read: bool = True) -> dict:
                     expected = count * dtype.itemsize
                     if info.file_size - offset < expected:
                         raise InputError(
-                            f"{name}: array '{key}' is truncated ({max(0, info.file_size - offset)} of {expected} data bytes present)"
+                            f"{name}: array '{key}' is truncated "
+                            f"({max(0, info.file_size - offset)} of {expected} data bytes present)"
                         )
                     if not read:
                         out[key] = (shape, dtype)
@@ -279,7 +285,7 @@ class NpyStreamWriter:
         self._ctx = None
         self._f: IO | None = None
 
-    def __enter__(self) -> "NpyStreamWriter":
+    def __enter__(self) -> NpyStreamWriter:
         if self.path == STDIO:
             self._f = sys.stdout.buffer
         else:
@@ -542,7 +548,9 @@ def save_grid(path: str | os.PathLike, images: np.ndarray, nrow: int | None = No
     write_bytes(path, image_to_png_bytes(grid, scale=scale))
 
 
-def save_scatter(path: str | os.PathLike, points: np.ndarray | list[np.ndarray], titles: list[str] | None = None) -> None:
+def save_scatter(
+    path: str | os.PathLike, points: np.ndarray | list[np.ndarray], titles: list[str] | None = None
+) -> None:
     """Scatter plot(s) of the first two coordinates of point sets, as a PNG, atomically."""
     import matplotlib
 

@@ -8,7 +8,6 @@ import pytest
 from ddpmctl.errors import InputError
 from ddpmctl.gmm import GaussianMixture
 
-
 # ------------------------------------------------------------------------------------------
 # gmm
 
@@ -129,7 +128,12 @@ def test_triangles_are_filled_with_exact_area():
         # pixels outside the bounding box are 0
         x0, x1 = int(np.floor(v[k, :, 0].min())), int(np.ceil(v[k, :, 0].max()))
         y0, y1 = int(np.floor(v[k, :, 1].min())), int(np.ceil(v[k, :, 1].max()))
-        assert img[k, :y0].sum() == 0 and img[k, y1:].sum() == 0 and img[k, :, :x0].sum() == 0 and img[k, :, x1:].sum() == 0
+        assert (
+            img[k, :y0].sum() == 0
+            and img[k, y1:].sum() == 0
+            and img[k, :, :x0].sum() == 0
+            and img[k, :, x1:].sum() == 0
+        )
     assert n_inner > 1000 and n_outer > 10000
     area = datasets.triangle_area(v)
     err = np.abs(img.sum((1, 2)) - area)
@@ -256,7 +260,9 @@ def test_make_is_deterministic_and_chunking_does_not_matter(kind):
     for c in (1, 1500):
         assert np.array_equal(np.concatenate([p[0] for p in parts[c]]), full)
         if spec.has_labels:
-            assert np.array_equal(np.concatenate([p[1] for p in parts[c]]), np.concatenate([p[1] for p in parts[10**6]]))
+            assert np.array_equal(
+                np.concatenate([p[1] for p in parts[c]]), np.concatenate([p[1] for p in parts[10**6]])
+            )
     x1, l1 = datasets.make(kind, 700, 5, size=12)
     assert np.array_equal(x1, full[:700])  # a smaller set is a prefix of a larger one
     assert np.array_equal(datasets.make(kind, 700, 5, size=12)[0], x1)
@@ -359,13 +365,29 @@ def test_folder_import_bad_inputs(tmp_path):
 
 
 def test_cli_triangles_npy_preview_and_determinism(cli, tmp_path):
-    r = cli("make-data", "triangles", "--n", "1100", "--size", "16", "--seed", "3", "-o", "a.npy", "--preview", "a.png", cwd=tmp_path)
+    r = cli(
+        "make-data",
+        "triangles",
+        "--n",
+        "1100",
+        "--size",
+        "16",
+        "--seed",
+        "3",
+        "-o",
+        "a.npy",
+        "--preview",
+        "a.png",
+        cwd=tmp_path,
+    )
     assert r.returncode == 0, r.stderr
     a = read_npy(tmp_path / "a.npy")
     assert a.shape == (1100, 1, 16, 16) and a.dtype == np.float32
     assert np.array_equal(a, datasets.make("triangles", 1100, 3, size=16)[0])
     assert (tmp_path / "a.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    r = cli("make-data", "triangles", "--n", "1100", "--size", "16", "--seed", "3", "-o", "b.npy", "--quiet", cwd=tmp_path)
+    r = cli(
+        "make-data", "triangles", "--n", "1100", "--size", "16", "--seed", "3", "-o", "b.npy", "--quiet", cwd=tmp_path
+    )
     assert (tmp_path / "a.npy").read_bytes() == (tmp_path / "b.npy").read_bytes()
     r = cli("make-data", "triangles", "--n", "1100", "--size", "16", "--seed", "3", "-o", "-", cwd=tmp_path)
     assert r.returncode == 0 and r.stdout == (tmp_path / "a.npy").read_bytes()
@@ -401,7 +423,21 @@ def test_cli_gmm_writes_mixture_beside_points(cli, tmp_path):
     # -o - needs --params; with it the stream and the mixture match the file run
     r = cli("make-data", "gmm", "--n", "3000", "--components", "3", "--dim", "3", "-o", "-", cwd=tmp_path)
     assert r.returncode == 2 and b"--params" in r.stderr and r.stdout == b""
-    r = cli("make-data", "gmm", "--n", "3000", "--components", "3", "--dim", "3", "-o", "-", "--params", "p.npz", cwd=tmp_path)
+    r = cli(
+        "make-data",
+        "gmm",
+        "--n",
+        "3000",
+        "--components",
+        "3",
+        "--dim",
+        "3",
+        "-o",
+        "-",
+        "--params",
+        "p.npz",
+        cwd=tmp_path,
+    )
     assert r.returncode == 0 and r.stdout == (tmp_path / "gmm.npy").read_bytes()
     assert (tmp_path / "p.npz").exists()
     # sampling again from the saved mixture

@@ -211,7 +211,9 @@ def test_symmetry_and_the_trace_agrees_with_sqrtm_and_eigvals():
     forms = [fid.trace_sqrt_product(sx, sy)]
     assert np.isfinite(forms[0])
     assert reference_trace_sqrt_product(sx, sy) == pytest.approx((forms[0], forms[0]), rel=1e-5)
-    assert fid.frechet_distance(x.mean(0), sx, y.mean(0), sy) == pytest.approx(fid.frechet_distance(y.mean(0), sy, x.mean(0), sx), rel=1e-9)
+    assert fid.frechet_distance(x.mean(0), sx, y.mean(0), sy) == pytest.approx(
+        fid.frechet_distance(y.mean(0), sy, x.mean(0), sx), rel=1e-9
+    )
     # the exact low-rank form for a set of fewer samples than dimensions (S = A^T A, A: 30 x 48)
     ax, ay = fid.covariance_factor(x), fid.covariance_factor(y)
     np.testing.assert_allclose(ax.T @ ax, sx, atol=1e-12)
@@ -320,7 +322,9 @@ def test_features_agree_with_the_torchscript_module_on_real_weights():
     with torch.inference_mode(), torch.jit.optimized_execution(False):
         ref = module(x)
         got = ours(x)
-        cli_model = fid.load_inception(fid.find_weights(), torch.device("cpu"))(x.contiguous(memory_format=torch.channels_last))
+        cli_model = fid.load_inception(fid.find_weights(), torch.device("cpu"))(
+            x.contiguous(memory_format=torch.channels_last)
+        )
     assert ref.shape == (2, 2048) and float(ref.abs().max()) > 0.1
     assert float((got - ref).abs().max()) < 1e-4
     assert float((cli_model - ref).abs().max()) < 1e-4  # what `ddpmctl fid` runs: channels_last
@@ -450,7 +454,9 @@ def test_cli_triangles_small_noise_large_with_kid(tmp_path):
     np.save(paths["noise"], RNG.random((400, 1, 16, 16)).astype(np.float32))
     res = {}
     for other in ("t2", "noise"):
-        code, out, errtext = run("fid", paths["t1"], paths[other], "--features", "raw", "--kid", "--kid-subset-size", "200", "--json")
+        code, out, errtext = run(
+            "fid", paths["t1"], paths[other], "--features", "raw", "--kid", "--kid-subset-size", "200", "--json"
+        )
         assert code == 0, errtext
         res[other] = json.loads(out)
     assert res["t2"]["n_a"] == 400 and res["t2"]["dims"] == 256 and res["t2"]["warnings"] == []
@@ -516,7 +522,10 @@ def test_bad_input_is_exit_2_one_line_no_output(tmp_path, args, message):
     np.save(tmp_path / "SMALL.npy", tri(5, 2, size=8))
     fid.Stats(np.zeros(2048), np.eye(2048), 10, "inception", "pytorch-fid").save(tmp_path / "S.npz")
     before = sorted(os.listdir(tmp_path))
-    full = [str(tmp_path / f"{a}.npy") if a in ("A", "B", "SMALL") else str(tmp_path / "S.npz") if a == "S" else a for a in args]
+    full = [
+        str(tmp_path / f"{a}.npy") if a in ("A", "B", "SMALL") else str(tmp_path / "S.npz") if a == "S" else a
+        for a in args
+    ]
     full = [str(tmp_path / a) if a in ("out.txt", "missing.npy") else a for a in full]
     code, out, errtext = run("fid", *full)
     assert code == 2 and out == ""
@@ -540,7 +549,9 @@ def test_tiny_inception_run_stats_round_trip_and_warning(tmp_path, monkeypatch):
     assert r["fid"] > 0 and np.isfinite(r["kid"]["mean"]) and r["kid"]["subset_size"] == 3
     assert "biased upward" in errtext  # 3 samples for 2048-d features
     st = fid.Stats.load(tmp_path / "b.npz")
-    assert st.n == 3 and st.features == "inception" and st.preprocess == "pytorch-fid" and st.weights == fid.WEIGHTS_LABEL
+    assert (
+        st.n == 3 and st.features == "inception" and st.preprocess == "pytorch-fid" and st.weights == fid.WEIGHTS_LABEL
+    )
     assert np.all(st.mu >= 0)  # pool3 averages ReLU outputs
     # the stats file gives the same number as the images
     code, out, _ = run("fid", tmp_path / "a.npy", tmp_path / "b.npz", "--device", "cpu", "--json", "--quiet")

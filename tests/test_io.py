@@ -26,7 +26,12 @@ def test_npy_round_trip_and_mmap(tmp_path):
 
 
 @settings(max_examples=40, deadline=None)
-@given(arr=hnp.arrays(dtype=st.sampled_from([np.float32, np.float64, np.uint8, np.int64]), shape=hnp.array_shapes(min_dims=1, max_dims=4, max_side=5)))
+@given(
+    arr=hnp.arrays(
+        dtype=st.sampled_from([np.float32, np.float64, np.uint8, np.int64]),
+        shape=hnp.array_shapes(min_dims=1, max_dims=4, max_side=5),
+    )
+)
 def test_npy_round_trip_property(tmp_path_factory, arr):
     p = tmp_path_factory.mktemp("h") / "x.npy"
     io.save_npy(p, arr)

@@ -60,7 +60,9 @@ def command(
         fidlib.KID_SUBSETS, "--kid-subsets", callback=at_least("--kid-subsets", 1), help="KID: number of subsets."
     ),
     kid_subset_size: int = typer.Option(
-        fidlib.KID_SUBSET_SIZE, "--kid-subset-size", callback=at_least("--kid-subset-size", 2),
+        fidlib.KID_SUBSET_SIZE,
+        "--kid-subset-size",
+        callback=at_least("--kid-subset-size", 2),
         help="KID: samples per subset (at most the smaller set).",
     ),
     seed: int = seed_option(0, "(KID subsets)"),
@@ -135,8 +137,10 @@ def _print(result: fidlib.FidResult, sources: list[fidlib.Source]) -> None:
     if result.fid is not None:
         print(f"FID {result.fid:.6f}")
     if result.kid_mean is not None:
-        print(f"KID {result.kid_mean:.6f} +- {result.kid_std:.6f} "
-              f"({result.kid_subsets} subsets of {result.kid_subset_size})")
+        print(
+            f"KID {result.kid_mean:.6f} +- {result.kid_std:.6f} "
+            f"({result.kid_subsets} subsets of {result.kid_subset_size})"
+        )
     sets = [_describe(s, st) for s, st in zip(sources, [result.a, result.b])]
     what = f"{result.features} features, {result.dims}-d"
     if result.preprocess:

@@ -36,11 +36,15 @@ KIND_HELP = (
     "Data set: triangles, shapes (images); swissroll, moons, gmm, checkerboard (2-D points; gmm any D); "
     "folder DIR (import images)."
 )
-HELP_OUTPUT = "Output: .npy, .png (a preview grid or scatter plot only), or - (.npy stream on stdout); default: KIND.npy."
+HELP_OUTPUT = (
+    "Output: .npy, .png (a preview grid or scatter plot only), or - (.npy stream on stdout); default: KIND.npy."
+)
 HELP_PREVIEW = "Also write a preview PNG (first 64 images, or a scatter plot of the points)."
 HELP_LABELS = "shapes, moons, gmm: also write the class labels (int64) to OUT.labels.npy."
 HELP_SIZE = "Image size S: images are S x S (4..1024; default: 32)."
-HELP_MIN_AREA = f"triangles/shapes: smallest triangle area, a fraction of the image (default: {datasets.DEFAULT_MIN_AREA})."
+HELP_MIN_AREA = (
+    f"triangles/shapes: smallest triangle area, a fraction of the image (default: {datasets.DEFAULT_MIN_AREA})."
+)
 HELP_MIN_ANGLE = f"triangles/shapes: smallest triangle angle in degrees (default: {datasets.DEFAULT_MIN_ANGLE:g})."
 HELP_SUPERSAMPLE = (
     f"triangles/shapes: anti-aliasing scan lines per pixel row (x is exact; default: {datasets.DEFAULT_SUPERSAMPLE})."
@@ -98,7 +102,9 @@ class Outputs:
 @handle_errors("make-data")
 def command(
     kind: str = typer.Argument(..., help=KIND_HELP, metavar="KIND", show_default=False),
-    source: Optional[str] = typer.Argument(None, help="The image folder (make-data folder DIR).", metavar="DIR", show_default=False),
+    source: Optional[str] = typer.Argument(
+        None, help="The image folder (make-data folder DIR).", metavar="DIR", show_default=False
+    ),
     n: Optional[int] = typer.Option(None, "--n", "-n", callback=_n_range, help="Number of samples (default: 10000)."),
     size: Optional[int] = typer.Option(None, "--size", help=HELP_SIZE),
     seed: int = seed_option(),
@@ -198,11 +204,18 @@ def _plan_outputs(kind, output, preview, labels: bool, params, mixture, json_out
     out.labels = _suffixed(out.output, ".labels.npy") if labels else None
     if kind == "gmm" and params is None and mixture is None and out.kind == "npy":
         if out.to_stdout:
-            raise InputError("--params: with -o - give --params FILE.npz for the mixture (or sample a saved one with --mixture)")
+            raise InputError(
+                "--params: with -o - give --params FILE.npz for the mixture (or sample a saved one with --mixture)"
+            )
         out.params = _suffixed(out.output, ".npz")
     if out.params is not None and not out.params.lower().endswith(".npz"):
         raise InputError(f"--params {out.params}: must be a .npz file")
-    for path, option in ((out.output, "-o"), (preview, "--preview"), (out.labels, "--labels"), (out.params, "--params")):
+    for path, option in (
+        (out.output, "-o"),
+        (preview, "--preview"),
+        (out.labels, "--labels"),
+        (out.params, "--params"),
+    ):
         folder = Path(path).parent if path is not None and path != io.STDIO else None
         if folder is not None and str(folder) and not folder.exists():
             raise InputError(f"{option} {path}: folder {folder} does not exist")

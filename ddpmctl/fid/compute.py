@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import os
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import numpy as np
 import torch
@@ -77,14 +77,17 @@ def check_source(source: Source, features: str) -> None:
         raise InputError(f"{source.name}: is a statistics file, it has no samples")
     if features == "inception":
         if source.kind != "images":
-            raise InputError(f"{source.name}: Inception features need images, this holds points (N, D); use --features raw")
+            raise InputError(
+                f"{source.name}: Inception features need images, this holds points (N, D); use --features raw"
+            )
         if source.item_shape[0] not in (1, 3):
             raise InputError(f"{source.name}: the Inception features need 1 or 3 channels, got {source.item_shape[0]}")
         return
     d = int(np.prod(source.item_shape))
     if d > MAX_RAW_DIMS:
         raise InputError(
-            f"{source.name}: raw features would have {d} dimensions (more than {MAX_RAW_DIMS}); use --features inception"
+            f"{source.name}: raw features would have {d} dimensions (more than {MAX_RAW_DIMS}); "
+            "use --features inception"
         )
 
 
@@ -150,7 +153,8 @@ def _choose_preprocess(sources: list[Source], features: str, preprocess_mode: st
     for name, mode in recorded.items():
         if mode != preprocess_mode:
             raise InputError(
-                f"{name}: statistics computed with --preprocess {mode}, not {preprocess_mode}; the FID would not be comparable"
+                f"{name}: statistics computed with --preprocess {mode}, not {preprocess_mode}; "
+                "the FID would not be comparable"
             )
     return preprocess_mode
 
@@ -225,8 +229,16 @@ def compute(
         kept.append(f)
     notes = _notes(sources, stats)
     dims = stats[0].dims
-    result = FidResult(None, stats[0], stats[1] if len(stats) == 2 else None, feats, dims, mode,
-                       getattr(extractor, "info", None), warnings=notes)
+    result = FidResult(
+        None,
+        stats[0],
+        stats[1] if len(stats) == 2 else None,
+        feats,
+        dims,
+        mode,
+        getattr(extractor, "info", None),
+        warnings=notes,
+    )
     if len(stats) == 2:
         factors = [covariance_factor(f) if f is not None and f.shape[0] < dims else None for f in kept]
         result.fid = frechet_distance(stats[0].mu, stats[0].sigma, stats[1].mu, stats[1].sigma, *factors)

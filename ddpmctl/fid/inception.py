@@ -10,12 +10,12 @@ them (there is never a silent fallback to another network).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import importlib.util
 import os
 import warnings
 import zipfile
-import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -105,7 +105,11 @@ def preprocess(x: torch.Tensor, mode: str = "pytorch-fid", size: int = 299) -> t
 @contextlib.contextmanager
 def exact_float32():
     """TF32 off for matmuls and convolutions (TF32 lowers their precision on Ampere/Hopper GPUs)."""
-    saved = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32, torch.get_float32_matmul_precision())
+    saved = (
+        torch.backends.cuda.matmul.allow_tf32,
+        torch.backends.cudnn.allow_tf32,
+        torch.get_float32_matmul_precision(),
+    )
     torch.backends.cuda.matmul.allow_tf32 = False
     torch.backends.cudnn.allow_tf32 = False
     torch.set_float32_matmul_precision("highest")
@@ -114,7 +118,6 @@ def exact_float32():
     finally:
         torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved[0], saved[1]
         torch.set_float32_matmul_precision(saved[2])
-
 
 
 # --------------------------------------------------------------------------------------------
@@ -208,7 +211,8 @@ def find_weights(weights: str | os.PathLike | None = None) -> WeightsInfo:
     if not verified and origin in ("hub", "package"):
         expected = f"{PYTORCH_FID_SHA256_PREFIX}..." if origin == "hub" else PACKAGE_SHA256
         raise InputError(
-            f"{path}: SHA-256 {digest} is not the expected {expected} (a damaged download?); delete it or pass --weights"
+            f"{path}: SHA-256 {digest} is not the expected {expected} (a damaged download?); "
+            "delete it or pass --weights"
         )
     return WeightsInfo(origin, str(path), fmt, digest, verified)
 
@@ -298,8 +302,13 @@ class InceptionFeatures:
 
     name = "inception"
 
-    def __init__(self, device: torch.device, weights: str | os.PathLike | None = None, preprocess: str = "pytorch-fid",
-                 fuse: bool = False):
+    def __init__(
+        self,
+        device: torch.device,
+        weights: str | os.PathLike | None = None,
+        preprocess: str = "pytorch-fid",
+        fuse: bool = False,
+    ):
         check_choice(preprocess, PREPROCESS, "--preprocess", "mode ")
         self.device = device
         self.preprocess = preprocess
@@ -322,8 +331,9 @@ class InceptionFeatures:
         return self.model(x).float()
 
 
-def make_extractor(features: str, device: torch.device, weights=None, preprocess_mode: str = "pytorch-fid",
-                   fuse: bool = False) -> RawFeatures | InceptionFeatures:
+def make_extractor(
+    features: str, device: torch.device, weights=None, preprocess_mode: str = "pytorch-fid", fuse: bool = False
+) -> RawFeatures | InceptionFeatures:
     """The extractor ``features`` names (``inception`` loads the network and its weights)."""
     if check_choice(features, FEATURES, "--features") == "raw":
         return RawFeatures(device)

@@ -39,7 +39,12 @@ class Stats:
         """Write an ``.npz`` that pytorch-fid and clean-fid read (``mu``, ``sigma``) plus our fields."""
         if not is_stats_file(path):
             raise InputError(f"{path}: statistics files end in .npz")
-        fields = (("n", self.n), ("features", self.features), ("preprocess", self.preprocess), ("weights", self.weights))
+        fields = (
+            ("n", self.n),
+            ("features", self.features),
+            ("preprocess", self.preprocess),
+            ("weights", self.weights),
+        )
         extra = {k: np.array(v) for k, v in fields if v is not None}
         from ddpmctl import __version__
 
@@ -49,7 +54,7 @@ class Stats:
         io.write_bytes(path, buf.getvalue())
 
     @classmethod
-    def load(cls, path: str | os.PathLike) -> "Stats":
+    def load(cls, path: str | os.PathLike) -> Stats:
         """Read ``mu``/``sigma`` (and our optional fields) from an ``.npz``; never unpickles."""
         name = str(path)
         if not Path(path).is_file():
@@ -59,7 +64,9 @@ class Stats:
             found = ", ".join(sorted(data)) or "none"
             raise InputError(f"{name}: a statistics file needs arrays 'mu' and 'sigma' (found {found})")
         if data["mu"].dtype.kind not in "fiu" or data["sigma"].dtype.kind not in "fiu":
-            raise InputError(f"{name}: mu and sigma must be real numbers, got {data['mu'].dtype} and {data['sigma'].dtype}")
+            raise InputError(
+                f"{name}: mu and sigma must be real numbers, got {data['mu'].dtype} and {data['sigma'].dtype}"
+            )
         mu, sigma = np.asarray(data["mu"], np.float64).reshape(-1), np.asarray(data["sigma"], np.float64)
         d = mu.shape[0]
         if d == 0:
