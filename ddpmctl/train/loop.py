@@ -221,10 +221,11 @@ def setup(cfg: TrainConfig, data: TrainData, objective: Objective, out: Path, re
     meta_base = dict(net_config=cfg.net, process=objective.process, prediction=cfg.prediction, data_kind=data.kind,
                      data_shape=data.shape, normalization=data.normalization, ema=ema is not None,
                      train=cfg.to_dict())
-    run = RunState(cfg, data, objective, net, _wrap(net, cfg, dist, device), ema, opt, dist, device, out, meta_base,
-                   resume is not None, log or (lambda msg: None), total, start,
-                   snapshots=[f for f in cfg.snapshots if f > start / total], stream=IndexStream(len(data), cfg.seed),
-                   step=start, last_saved=start)
+    run = RunState(cfg=cfg, data=data, objective=objective, net=net, model=_wrap(net, cfg, dist, device), ema=ema,
+                   opt=opt, dist=dist, device=device, out=out, meta_base=meta_base, resumed=resume is not None,
+                   log=log or (lambda msg: None), total=total, start=start,
+                   snapshots=[f for f in cfg.snapshots if f > start / total],  # those this run has not reached yet
+                   stream=IndexStream(len(data), cfg.seed), step=start, last_saved=start)
     _prepare_out_dir(run)
     return run
 
