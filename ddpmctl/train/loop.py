@@ -177,7 +177,7 @@ class RunState:
     last_loss: float | None = None
     time_fraction: float = 0.0  # of cfg.time_limit used; updated at ticks (the same on every rank)
     history: list = field(default_factory=list)
-    pending: tuple | None = None  # (signal, stop) voted at a step that is no tick
+    wants_stop: bool = False  # a callback asked to stop (under torchrun: voted on at the next tick)
     signals: _StopSignals | None = None
     signalled: bool = False  # a stop signal had come when this step ended
     stopped: bool = False
@@ -424,8 +424,8 @@ def _self_cond_input(net, objective: Objective, x_t, c_noise, t, use: torch.Tens
 
 def at_tick(run: RunState) -> bool:
     """Whether this step ends a tick: a logging, checkpoint, sample or snapshot step, the last
-    step, or (in one process) a stop signal; under torchrun the ranks vote on signals after the
-    step (``_progress``), so this is the same on every rank."""
+    step, or (in one process) a stop signal; under torchrun the ranks vote on signals at the
+    scheduled ticks (``_measure``), so this is the same on every rank."""
     s, cfg = run.step, run.cfg
     return (s % cfg.log_every == 0 or s == run.total or _every(s, cfg.save_every) or _every(s, cfg.sample_every)
             or (bool(run.snapshots) and s >= run.snapshots[0] * run.total)
@@ -437,12 +437,11 @@ def _every(step: int, k: int) -> bool:
 
 
 def _progress(run: RunState, callbacks: list[Callback], lr: float) -> bool:
-    """At a step that is no tick: call the callbacks and vote (over the ranks) on stopping;
-    True when a signal or a callback asks to stop, which makes this step a tick."""
-    wants = _call(callbacks, _info(run, lr))
-    vote = tuple(run.dist.any([run.signalled, wants], run.device))
-    run.pending = vote if any(vote) else None
-    return run.pending is not None
+    """At a step that is no tick: call the callbacks. A callback asking to stop makes this step a
+    tick in one process; under torchrun the wish waits for the next tick's vote, so that every
+    rank stops at the same step without a collective between ticks."""
+    run.wants_stop = _call(callbacks, _info(run, lr)) or run.wants_stop
+    return run.wants_stop and run.dist.world == 1
 
 
 def tick(run: RunState, callbacks: list[Callback], lr: float) -> bool:
@@ -451,9 +450,9 @@ def tick(run: RunState, callbacks: list[Callback], lr: float) -> bool:
     and the sample grid, and calls the callbacks; then stops, once, on a signal (saves, raises
     TrainingInterrupted), a callback asking to or the time limit (saves, returns True)."""
     cfg, step = run.cfg, run.step
-    upkeep = run.pending is None or run.pending[0]
-    record, used, now = _measure(run, lr)
-    if upkeep:
+    scheduled = at_tick(run)  # False only for a stop that a callback asked for between ticks
+    record, used, now, (signalled, wanted) = _measure(run, lr)
+    if scheduled:
         _log(run, record, used, now)
         if _every(step, cfg.save_every) or step == run.total:
             run.save()
@@ -465,16 +464,15 @@ def tick(run: RunState, callbacks: list[Callback], lr: float) -> bool:
         if _every(step, cfg.sample_every) and run.dist.main:
             run.note_shown = _write_samples(run.out / f"samples_{step:07d}.png", run.ema or run.net, run.meta_base,
                                             cfg, run.device, run.log, run.note_shown)
-    if run.pending is None:
-        wants = _call(callbacks, _info(run, lr, record)) or run.time_fraction >= 1.0  # out of time: save and stop
-        run.pending = tuple(run.dist.any([run.signalled, wants], run.device))
-    signum, (signalled, wants) = run.signals.signum, run.pending
-    run.pending = None
-    if not (signalled or wants):
+        run.wants_stop = _call(callbacks, _info(run, lr, record)) or run.wants_stop
+    if run.dist.world == 1:
+        signalled, wanted = run.signalled, run.wants_stop
+    if not (signalled or wanted or run.time_fraction >= 1.0):  # out of time: save and stop
         return False
     if run.last_saved != step:
         run.save()
     if signalled:
+        signum = run.signals.signum
         code = 130 if signum == signal.SIGINT or signum is None else 128 + signum
         raise TrainingInterrupted(f"interrupted at step {step} of {run.total}; checkpoint saved in {run.out} "
                                   f"(continue with: ddpmctl train --resume {run.out})", code)
@@ -482,13 +480,14 @@ def tick(run: RunState, callbacks: list[Callback], lr: float) -> bool:
     return True
 
 
-def _measure(run: RunState, lr: float) -> tuple[dict, float, float]:
-    """The record of the steps since the last logging tick (averaged over the ranks: the one
-    collective of a tick); RunError when the loss or the gradient is not finite."""
+def _measure(run: RunState, lr: float) -> tuple[dict, float, float, tuple[bool, bool]]:
+    """The record of the steps since the last logging tick and the ranks' vote on stopping (a
+    signal, a callback's wish), in the one collective of a tick; RunError when the loss or the
+    gradient is not finite."""
     now = time.perf_counter()
     used = (now - run.t_begin) / run.cfg.time_limit if run.cfg.time_limit else 0.0
-    mean_loss, gn, used = run.dist.all_mean([run.loss_sum.item() / run.interval_steps, float(run.grad_norm), used],
-                                            run.device)
+    local = [run.loss_sum.item() / run.interval_steps, float(run.grad_norm), used, run.signalled, run.wants_stop]
+    mean_loss, gn, used, signalled, wanted = run.dist.all_mean([float(v) for v in local], run.device)
     if not (math.isfinite(mean_loss) and math.isfinite(gn)):
         where = f"the last good checkpoint is {run.out} (step {run.last_saved})" if run.last_saved > 0 or run.resumed \
             else "no checkpoint was written"
@@ -497,7 +496,7 @@ def _measure(run: RunState, lr: float) -> tuple[dict, float, float]:
     ips = run.interval_steps * run.cfg.batch / max(now - run.interval_t0, 1e-9)
     record = {"step": run.step, "loss": mean_loss, "lr": lr, "grad_norm": gn, "images_per_s": ips,
               "elapsed_s": now - run.t_begin}
-    return record, used, now
+    return record, used, now, (signalled > 0, wanted > 0)
 
 
 def _log(run: RunState, record: dict, used: float, now: float) -> None:
