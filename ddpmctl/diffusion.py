@@ -15,8 +15,9 @@ With the marginal ``x_t = alpha_t x_0 + sigma_t eps`` of any process (``ddpmctl.
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Iterator
 
 import numpy as np
 import torch
@@ -142,11 +143,10 @@ def from_eps_x0(eps: torch.Tensor, x0: torch.Tensor, alpha, sigma, prediction: s
 
 @dataclass
 class Prediction:
+    """The denoiser's output at (x_t, t): predicted noise and data (score = -eps / sigma_t)."""
+
     eps: torch.Tensor
     x0: torch.Tensor
-
-    def score(self, sigma: torch.Tensor) -> torch.Tensor:
-        return -self.eps / _bcast(sigma, self.eps)
 
 
 class Denoiser:
@@ -203,6 +203,16 @@ class Denoiser:
         self._x0_prev = None
         if self.guide is not None:
             self.guide.reset()
+
+    @contextlib.contextmanager
+    def uncounted(self) -> Iterator["Denoiser"]:
+        """Evaluations inside the block are not counted in ``nfe`` (bookkeeping such as a
+        trajectory's x0, not part of a sampler's cost)."""
+        nfe = self.nfe
+        try:
+            yield self
+        finally:
+            self.nfe = nfe
 
     def __call__(self, x: torch.Tensor, t) -> Prediction:
         t = torch.as_tensor(t, dtype=torch.float64)
