@@ -408,14 +408,14 @@ def restore(model, y_file: np.ndarray, op: Operator, sigma_y: float = 0.0, metho
     result does not depend on ``batch`` either. Cost: K times the NFE."""
     y_file = check_observation(model, y_file, op)
     job = plan_restore(model, op, sigma_y, method, steps, int(y_file.shape[0]), batch, RestoreOptions(**options))
-    if seed < 0:
-        raise InputError(f"--seed: must be >= 0, got {seed}")
     return run_restore(model, job, y_file, op, sigma_y, seed, device, progress)
 
 
 def run_restore(model, job: RestorePlan, y_file: np.ndarray, op: Operator, sigma_y: float, seed: int = 0,
                 device=None, progress=None):
     """Run a planned ``restore`` (see there)."""
+    if seed < 0:
+        raise InputError(f"--seed: must be >= 0, got {seed}")
     dev, dtype = place_model(model, device)
     settings, k, n, norm = job.settings, job.settings.samples, job.n, model.normalization
     amp = dev.type == "cuda" and dtype != torch.float64 if settings.amp is None else settings.amp

@@ -181,6 +181,8 @@ def plan_sample(model, sampler: str = "ode", n: int = 64, steps: int | None = No
         raise InputError(f"--batch: must be >= 1, got {batch}")
     if options.trajectory < 0:
         raise InputError(f"--trajectory: must be >= 0, got {options.trajectory}")
+    if options.guide is not None:
+        check_guide(model, options.guide, options.guidance)
     given = {k: getattr(options, k) for k in SAMPLER_KEYWORDS}
     plan = S.plan(model.process, sampler, steps, options.spacing, options.rho, **given)
     return SamplePlan(plan, n, batch, options)
@@ -204,15 +206,12 @@ def generate(model, sampler: str = "ode", n: int = 64, steps: int | None = None,
     x0_guide + w (x0 - x0_guide); every step then costs 2 network evaluations (counted in ``nfe``).
     """
     job = plan_sample(model, sampler, n, steps, batch, SampleOptions(**options))
-    if seed < 0:
-        raise InputError(f"--seed: must be >= 0, got {seed}")
     return run_sample(model, job, seed, device, progress)
 
 
 def _sample_denoiser(model, options: SampleOptions, device: torch.device) -> Denoiser:
     denoiser = model.denoiser(clip=options.clip_x0)
     if options.guide is not None:
-        check_guide(model, options.guide, options.guidance)
         place_model(options.guide, device)
         denoiser.set_guide(options.guide.denoiser(clip=False), options.guidance)
     return denoiser
@@ -220,6 +219,8 @@ def _sample_denoiser(model, options: SampleOptions, device: torch.device) -> Den
 
 def run_sample(model, job: SamplePlan, seed: int = 0, device=None, progress=None) -> tuple[np.ndarray, dict]:
     """Run a planned ``generate`` (see there)."""
+    if seed < 0:
+        raise InputError(f"--seed: must be >= 0, got {seed}")
     plan, opts, n = job.plan, job.options, job.n
     dev, dtype = place_model(model, device)
     # bf16 autocast only when asked: a sampler compounds the network's errors over many steps

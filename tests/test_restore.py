@@ -19,7 +19,7 @@ from ddpmctl.errors import InputError
 from ddpmctl.exact import ExactGMM
 from ddpmctl.gmm import GaussianMixture
 from ddpmctl.operators import degrade, make_operator
-from ddpmctl.restore import check_method, plan, repaint_path, restore, restoration_seed, sdedit_start
+from ddpmctl.restore import RestoreOptions, check_method, plan_restore, repaint_path, restore, restoration_seed, sdedit_start
 from ddpmctl.schedules import make_process
 
 SHAPE = (1, 4, 4)
@@ -244,10 +244,10 @@ def test_sample_mean_does_not_depend_on_batch(model):
 
 def test_one_sample_is_the_plain_run(model):
     """--samples 1 is the single-restoration run (sample i seeded from (seed, i) as in
-    samplers.NoiseStream, built here from the method function directly); with K = 2 the first
+    sampling.NoiseStream, built here from the method function directly); with K = 2 the first
     restoration is that run, so mean and std follow from it: s1 = 2 mean - s0, std = |s1 - s0| / sqrt 2."""
-    from ddpmctl import samplers as S
-    from ddpmctl.restore import ddnm
+    from ddpmctl.restore import Observation, ddnm
+    from ddpmctl.sampling import NoiseStream
 
     n, sigma = 5, 0.05
     _, x = truth(n, 8)
@@ -258,11 +258,12 @@ def test_one_sample_is_the_plain_run(model):
     assert info["samples"] == 1 and np.array_equal(one, default)
 
     process = model.process
-    times, _ = plan("ddnm", process, 12)
-    stream = S.NoiseStream(4, range(n), SHAPE, dtype=torch.float64)
+    times = plan_restore(model, op, sigma, "ddnm", 12, n).times
+    stream = NoiseStream.for_samples(4, range(n), SHAPE, dtype=torch.float64)
     y_m = op.to_model_observation(op.decode(torch.from_numpy(y).double()), 2.0, -1.0)
     with torch.no_grad():
-        ref = ddnm(model.denoiser(), float(process.prior_std()) * stream(), times, op, y_m, 2 * sigma, stream, 0.85)
+        x = float(process.prior_std()) * stream()
+        ref = ddnm(model.denoiser(), x, times, stream, obs=Observation(op, y_m, 2 * sigma), eta=0.85)
     ref = np.clip(((ref + 1) / 2).numpy(), 0, 1)
     assert np.abs(one - ref).max() < 1e-6
 
@@ -283,9 +284,10 @@ def test_repaint_schedule_counts():
     jumps = [a - b for a, b in zip(path[:-1], path[1:]) if b < a]
     assert path[0] == 0 and path[-1] == 250 and down == 2410 and len(jumps) == 216 and set(jumps) == {10}
     assert repaint_path(7, 0, 10) == list(range(8))  # no jumps
-    process = make_process("vp")
-    assert plan("repaint", process, 250, 0.0, 10, 10)[1] == 2410
-    assert plan("ddnm", process, 50)[1] == 50
+    model, op = GaussianImages(make_process("vp")), make_operator("inpaint", SHAPE, 1)
+    assert plan_restore(model, op, 0.0, "repaint", 250).nfe == 2410
+    assert plan_restore(model, op, 0.0, "repaint", 250, options=RestoreOptions(jump_length=5, jump_n=2)).nfe == 250 + 245
+    assert plan_restore(model, op, 0.0, "ddnm", 50).nfe == 50
 
 
 def test_methods_that_do_not_apply():

@@ -15,8 +15,8 @@ from ddpmctl.diffusion import Denoiser
 from ddpmctl.errors import InputError
 from ddpmctl.exact import ExactGMM, mixture_quality, mmd2, sliced_wasserstein
 from ddpmctl.gmm import GaussianMixture
-from ddpmctl.sampling import generate, trajectory_frames
-from ddpmctl.schedules import DiscreteProcess, get_betas, make_process
+from ddpmctl.sampling import NoiseStream, generate, trajectory_frames
+from ddpmctl.schedules import DiscreteProcess, discrete_steps, get_betas, make_process
 
 N = 2000
 
@@ -32,7 +32,7 @@ def exact(mixture, kind="vp", **kw):
 
 def _ode_reference(model):
     """200 initial points and their ODE solutions by 3M with 1000 steps (error ~1e-7)."""
-    x = S.NoiseStream(3, range(200), (2,), dtype=torch.float64)()
+    x = NoiseStream.for_samples(3, range(200), (2,), dtype=torch.float64)()
     return x, S.sample_ode(model.denoiser(), x, S.make_times(model.process, 1000, "logsnr"), None, solver="dpm++3m")
 
 
@@ -186,11 +186,11 @@ def test_discrete_grid_has_exactly_the_requested_steps(ddpm_reference, spacing):
 
 def test_discrete_steps_moves_collisions_to_the_next_free_integer():
     target = torch.tensor([10.0, 6.2, 2.4, 1.3, 1.1, 1.0])
-    assert S.discrete_steps(target, 10).tolist() == [10, 6, 4, 3, 2, 1]
-    assert S.discrete_steps(torch.linspace(10, 1, 10), 10).tolist() == list(range(10, 0, -1))
-    assert S.discrete_steps(torch.tensor([10.0, 9.9, 9.8, 1.0]), 10).tolist() == [10, 9, 8, 1]  # room kept below T
+    assert discrete_steps(target, 10).tolist() == [10, 6, 4, 3, 2, 1]
+    assert discrete_steps(torch.linspace(10, 1, 10), 10).tolist() == list(range(10, 0, -1))
+    assert discrete_steps(torch.tensor([10.0, 9.9, 9.8, 1.0]), 10).tolist() == [10, 9, 8, 1]  # room kept below T
     with pytest.raises(InputError, match="T = 3"):
-        S.discrete_steps(torch.linspace(3, 1, 4), 3)
+        discrete_steps(torch.linspace(3, 1, 4), 3)
 
 
 def test_make_times_full_ddpm_grid_and_errors():
@@ -229,12 +229,12 @@ def algorithm_2(eps_model, betas: np.ndarray, x_T: torch.Tensor, noise, large: b
 def test_ddpm_sampler_is_algorithm_2_on_the_full_grid(mixture, variance):
     betas = get_betas("linear", 200, beta_end=0.05)
     m = ExactGMM(mixture, DiscreteProcess(betas))
-    stream = S.NoiseStream(5, range(300), (2,), dtype=torch.float64)
+    stream = NoiseStream.for_samples(5, range(300), (2,), dtype=torch.float64)
     x_T = stream()
     den = m.denoiser()
     ours = S.sample_ddpm(den, x_T, S.make_times(m.process, 200), stream, variance=variance)
     assert den.nfe == 200
-    ref_stream = S.NoiseStream(5, range(300), (2,), dtype=torch.float64)
+    ref_stream = NoiseStream.for_samples(5, range(300), (2,), dtype=torch.float64)
     ref = algorithm_2(m, betas, ref_stream(), ref_stream, large=(variance == "large"))
     assert stream.draws == ref_stream.draws == 200  # x_T and the 199 z's of steps t > 1
     assert torch.allclose(ours, ref, rtol=1e-10, atol=1e-10)
@@ -246,7 +246,7 @@ def test_ddim_eta_1_is_ddpm_with_posterior_variance(mixture, kind):
     times = S.make_times(m.process, 40)
     runs = []
     for fn, kw in ((S.sample_ddim, {"eta": 1.0}), (S.sample_ddpm, {"variance": "small"})):
-        stream = S.NoiseStream(1, range(100), (2,), dtype=torch.float64)
+        stream = NoiseStream.for_samples(1, range(100), (2,), dtype=torch.float64)
         x = m.process.prior_std() * stream()
         runs.append(fn(m.denoiser(), x, times, stream, **kw))
     assert torch.allclose(runs[0], runs[1], rtol=1e-9, atol=1e-9)
@@ -256,7 +256,7 @@ def test_euler_ode_is_ddim_eta_0(mixture):
     for kind in ("vp", "subvp", "ve"):
         m = exact(mixture, kind)
         times = S.make_times(m.process, 30, "logsnr")
-        x = m.process.prior_std() * S.NoiseStream(2, range(50), (2,), dtype=torch.float64)()
+        x = m.process.prior_std() * NoiseStream.for_samples(2, range(50), (2,), dtype=torch.float64)()
         a = S.sample_ddim(m.denoiser(), x, times, None, eta=0.0)
         b = S.sample_ode(m.denoiser(), x, times, None, solver="euler")
         assert torch.allclose(a, b, rtol=1e-9, atol=1e-9)
@@ -266,7 +266,7 @@ def test_ddim_eta_0_and_the_ode_solvers_agree_at_high_nfe(mixture):
     """Deterministic samplers integrate the same probability-flow ODE: from the same x_T they end at
     the same point, and DDIM's error shrinks as its steps grow."""
     m = exact(mixture, "vp")
-    x = S.NoiseStream(3, range(300), (2,), dtype=torch.float64)()
+    x = NoiseStream.for_samples(3, range(300), (2,), dtype=torch.float64)()
     ref = S.sample_ode(m.denoiser(), x, S.make_times(m.process, 2), None, solver="rk45", rtol=1e-8, atol=1e-8)
 
     def err(y):
@@ -364,7 +364,8 @@ def test_nfe_is_exact(mixture, sampler, kind, kw, expected):
     _, info = generate(model, sampler, n=10, batch=5, **kw)
     assert sum(info.get("nfe_per_batch", [info["nfe"]] * 2)) == model.calls  # two batches
     if expected is not None:
-        assert info["nfe"] == expected == S.expected_nfe(sampler, kw["steps"], kw.get("solver"), kw.get("corrector_steps", 1))
+        options = {k: v for k, v in kw.items() if k in ("solver", "corrector_steps")}
+        assert info["nfe"] == expected == S.expected_nfe(sampler, kw["steps"], **options)
     else:
         assert info["nfe"] > 10
 
@@ -392,7 +393,7 @@ def test_sample_i_is_the_same_whatever_the_batch(mixture, sampler, kw):
 
 
 def test_noise_stream_is_standard_normal_and_independent():
-    s = S.NoiseStream(0, range(4000), (3,))
+    s = NoiseStream.for_samples(0, range(4000), (3,))
     z = torch.cat([s() for _ in range(3)], 0).numpy()  # 12000 x 3
     assert abs(z.mean()) < 0.03 and abs(z.std() - 1) < 0.03
     c = np.corrcoef(z.reshape(3, 4000, 3).transpose(1, 0, 2).reshape(4000, 9).T)
