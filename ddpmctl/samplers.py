@@ -534,8 +534,8 @@ SAMPLERS_BY_NAME: dict[str, Sampler] = {
         Sampler("pc", sample_pc, 500, lambda k, o: k + o["corrector_steps"] * (k - 1), "steps + M (steps - 1)",
                 "predictor-corrector", "Song et al. 2021, Algorithms 2-3 (seed 001)",
                 {"snr": 0.16, "corrector_steps": 1}, lambda o: _check_langevin(o, 0), all_steps=True),
-        Sampler("ode", sample_ode, None, _solver_nfe, ", ".join(
-            f"{'/'.join(n for n, s in ODE_SOLVERS.items() if s.nfe_text == text)}: {text}"
+        Sampler("ode", sample_ode, None, _solver_nfe, "; ".join(
+            f"{', '.join(n for n, s in ODE_SOLVERS.items() if s.nfe_text == text)}: {text}"
             for text in dict.fromkeys(s.nfe_text for s in ODE_SOLVERS.values())),
                 "probability-flow ODE, --solver", "Song et al. 2021 eq. 13; Karras et al. 2022; Lu et al. 2022",
                 {"solver": DEFAULT_SOLVER}, spacing="logsnr"),

@@ -73,3 +73,21 @@ def test_denoiser_counts_nfe_and_clips():
     assert torch.all(out.x0 == 1.0)
     a, s = p.alpha(0.3), p.sigma(0.3)
     np.testing.assert_allclose(out.eps, (x - a * 1.0) / s, rtol=1e-6)  # t was float32
+
+
+def test_uncounted_evaluations_leave_the_nfe_alone():
+    p = make_process("vp")
+    calls = []
+    den = Denoiser(lambda x, c: calls.append(1) or torch.zeros_like(x), p, "eps")
+    x = torch.randn(3, 2)
+    den(x, 0.5)
+    with den.uncounted():
+        den(x, 0.4)
+        den(x, 0.3)
+    den(x, 0.2)
+    assert den.nfe == 2 and len(calls) == 4  # the network ran four times; two were counted
+    with pytest.raises(RuntimeError):
+        with den.uncounted():
+            den(x, 0.1)
+            raise RuntimeError("stop")
+    assert den.nfe == 2 and len(calls) == 5

@@ -428,3 +428,46 @@ def test_cli_restore_bad_input(files):
         lines = r.stderr.strip().splitlines()
         assert len(lines) == 1 and words in lines[0], lines
         assert not out.exists() and not (d / "bad_std.npy").exists() and not (d / "bad_std.png").exists()
+
+
+# ------------------------------------------------------------------------------------------
+# the registry of methods
+
+
+@pytest.mark.parametrize("method", ["ddnm", "dps", "repaint", "sdedit"])
+def test_method_record_nfe_is_the_counted_nfe(method):
+    from ddpmctl.restore import METHODS
+
+    record = METHODS[method]
+    task = record.tasks[0]
+    params, sigma = TASKS[task]
+    _, x = truth(3, 2)
+    op = make_operator(task, SHAPE, 3, **params)
+    y = degrade(x, op, max(sigma, 0.1))
+    model = GaussianImages(make_process("ddpm", T=60))
+    calls = []
+    inner = model.denoiser
+    model.denoiser = lambda clip=None: Denoiser(lambda x, t: calls.append(1) or inner().net(x, t), model.process, "eps", None, "t")
+    options = RestoreOptions(jump_length=3, jump_n=2) if method == "repaint" else RestoreOptions()
+    job = plan_restore(model, op, max(sigma, 0.1), method, 12, 3, 2, options)
+    out, info = restore(model, y, op, max(sigma, 0.1), method, 12, batch=2, jump_length=options.jump_length,
+                        jump_n=options.jump_n)
+    assert info["nfe"] == job.nfe and len(calls) == 2 * job.nfe  # two batches
+    assert job.progress_total == 2 * job.nfe
+    assert set(job.options) == set(record.options) and all(info[k] == v for k, v in job.options.items())
+    assert record.default_steps(model.process) == min(record.steps, 60)
+
+
+def test_methods_accept_exactly_their_tasks():
+    from ddpmctl.operators import TASKS as ALL_TASKS
+    from ddpmctl.restore import METHODS
+
+    for name, record in METHODS.items():
+        for task in ALL_TASKS:
+            op = make_operator(task, SHAPE, 1, **TASKS[task][0])
+            if task in record.tasks:
+                check_method(name, op, 0.1)
+            else:
+                with pytest.raises(InputError, match=f"--method {name} .*use "):
+                    check_method(name, op, 0.1)
+    assert {t for r in METHODS.values() for t in r.tasks} == set(ALL_TASKS)

@@ -590,3 +590,64 @@ def test_autoguidance_refuses_a_guide_that_does_not_fit(mixture):
     for w in (-1.0, float("nan"), float("inf")):
         with pytest.raises(InputError, match="--guidance"):
             generate(good, "ode", n=2, guide=good, guidance=w)
+
+
+# ------------------------------------------------------------------------------------------
+# the registry
+
+
+REGISTRY_CASES = [(name, None) for name in S.SAMPLERS if name != "ode"] + [("ode", solver) for solver in S.SOLVERS]
+
+
+@pytest.mark.parametrize("sampler, solver", REGISTRY_CASES)
+def test_registry_nfe_formula_is_the_counted_nfe(mixture, sampler, solver):
+    record = S.SAMPLERS_BY_NAME[sampler]
+    kind = record.processes[0] if record.processes else "vp"
+    model = Counting(exact(mixture, kind))
+    options = {"corrector_steps": 3} if "corrector_steps" in record.options else {}
+    x, info = generate(model, sampler, n=4, batch=4, steps=7, solver=solver, **options)
+    plan = S.plan(model.process, sampler, 7, solver=solver, **options)
+    assert info["nfe"] == model.calls and info["steps"] == plan.steps == 7
+    assert plan.nfe == S.expected_nfe(sampler, 7, solver, **options)
+    if plan.nfe is None:  # adaptive (rk45): a trajectory's extra evaluations are not counted
+        assert not plan.free_report and plan.solver.name == "rk45"
+        calls = model.calls
+        y, traj = generate(model, sampler, n=4, batch=4, steps=7, solver=solver, trajectory=3)
+        assert traj["nfe"] == info["nfe"] and model.calls > calls + info["nfe"] and np.array_equal(x, y)
+    else:
+        assert info["nfe"] == plan.nfe
+
+
+def test_registry_defaults_and_processes(mixture):
+    ddpm = make_process("ddpm", T=40)
+    for name, record in S.SAMPLERS_BY_NAME.items():
+        assert record.fn.__name__ == f"sample_{name}" and record.spacing in S.SPACINGS
+        if name == "ode":
+            assert S.default_steps(name, make_process("vp"), "heun") == S.ODE_SOLVERS["heun"].steps == 10
+            continue
+        assert S.default_steps(name, make_process("vp")) == record.steps
+        assert S.default_steps(name, ddpm) == (40 if record.all_steps else min(record.steps, 40))
+    with pytest.raises(InputError, match="langevin .*ve process"):
+        S.plan(make_process("vp"), "langevin")
+    assert S.plan(make_process("ve"), "langevin").options == {"snr": 0.5, "corrector_steps": 2}
+    assert S.plan(make_process("vp"), "ode", solver="rk45").options == {"solver": "rk45", "rtol": 1e-5, "atol": 1e-5}
+    assert S.plan(make_process("vp"), "ode").options == {"solver": S.DEFAULT_SOLVER}
+
+
+def test_docs_sampler_table_is_the_registry():
+    from pathlib import Path
+
+    docs = (Path(__file__).resolve().parent.parent / "docs" / "sample.md").read_text()
+    assert S.markdown_table() in docs
+    for name in S.SAMPLERS:
+        assert f"| `{name}` |" in S.markdown_table()
+
+
+def test_dpmpp_2m_is_the_order_2_multistep_solver(vp_reference):
+    """Algorithm 2 written out gives the generic multistep solver's order-2 result, bit for bit."""
+    m, x, _ = vp_reference
+    for spacing in ("logsnr", "karras", "uniform"):
+        times = S.make_times(m.process, 9, spacing)
+        a = S.ode_dpmpp_2m(m.denoiser(), x, times)
+        b = S.ode_dpmpp(m.denoiser(), x, times, order=2)
+        assert torch.equal(a, b), spacing

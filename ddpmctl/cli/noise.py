@@ -9,19 +9,36 @@ import torch
 import typer
 
 from ddpmctl import io
-from ddpmctl.cli.common import HELP_JSON, HELP_OUTPUT, HELP_QUIET, HELP_SEED, emit_json, fail, handle_errors, progress
+from ddpmctl.cli.common import HELP_JSON, HELP_OUTPUT, HELP_QUIET, HELP_SEED, emit_json, handle_errors, progress
 from ddpmctl.diffusion import IDENTITY_NORMALIZATION, IMAGE_NORMALIZATION, forward_noise, q_sample_sequential
-from ddpmctl.schedules import DiscreteProcess, make_process
+from ddpmctl.errors import InputError
+from ddpmctl.schedules import make_process
 
 
 def _parse_times(text: str) -> list[float]:
     try:
         vals = [float(v) for v in text.replace(" ", "").split(",") if v]
     except ValueError:
-        fail(f"--t: expected comma-separated numbers, got '{text}'")
+        raise InputError(f"--t: expected comma-separated numbers, got '{text}'") from None
     if not vals:
-        fail("--t: expected at least one value")
+        raise InputError("--t: expected at least one value")
     return vals
+
+
+def _values(t: Optional[str], steps: Optional[int], top, continuous: bool) -> list:
+    """The --t values, or --steps K evenly spaced ones, in [0, top]: times of a ``continuous``
+    process (top = 1), else the steps 0..T of DDPM."""
+    if steps is not None:
+        grid = np.linspace(0, top, steps)
+        values = list(grid) if continuous else sorted(set(grid.round().astype(int).tolist()))
+    else:
+        values = _parse_times(t)
+    for v in values:
+        if continuous and not 0 <= v <= 1:
+            raise InputError(f"--t: times of a continuous process lie in [0, 1], got {v:g}")
+        if not continuous and (v != int(v) or not 0 <= v <= top):
+            raise InputError(f"--t: steps must be integers in 0..{top}, got {v:g}")
+    return values
 
 
 @handle_errors("noise")
@@ -56,30 +73,21 @@ def command(
     Example: ddpmctl make-data triangles --n 64 -o - | ddpmctl noise - --t 500 -o noisy.npy
     """
     if (t is None) == (steps is None):
-        fail("give exactly one of --t and --steps")
+        raise InputError("give exactly one of --t and --steps")
     if T < 1:
-        fail(f"--T must be >= 1, got {T}")
+        raise InputError(f"--T must be >= 1, got {T}")
     if steps is not None and steps < 1:
-        fail(f"--steps must be >= 1, got {steps}")
+        raise InputError(f"--steps must be >= 1, got {steps}")
     if rows < 1:
-        fail(f"--rows must be >= 1, got {rows}")
+        raise InputError(f"--rows must be >= 1, got {rows}")
     if sequential and sde is not None:
-        fail("--sequential runs the discrete chain; it does not combine with --sde")
+        raise InputError("--sequential runs the discrete chain; it does not combine with --sde")
     if sde is not None and sde not in ("vp", "subvp", "ve"):
-        fail(f"--sde: unknown process '{sde}' (choose from vp, subvp, ve)")
+        raise InputError(f"--sde: unknown process '{sde}' (choose from vp, subvp, ve)")
     kind_out = io.output_kind(output)
     process = make_process(sde, schedule, T)
-    continuous = sde is not None
-    top = 1.0 if continuous else (process.T if isinstance(process, DiscreteProcess) else 1)
-    if steps is not None:
-        values = list(np.linspace(0, top, steps)) if continuous else sorted(set(np.linspace(0, top, steps).round().astype(int).tolist()))
-    else:
-        values = _parse_times(t)
-    for v in values:
-        if continuous and not 0 <= v <= 1:
-            fail(f"--t: times of a continuous process lie in [0, 1], got {v:g}")
-        if not continuous and (v != int(v) or not 0 <= v <= top):
-            fail(f"--t: steps must be integers in 0..{top}, got {v:g}")
+    top = 1.0 if sde is not None else process.max_steps  # times in [0, 1], or the steps 0..T of DDPM
+    values = _values(t, steps, top, sde is not None)
     data, kind = io.read_data(input)
     n_keep = min(len(data), rows) if kind_out == "png" else len(data)
     x0 = np.array(data[:n_keep], dtype=np.float32)  # a writable copy (inputs may be memory maps)
@@ -92,8 +100,13 @@ def command(
             chain = q_sample_sequential(process, xm, wanted, generator=gen, callback=lambda i: update())
         out = torch.stack([norm.to_data(chain[v]) for v in wanted], dim=1).numpy().astype(np.float32)
     else:
-        times = [float(v) if continuous else float(v) / top for v in values]
-        out = forward_noise(process, x0, times, gen, norm)
+        out = forward_noise(process, x0, [float(v) / top for v in values], gen, norm)
+    _write(output, kind_out, kind, out, values)
+    if json_out:
+        emit_json({"input": input, "output": output, "t": values, "shape": list(out.shape), "process": process.describe()})
+
+
+def _write(output: str, kind_out: str, kind: str, out: np.ndarray, values: list) -> None:
     if kind_out == "png" and kind == "images":
         n, k = out.shape[:2]
         io.save_grid(output, out.reshape((n * k,) + out.shape[2:]), nrow=k)
@@ -101,5 +114,3 @@ def command(
         io.save_scatter(output, [out[:, j] for j in range(out.shape[1])], titles=[f"t = {v:g}" for v in values])
     else:
         io.save_output(output, out[:, 0] if len(values) == 1 else out)
-    if json_out:
-        emit_json({"input": input, "output": output, "t": values, "shape": list(out.shape), "process": process.describe()})
