@@ -6,17 +6,15 @@ import importlib
 import os
 import sys
 
-# PyTorch's CPU threads (GNU OpenMP) spin-wait for each other for a long time by default. On a
-# shared machine a spinning thread whose partner is descheduled burns its core: measured on a
-# 2-core CPU with one other busy process, training ran at 35 images/s with 2 threads instead of
-# 186 with a short spin (and 228 vs 194 on an idle machine). Set before torch is imported; a
-# value in the environment wins.
+# A short OpenMP spin-wait: PyTorch's CPU threads otherwise spin for long, and on a shared machine
+# a spinning thread burns the core its descheduled partner needs (docs/architecture.md, "Process
+# settings"). Set before torch is imported; a value in the environment wins.
 os.environ.setdefault("GOMP_SPINCOUNT", "10000")
 
 import typer
 
 from ddpmctl import __version__
-from ddpmctl.cli.common import STATE
+from ddpmctl.cli.common import STATE, flag_option
 
 app = typer.Typer(
     name="ddpmctl",
@@ -54,8 +52,8 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def _root(
-    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version and exit."),
-    debug: bool = typer.Option(False, "--debug", help="Show Python tracebacks for errors."),
+    version: bool = flag_option("--version", callback=_version, is_eager=True, help="Print the version and exit."),
+    debug: bool = flag_option("--debug", help="Show Python tracebacks for errors."),
 ) -> None:
     STATE["debug"] = debug
 
@@ -69,9 +67,28 @@ def _register() -> None:
 _register()
 
 
+def _hide_flag_placeholders(command) -> None:
+    """Boolean flags (--help and the completion flags too) take no value: show none in --help."""
+    ctx = typer.Context(command, help_option_names=["-h", "--help"])
+    help_option = command.get_help_option(ctx)
+    for param in [*command.params, *([help_option] if help_option is not None else [])]:
+        if getattr(param, "is_flag", False):
+            param.metavar = ""
+    for sub in getattr(command, "commands", {}).values():
+        _hide_flag_placeholders(sub)
+
+
+def _usage_message(e) -> str:
+    """A usage error in the one format of ddpmctl's errors: ``--flag: what is wrong``."""
+    if type(e).__name__ == "BadParameter" and getattr(e, "param_hint", None):
+        return f"{str(e.param_hint).strip(chr(39))}: {e.message}"
+    return str(e.format_message())
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point. Usage errors are reported in one line (exit 2)."""
     command = typer.main.get_command(app)
+    _hide_flag_placeholders(command)
     try:
         code = command.main(args=argv, prog_name="ddpmctl", standalone_mode=False)
     except KeyboardInterrupt:
@@ -90,6 +107,6 @@ def main(argv: list[str] | None = None) -> None:
         ctx = getattr(e, "ctx", None)
         where = ctx.command_path if ctx is not None else "ddpmctl"
         hint = f" (see '{where} --help')" if getattr(e, "exit_code", 1) == 2 else ""
-        sys.stderr.write(f"{where}: error: {e.format_message()}{hint}\n")
+        sys.stderr.write(f"{where}: error: {_usage_message(e)}{hint}\n")
         sys.exit(getattr(e, "exit_code", 1))
     sys.exit(code if isinstance(code, int) else 0)

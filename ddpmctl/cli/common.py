@@ -27,7 +27,8 @@ def err(message: str) -> None:
 
 
 def fail(message: str, code: int = 2) -> None:
-    """Stop with a one-line error and an exit code (2: bad usage or input)."""
+    """Stop with a one-line error and an exit code (2: bad usage or input). Prefer raising
+    ``InputError``: ``handle_errors`` prints it in the same format."""
     err(f"{STATE['command']}: error: {message}")
     raise typer.Exit(code)
 
@@ -144,10 +145,74 @@ def parse_int_list(text: str, name: str) -> list[int]:
     return vals
 
 
-# shared option help, so the same flag means the same thing in every command
+# shared options: each is declared once here, with its range, so the same flag means and checks the
+# same thing in every command (a bad value is a one-line usage error, exit 2, before any work)
 HELP_OUTPUT = "Output file: .npy, .png (a picture), a folder, or - for stdout (an .npy stream)."
 HELP_SEED = "Random seed (the same seed gives the same output)."
 HELP_QUIET = "No progress bar (it is also off when stderr is not a terminal)."
 HELP_JSON = "Print one JSON object with the results on stdout."
 HELP_DEVICE = "Device: auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps."
 HELP_BATCH = "Batch size."
+
+
+def at_least(name: str, low: float, strict: bool = False):
+    """A typer callback: the value (when given) must be >= ``low`` (> with ``strict``)."""
+
+    def check(value):
+        if value is not None and (value <= low if strict else value < low):
+            raise typer.BadParameter(f"must be {'>' if strict else '>='} {low:g}, got {value}", param_hint=f"'{name}'")
+        return value
+
+    return check
+
+
+def seed_option(default: int | None = 0, extra: str = ""):
+    """``--seed``: an integer >= 0."""
+    return typer.Option(default, "--seed", callback=at_least("--seed", 0), help=f"{HELP_SEED} {extra}".strip())
+
+
+def batch_option(default: int | None = None, extra: str = ""):
+    """``--batch``: an integer >= 1."""
+    return typer.Option(default, "--batch", callback=at_least("--batch", 1), help=f"{HELP_BATCH} {extra}".strip())
+
+
+def steps_option(help: str, default: int | None = None):
+    """``--steps``: an integer >= 1."""
+    return typer.Option(default, "--steps", callback=at_least("--steps", 1), help=help)
+
+
+def n_option(default: int | None = 64, help: str = "Number of samples."):
+    """``--n`` / ``-n``: an integer >= 1."""
+    return typer.Option(default, "--n", "-n", callback=at_least("-n", 1), help=help)
+
+
+def device_option(default: str | None = "auto"):
+    """``--device``: checked when it is resolved (``ddpmctl.device.resolve_device``)."""
+    return typer.Option(default, "--device", help=HELP_DEVICE)
+
+
+def quiet_option():
+    """``--quiet`` / ``-q``."""
+    return flag_option("--quiet", "-q", help=HELP_QUIET)
+
+
+def json_option():
+    """``--json``."""
+    return flag_option("--json", help=HELP_JSON)
+
+
+def flag_option(*names: str, help: str, default: bool | None = False, **kwargs):
+    """A boolean flag (``--x`` or ``--x/--no-x``), shown in ``--help`` without a value placeholder."""
+    return typer.Option(default, *names, help=help, metavar="", **kwargs)
+
+
+def choice_option(default: str | None, name: str, choices, help: str, *extra_names: str):
+    """A string option that must be one of ``choices`` (listed in ``--help`` as a|b|c)."""
+    choices = tuple(choices)
+
+    def check(value):
+        if value is not None and value not in choices:
+            raise typer.BadParameter(f"'{value}' is not one of {', '.join(choices)}", param_hint=f"'{name}'")
+        return value
+
+    return typer.Option(default, name, *extra_names, callback=check, metavar="|".join(choices), help=help)

@@ -9,7 +9,8 @@ import numpy as np
 import typer
 
 from ddpmctl import io
-from ddpmctl.cli.common import HELP_JSON, emit_json, err, fail, handle_errors, report_stream
+from ddpmctl.cli.common import at_least, emit_json, err, handle_errors, json_option, report_stream
+from ddpmctl.errors import InputError
 from ddpmctl.schedules import SCHEDULE_OPTIONS, SCHEDULES, get_betas, is_schedule_file, summarize
 
 
@@ -46,7 +47,7 @@ def command(
     names: List[str] = typer.Argument(
         ..., help=f"Schedule names ({', '.join(SCHEDULES)}) or .npy files of betas.", show_default=False, metavar="NAME"
     ),
-    T: int = typer.Option(1000, "--T", "-T", help="Number of diffusion steps."),
+    T: int = typer.Option(1000, "--T", "-T", callback=at_least("--T", 1), help="Number of diffusion steps."),
     output: Optional[str] = typer.Option(
         None, "--output", "-o", help="Write the betas (float64 .npy; - for stdout). Needs exactly one schedule."
     ),
@@ -57,7 +58,7 @@ def command(
     cycles: Optional[int] = typer.Option(None, "--cycles", help="Sine cycles of the wave schedule (default: 4)."),
     amplitude: Optional[float] = typer.Option(None, "--amplitude", help="Ripple amplitude of the wave schedule, 0..1 (default: 0.5)."),
     cosine_s: Optional[float] = typer.Option(None, "--cosine-s", help="Offset s of the cosine schedule (default: 0.008)."),
-    json_out: bool = typer.Option(False, "--json", help=HELP_JSON),
+    json_out: bool = json_option(),
 ) -> None:
     """Build noise schedules, print their key figures, write betas (.npy) and plots.
 
@@ -69,10 +70,8 @@ def command(
 
     Example: ddpmctl schedule power --power 1.5 -o betas.npy && ddpmctl train --schedule betas.npy data.npy
     """
-    if T < 1:
-        fail(f"--T must be >= 1, got {T}")
     if output is not None and len(names) != 1:
-        fail("-o writes one schedule: give exactly one name (or use --plot to compare several)")
+        raise InputError("-o writes one schedule: give exactly one name (or use --plot to compare several)")
     opts = dict(beta_start=beta_start, beta_end=beta_end, power=power, cycles=cycles, amplitude=amplitude, s=cosine_s)
     named = []
     for name in names:

@@ -21,7 +21,7 @@ from torch import nn
 from ddpmctl.errors import InputError
 from ddpmctl.nets.embeddings import EMBEDDINGS, FourierEmbedding, SinusoidalEmbedding, TimeEmbedding
 from ddpmctl.nets.mlp import MLP
-from ddpmctl.nets.unet import UNet
+from ddpmctl.nets.unet import UNet, UNetConfig
 
 __all__ = [
     "build_net",
@@ -203,7 +203,7 @@ def validate_net_config(config: dict, data_shape: tuple | list | None = None) ->
 def build_net(config: dict) -> nn.Module:
     """The network a (validated) config describes, on the CPU, in float32, in train mode."""
     cfg = validate_net_config(config)
-    return UNet(**cfg) if cfg["type"] == "unet" else MLP(**cfg)
+    return UNet(UNetConfig(**cfg)) if cfg["type"] == "unet" else MLP(**cfg)
 
 
 def default_net_config(data_kind: str, data_shape: tuple | list, embedding: str = "sinusoidal") -> dict:

@@ -29,6 +29,8 @@ channels. Training and the samplers' ``diffusion.Denoiser`` supply the estimate 
 
 from __future__ import annotations
 
+import dataclasses
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -113,41 +115,47 @@ class Level(nn.Module):
         self.attn = nn.ModuleList()
 
 
+@dataclasses.dataclass(frozen=True)
+class UNetConfig:
+    """The U-Net's hyper-parameters: the keys of a ``type: unet`` net config (docs/nets.md)."""
+
+    in_channels: int
+    image_size: list[int]
+    base: int
+    mults: list[int]
+    blocks: int
+    attn: list[int]
+    mid_attn: bool
+    head_channels: int
+    dropout: float
+    embedding: str
+    fourier_scale: float
+    groups: int
+    scale_shift: bool
+    patch: int
+    self_cond: bool = False
+    type: str = "unet"
+
+
 class UNet(nn.Module):
-    """``UNet(**config)``; ``forward(x (B, C, H, W), c_noise (B,)[, cond]) -> (B, C, H, W)``; ``cond``
-    (B, C, H, W) is the self-conditioning estimate of x0 when ``self_cond`` (module docstring).
+    """``UNet(UNetConfig(**config))``; ``forward(x (B, C, H, W), c_noise (B,)[, cond]) -> (B, C, H, W)``;
+    ``cond`` (B, C, H, W) is the self-conditioning estimate of x0 when ``self_cond`` (module docstring).
     Build it with ``ddpmctl.nets.build_net(config)``, which validates the config first."""
 
-    def __init__(
-        self,
-        in_channels: int,
-        image_size: list[int],
-        base: int,
-        mults: list[int],
-        blocks: int,
-        attn: list[int],
-        mid_attn: bool,
-        head_channels: int,
-        dropout: float,
-        embedding: str,
-        fourier_scale: float,
-        groups: int,
-        scale_shift: bool,
-        patch: int,
-        self_cond: bool = False,
-        type: str = "unet",  # noqa: A002 - the config's own key
-    ):
+    def __init__(self, config: UNetConfig):
         super().__init__()
-        self.patch = patch
-        self.self_cond = self_cond
+        c = config
+        base, mults, blocks, groups, head_channels = c.base, c.mults, c.blocks, c.groups, c.head_channels
+        self.patch = patch = c.patch
+        self.self_cond = c.self_cond
         emb_dim = 4 * base
-        self.time_embed = TimeEmbedding(embedding, base, emb_dim, fourier_scale)
-        c_in = in_channels * patch * patch
-        self.in_conv = nn.Conv2d(c_in * (2 if self_cond else 1), base, 3, padding=1)
+        self.time_embed = TimeEmbedding(c.embedding, base, emb_dim, c.fourier_scale)
+        c_in = c.in_channels * patch * patch
+        self.in_conv = nn.Conv2d(c_in * (2 if c.self_cond else 1), base, 3, padding=1)
 
-        res0 = min(image_size) // patch
-        attn = set(int(r) for r in attn)
-        block = dict(emb_dim=emb_dim, groups=groups, dropout=dropout, scale_shift=scale_shift)
+        res0 = min(c.image_size) // patch
+        attn = {int(r) for r in c.attn}
+        block = dict(emb_dim=emb_dim, groups=groups, dropout=c.dropout, scale_shift=c.scale_shift)
 
         ch = base
         skips = [ch]
@@ -166,7 +174,7 @@ class UNet(nn.Module):
                 skips.append(ch)
 
         self.mid1 = ResBlock(ch, ch, **block)
-        self.mid_attn = Attention(ch, groups, head_channels) if mid_attn else nn.Identity()
+        self.mid_attn = Attention(ch, groups, head_channels) if c.mid_attn else nn.Identity()
         self.mid2 = ResBlock(ch, ch, **block)
 
         self.up = nn.ModuleList()
