@@ -10,14 +10,15 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
+from conftest import run_cli
 from ddpmctl.cli import app
 from ddpmctl.gmm import GaussianMixture
 
 
 def run(*args):
-    """The real CLI in-process; returns (exit code, stdout, stderr)."""
-    r = CliRunner().invoke(app, ["sample", *[str(a) for a in args]])
-    return r.exit_code, r.stdout, r.stderr
+    """The real CLI entry point in-process; returns (exit code, stdout, stderr)."""
+    r = run_cli("sample", *args)
+    return r.returncode, r.stdout.decode(), r.stderr.decode()
 
 
 @pytest.fixture(scope="module")
@@ -140,11 +141,11 @@ def one_line_error(code, err, *words):
 @pytest.mark.parametrize(
     "args, words",
     [
-        (["--sampler", "foo"], ["unknown sampler 'foo'"]),
+        (["--sampler", "foo"], ["--sampler", "'foo'"]),
         (["--steps", "0"], ["--steps"]),
         (["--steps", "-3"], ["--steps"]),
         (["--sampler", "langevin"], ["langevin does not apply to a vp model"]),
-        (["--solver", "rk4"], ["unknown ODE solver"]),
+        (["--solver", "rk4"], ["--solver", "rk4"]),
         (["--sampler", "ddim", "--eta", "2"], ["--eta"]),
         (["--spacing", "cubic"], ["--spacing"]),
         (["-n", "0"], ["-n"]),
@@ -213,3 +214,26 @@ def test_autoguidance_from_the_cli(files, tmp_path):
         code, _, err = run(d / "img", "-n", 2, "-o", tmp_path / "e.npy", "--guide", guide)
         one_line_error(code, err, word)
     assert not (tmp_path / "e.npy").exists()
+
+
+def test_cli_choices_are_the_registries():
+    import typer
+
+    from ddpmctl import restore
+    from ddpmctl import samplers as S
+
+    group = typer.main.get_command(app)
+    expected = {
+        ("sample", "--sampler"): S.SAMPLERS,
+        ("sample", "--solver"): S.SOLVERS,
+        ("sample", "--spacing"): S.SPACINGS,
+        ("sample", "--variance"): S.VARIANCES,
+        ("restore", "--method"): tuple(restore.METHODS),
+    }
+    for (cmd, flag), choices in expected.items():
+        (param,) = [p for p in group.commands[cmd].params if flag in p.opts]
+        assert tuple(param.metavar.split("|")) == tuple(choices), (cmd, flag)
+        for choice in choices:
+            assert choice in param.help or flag in ("--variance", "--spacing"), (flag, choice)
+    r = run_cli("sample", "mix.npz", "--sampler", "euler")
+    assert r.returncode == 2 and "--sampler" in r.stderr.decode()

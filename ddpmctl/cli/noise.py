@@ -9,7 +9,18 @@ import torch
 import typer
 
 from ddpmctl import io
-from ddpmctl.cli.common import HELP_JSON, HELP_OUTPUT, HELP_QUIET, HELP_SEED, emit_json, handle_errors, progress
+from ddpmctl.cli.common import (
+    HELP_OUTPUT,
+    at_least,
+    choice_option,
+    emit_json,
+    handle_errors,
+    json_option,
+    progress,
+    quiet_option,
+    seed_option,
+    steps_option,
+)
 from ddpmctl.diffusion import IDENTITY_NORMALIZATION, IMAGE_NORMALIZATION, forward_noise, q_sample_sequential
 from ddpmctl.errors import InputError
 from ddpmctl.schedules import make_process
@@ -45,20 +56,20 @@ def _values(t: Optional[str], steps: Optional[int], top, continuous: bool) -> li
 def command(
     input: str = typer.Argument(..., help="Images (.npy, a PNG/JPEG file, a folder) or points (.npy), or - for stdin."),
     schedule: str = typer.Option("linear", "--schedule", "-s", help="Schedule name or .npy file of betas (see 'ddpmctl schedule')."),
-    T: int = typer.Option(1000, "--T", "-T", help="Number of diffusion steps of a named schedule."),
+    T: int = typer.Option(1000, "--T", "-T", callback=at_least("--T", 1), help="Number of diffusion steps of a named schedule."),
     t: Optional[str] = typer.Option(
         None, "--t", help="Comma-separated steps t in 0..T (0 is the clean input). With --sde: times in [0, 1]."
     ),
-    steps: Optional[int] = typer.Option(None, "--steps", help="Instead of --t: K evenly spaced steps from 0 to T."),
-    sde: Optional[str] = typer.Option(None, "--sde", help="Use a continuous process instead: vp, subvp or ve."),
+    steps: Optional[int] = steps_option("Instead of --t: K evenly spaced steps from 0 to T."),
+    sde: Optional[str] = choice_option(None, "--sde", ("vp", "subvp", "ve"), "Use a continuous process instead: vp, subvp or ve."),
     sequential: bool = typer.Option(
         False, "--sequential", help="Run the Markov chain x_t = sqrt(1-beta_t) x_{t-1} + sqrt(beta_t) eps step by step."
     ),
-    rows: int = typer.Option(8, "--rows", help="PNG output: how many images (rows) to show."),
+    rows: int = typer.Option(8, "--rows", callback=at_least("--rows", 1), help="PNG output: how many images (rows) to show."),
     output: str = typer.Option("noised.npy", "--output", "-o", help=HELP_OUTPUT),
-    seed: int = typer.Option(0, "--seed", help=HELP_SEED),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help=HELP_QUIET),
-    json_out: bool = typer.Option(False, "--json", help=HELP_JSON),
+    seed: int = seed_option(),
+    quiet: bool = quiet_option(),
+    json_out: bool = json_option(),
 ) -> None:
     """Noise data with the forward process q(x_t | x_0) = N(sqrt(alpha_bar_t) x_0, (1 - alpha_bar_t) I).
 
@@ -74,16 +85,8 @@ def command(
     """
     if (t is None) == (steps is None):
         raise InputError("give exactly one of --t and --steps")
-    if T < 1:
-        raise InputError(f"--T must be >= 1, got {T}")
-    if steps is not None and steps < 1:
-        raise InputError(f"--steps must be >= 1, got {steps}")
-    if rows < 1:
-        raise InputError(f"--rows must be >= 1, got {rows}")
     if sequential and sde is not None:
         raise InputError("--sequential runs the discrete chain; it does not combine with --sde")
-    if sde is not None and sde not in ("vp", "subvp", "ve"):
-        raise InputError(f"--sde: unknown process '{sde}' (choose from vp, subvp, ve)")
     kind_out = io.output_kind(output)
     process = make_process(sde, schedule, T)
     top = 1.0 if sde is not None else process.max_steps  # times in [0, 1], or the steps 0..T of DDPM

@@ -10,24 +10,26 @@ import typer
 
 from ddpmctl import io
 from ddpmctl.cli.common import (
-    HELP_BATCH,
-    HELP_DEVICE,
-    HELP_JSON,
-    HELP_QUIET,
-    HELP_SEED,
+    batch_option,
+    choice_option,
+    device_option,
     emit_json,
     handle_errors,
+    json_option,
     progress,
+    quiet_option,
     report_stream,
+    seed_option,
+    steps_option,
 )
 from ddpmctl.errors import InputError
 from ddpmctl.operators import TASKS, observation_operator
 from ddpmctl.restore import DEFAULT_ZETA, METHODS
 
 # options with long help, declared here so that ``command``'s signature reads as a list
-METHOD = typer.Option("ddnm", "--method", help=", ".join(f"{m.name} ({m.help})" for m in METHODS.values()) + ".")
-STEPS = typer.Option(None, "--steps", help="Diffusion steps (default: " + ", ".join(
-    f"{m.name} {m.steps}" for m in METHODS.values()) + "; sdedit: of the full grid, it runs those below its start time).")
+METHOD = choice_option("ddnm", "--method", METHODS, ", ".join(f"{m.name} ({m.help})" for m in METHODS.values()) + ".")
+STEPS = steps_option("Diffusion steps (default: " + ", ".join(f"{m.name} {m.steps}" for m in METHODS.values())
+                     + "; sdedit: of the full grid, it runs those below its start time).")
 ETA = typer.Option(None, "--eta", help="ddnm/sdedit: DDIM stochasticity in [0, 1] (default: " + ", ".join(
     f"{m.name} {m.options['eta']:g}" for m in METHODS.values() if "eta" in m.options) + ").")
 ZETA = typer.Option(None, "--zeta", help=(
@@ -67,12 +69,12 @@ def command(
     kernel_sigma: Optional[float] = typer.Option(None, "--kernel-sigma", help="Override: deblur kernel sigma (pixels)."),
     kernel_size: Optional[int] = typer.Option(None, "--kernel-size", help="Override: deblur kernel size."),
     noise: Optional[float] = typer.Option(None, "--noise", help="Override: noise sigma of y in image units ([0, 1])."),
-    seed: int = typer.Option(0, "--seed", help=HELP_SEED),
-    batch: Optional[int] = typer.Option(None, "--batch", help=HELP_BATCH + " (default: 64)"),
-    device: str = typer.Option("auto", "--device", help=HELP_DEVICE),
+    seed: int = seed_option(),
+    batch: Optional[int] = batch_option(None, "(default: 64)"),
+    device: str = device_option(),
     output: str = OUTPUT,
-    json_out: bool = typer.Option(False, "--json", help=HELP_JSON),
-    quiet: bool = typer.Option(False, "--quiet", help=HELP_QUIET),
+    json_out: bool = json_option(),
+    quiet: bool = quiet_option(),
 ) -> None:
     """Restore observations y = A x + n (from 'ddpmctl degrade') with a diffusion model as the prior.
 

@@ -9,16 +9,20 @@ import typer
 
 from ddpmctl import io, sampling
 from ddpmctl.cli.common import (
-    HELP_BATCH,
-    HELP_DEVICE,
-    HELP_JSON,
     HELP_OUTPUT,
-    HELP_QUIET,
-    HELP_SEED,
+    batch_option,
+    choice_option,
+    device_option,
     emit_json,
+    flag_option,
     handle_errors,
+    json_option,
+    n_option,
     progress,
+    quiet_option,
     report_stream,
+    seed_option,
+    steps_option,
 )
 from ddpmctl import samplers as S
 from ddpmctl.errors import InputError
@@ -101,8 +105,8 @@ CORRECTOR_STEPS = typer.Option(None, "--corrector-steps", help=(
     "pc: Langevin steps after each predictor step; langevin: steps per noise level [default: " + ", ".join(
         f"{s.name} {s.options['corrector_steps']}" for s in S.SAMPLERS_BY_NAME.values() if "corrector_steps" in s.options)
     + "]."))
-CLIP_X0 = typer.Option(
-    None, "--clip-x0/--no-clip-x0", help="Clip the predicted x0 to the data range [default: on for images, off for points]."
+CLIP_X0 = flag_option(
+    "--clip-x0/--no-clip-x0", default=None, help="Clip the predicted x0 to the data range [default: on for images, off for points]."
 )
 GUIDE = typer.Option(
     None, "--guide", metavar="GUIDE",
@@ -126,17 +130,17 @@ PREVIEW = typer.Option(
 @handle_errors("sample")
 def command(
     checkpoint: str = CHECKPOINT,
-    sampler: str = typer.Option("ode", "--sampler", help=SAMPLER_HELP),
-    solver: Optional[str] = typer.Option(None, "--solver", help=SOLVER_HELP),
-    steps: Optional[int] = typer.Option(None, "--steps", help=STEPS_HELP),
-    n: int = typer.Option(64, "--n", "-n", help="Number of samples."),
-    batch: int = typer.Option(256, "--batch", help=HELP_BATCH),
-    seed: int = typer.Option(0, "--seed", help=HELP_SEED + " Sample i is the same whatever --batch."),
-    device: str = typer.Option("auto", "--device", help=HELP_DEVICE),
-    spacing: Optional[str] = typer.Option(None, "--spacing", help=SPACING_HELP),
+    sampler: str = choice_option("ode", "--sampler", S.SAMPLERS, SAMPLER_HELP),
+    solver: Optional[str] = choice_option(None, "--solver", S.SOLVERS, SOLVER_HELP),
+    steps: Optional[int] = steps_option(STEPS_HELP),
+    n: int = n_option(64),
+    batch: int = batch_option(256),
+    seed: int = seed_option(0, "Sample i is the same whatever --batch."),
+    device: str = device_option(),
+    spacing: Optional[str] = choice_option(None, "--spacing", S.SPACINGS, SPACING_HELP),
     rho: float = typer.Option(7.0, "--rho", help="karras spacing: sigma~^(1/rho) is uniform, from sigma~ = 80 (EDM) or less."),
     eta: float = typer.Option(0.0, "--eta", help="ddim: stochasticity in [0, 1] (1 = ancestral DDPM)."),
-    variance: str = typer.Option("small", "--variance", help="ddpm: small (beta-tilde, the posterior) or large (beta_t)."),
+    variance: str = choice_option("small", "--variance", S.VARIANCES, "ddpm: small (beta-tilde, the posterior) or large (beta_t)."),
     snr: Optional[float] = SNR,
     corrector_steps: Optional[int] = CORRECTOR_STEPS,
     rtol: float = typer.Option(1e-5, "--rtol", help="ode rk45: relative tolerance."),
@@ -150,8 +154,8 @@ def command(
     T: Optional[int] = STEPS_T,
     output: str = typer.Option("samples.npy", "--output", "-o", help=HELP_OUTPUT),
     preview: Optional[str] = PREVIEW,
-    quiet: bool = typer.Option(False, "--quiet", "-q", help=HELP_QUIET),
-    json_out: bool = typer.Option(False, "--json", help=HELP_JSON),
+    quiet: bool = quiet_option(),
+    json_out: bool = json_option(),
 ) -> None:
     """Generate samples from a trained checkpoint alone, with any sampler; reports the exact NFE.
 
