@@ -40,8 +40,9 @@ with the per-pixel standard deviation. The K x N restorations run through the sa
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping
+from typing import Any
 
 import numpy as np
 import torch
@@ -197,7 +198,8 @@ def repaint(
 def sdedit_start(process: Process, sigma_y: float) -> float:
     """The time t* where alpha^2/sigma^2 = 1/sigma_y^2 (VP: alpha_bar = 1/(1 + sigma_y^2)); on a
     discrete process the next grid time up (so sigma_t >= alpha_t sigma_y still holds), at most t_max."""
-    t_star = _f(process.round_t(process.t_from_log_snr(torch.tensor(-2.0 * math.log(sigma_y), dtype=torch.float64)), up=True))
+    t_star = process.t_from_log_snr(torch.tensor(-2.0 * math.log(sigma_y), dtype=torch.float64))
+    t_star = _f(process.round_t(t_star, up=True))
     return min(max(t_star, _f(process.t_min)), _f(process.t_max))
 
 
@@ -267,7 +269,9 @@ class Method:
             others = ", ".join(others[:-1]) + " or " + others[-1] if len(others) > 1 else others[0]
             raise InputError(f"--method {self.name} " + self.refusal.format(task=op.task, others=others))
         if self.noisy and not sigma_y > 0:
-            raise InputError(f"--method {self.name} needs a noisy observation (noise sigma > 0 in the sidecar or --noise)")
+            raise InputError(
+                f"--method {self.name} needs a noisy observation (noise sigma > 0 in the sidecar or --noise)"
+            )
 
     def default_steps(self, process: Process) -> int:
         return self.steps if process.max_steps is None else min(self.steps, process.max_steps)
@@ -278,11 +282,27 @@ METHODS: dict[str, Method] = {
     for m in (
         Method("ddnm", ddnm, 100, "null-space projection; DDNM+ for noisy y", {"eta": 0.85}),
         Method("dps", dps, 1000, "posterior sampling", {"zeta": _default_zeta}, hint=" (try a smaller --zeta)"),
-        Method("repaint", repaint, 250, "inpainting with resampling", {"jump_length": 10, "jump_n": 10},
-               ("inpaint", "sr", "deblur"), nfe=_down_steps,
-               refusal="does not apply to denoising (it replaces the observed part, which is everything; use {others})"),
-        Method("sdedit", sdedit, 100, "denoising", {"eta": 1.0}, ("denoise",), noisy=True, times=sdedit_times,
-               refusal="applies to denoising only (this observation is {task}; use {others})"),
+        Method(
+            "repaint",
+            repaint,
+            250,
+            "inpainting with resampling",
+            {"jump_length": 10, "jump_n": 10},
+            ("inpaint", "sr", "deblur"),
+            nfe=_down_steps,
+            refusal="does not apply to denoising (it replaces the observed part, which is everything; use {others})",
+        ),
+        Method(
+            "sdedit",
+            sdedit,
+            100,
+            "denoising",
+            {"eta": 1.0},
+            ("denoise",),
+            noisy=True,
+            times=sdedit_times,
+            refusal="applies to denoising only (this observation is {task}; use {others})",
+        ),
     )
 }
 _CASTS = {"eta": float, "zeta": float, "jump_length": int, "jump_n": int}
@@ -353,8 +373,16 @@ class RestorePlan:
         return self.nfe * math.ceil(self.n * self.settings.samples / self.batch)
 
 
-def plan_restore(model, op: Operator, sigma_y: float, method: str = "ddnm", steps: int | None = None, n: int = 1,
-                 batch: int | None = None, options: RestoreOptions = RestoreOptions()) -> RestorePlan:
+def plan_restore(
+    model,
+    op: Operator,
+    sigma_y: float,
+    method: str = "ddnm",
+    steps: int | None = None,
+    n: int = 1,
+    batch: int | None = None,
+    options: RestoreOptions = RestoreOptions(),
+) -> RestorePlan:
     """Check a ``restore`` run and fill in its defaults (InputError naming the option)."""
     samples = check_samples(options.samples, options.return_std)
     record = get_method(method)
@@ -381,16 +409,29 @@ def check_observation(model, y_file, op: Operator) -> np.ndarray:
         raise InputError(f"the observation's operator works on data shaped {op.x_shape}, the checkpoint on {shape}")
     y_file = np.asarray(y_file)
     if tuple(y_file.shape[1:]) != tuple(op.y_shape):
-        raise InputError(f"observation shape {tuple(y_file.shape)} does not fit {op.describe()} "
-                         f"(expected (N, {', '.join(map(str, op.y_shape))}))")
+        raise InputError(
+            f"observation shape {tuple(y_file.shape)} does not fit {op.describe()} "
+            f"(expected (N, {', '.join(map(str, op.y_shape))}))"
+        )
     if not np.isfinite(y_file).all():
         raise InputError("observation contains NaN or inf values")
     return y_file
 
 
-def restore(model, y_file: np.ndarray, op: Operator, sigma_y: float = 0.0, method: str = "ddnm",
-            steps: int | None = None, *, seed: int = 0, batch: int | None = None,
-            device: str | torch.device | None = None, progress: Callable[..., None] | None = None, **options):
+def restore(
+    model,
+    y_file: np.ndarray,
+    op: Operator,
+    sigma_y: float = 0.0,
+    method: str = "ddnm",
+    steps: int | None = None,
+    *,
+    seed: int = 0,
+    batch: int | None = None,
+    device: str | torch.device | None = None,
+    progress: Callable[..., None] | None = None,
+    **options,
+):
     """Restore the observations ``y_file`` (the array ``ddpmctl degrade`` wrote; data units) with
     ``model`` (a ``checkpoint.LoadedModel`` or anything with ``process``, ``normalization``,
     ``data_kind``, ``data_shape`` and ``denoiser()``). ``options`` are the fields of
@@ -411,8 +452,9 @@ def restore(model, y_file: np.ndarray, op: Operator, sigma_y: float = 0.0, metho
     return run_restore(model, job, y_file, op, sigma_y, seed, device, progress)
 
 
-def run_restore(model, job: RestorePlan, y_file: np.ndarray, op: Operator, sigma_y: float, seed: int = 0,
-                device=None, progress=None):
+def run_restore(
+    model, job: RestorePlan, y_file: np.ndarray, op: Operator, sigma_y: float, seed: int = 0, device=None, progress=None
+):
     """Run a planned ``restore`` (see there)."""
     if seed < 0:
         raise InputError(f"--seed: must be >= 0, got {seed}")
@@ -443,8 +485,19 @@ def run_restore(model, job: RestorePlan, y_file: np.ndarray, op: Operator, sigma
             moments.add(*np.divmod(np.arange(start, stop), k), x_data)
 
     seeds = [restoration_seed(seed, i, j) for i, j in zip(*np.divmod(np.arange(n * k), k))]
-    run = Batches(model, denoiser, seeds, job.batch, dev, dtype, S.start_std(model.process, job.times[0]), amp,
-                  inference=False, clip=settings.clip, failure=f"{job.method.name} produced NaN or inf{job.method.hint}")
+    run = Batches(
+        model,
+        denoiser,
+        seeds,
+        job.batch,
+        dev,
+        dtype,
+        S.start_std(model.process, job.times[0]),
+        amp,
+        inference=False,
+        clip=settings.clip,
+        failure=f"{job.method.name} produced NaN or inf{job.method.hint}",
+    )
     nfes, seconds = drive(run, prepare, sink)
     info = {
         "method": job.method.name, "task": op.task, "operator": op.params(), "noise": float(sigma_y),

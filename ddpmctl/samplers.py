@@ -10,9 +10,11 @@ the signature
 
 ``x`` is the starting state at ``times[0]`` (noise times the prior std), ``times`` a decreasing
 float64 grid (``make_times``) that ends with 0 when the sampler should finish with a denoising
-step, ``generator`` the noise source (``NoiseStream`` for per-sample seeds, a ``torch.Generator``
-or None), and ``callback({"i", "t", "x", "x0"})`` is called once per step with the state before
-the step and its predicted x0.
+step, ``generator`` the noise source (``sampling.NoiseStream`` for per-sample seeds, a
+``torch.Generator`` or None), and ``callback({"i", "t", "x", "x0"})`` is called once per step with
+the state before the step and its predicted x0. Each sampler (and each ODE solver) is one record of
+the registry at the end of this module, from which the CLI, the man pages, docs/sample.md's table
+and ``expected_nfe`` are derived: adding a sampler touches this file only.
 
 The last step, to t = 0, is a *denoising step* in every sampler: it returns the predicted
 ``x0 = E[x_0 | x_t]`` (Tweedie). For ddpm/ddim this is what their formulas give at s = 0
@@ -29,14 +31,15 @@ Langevin dynamics; seed 000).
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 import torch
 
 from ddpmctl.diffusion import Denoiser, Prediction, posterior, transition
 from ddpmctl.errors import InputError, RunError
-from ddpmctl.schedules import SPACINGS, Process, make_times, sigma_tilde, start_std  # noqa: F401  (the grids samplers use)
+from ddpmctl.schedules import SPACINGS, Process, make_times, sigma_tilde, start_std  # noqa: F401 (grids)
 
 VARIANCES = ("small", "large")
 
@@ -62,9 +65,8 @@ def _f(v) -> float:
     return float(v)
 
 
-def ancestral_step(
-    x: torch.Tensor, pred: Prediction, t, s, process: Process, variance: str = "small", noise: torch.Tensor | None = None
-) -> torch.Tensor:
+def ancestral_step(x: torch.Tensor, pred: Prediction, t, s, process: Process, variance: str = "small",
+                   noise: torch.Tensor | None = None) -> torch.Tensor:
     """One DDPM step x_t -> x_s: a draw from q(x_s | x_t, x0 = pred.x0) (DDPM eq. 6-7, seed 004):
 
         x_s = c_xt x_t + c_x0 x0 + sigma z,
@@ -85,7 +87,9 @@ def ancestral_step(
     return out
 
 
-def ddim_step(x: torch.Tensor, pred: Prediction, t, s, process: Process, eta: float = 0.0, noise: torch.Tensor | None = None) -> torch.Tensor:
+def ddim_step(
+    x: torch.Tensor, pred: Prediction, t, s, process: Process, eta: float = 0.0, noise: torch.Tensor | None = None
+) -> torch.Tensor:
     """One DDIM step x_t -> x_s (Song et al. 2021a, eq. 12 and 16, written with alpha/sigma):
 
         x_s = alpha_s x0 + sqrt(sigma_s^2 - c^2) eps + c z,   c^2 = eta^2 sigma_{t|s}^2 sigma_s^2 / sigma_t^2.
@@ -174,7 +178,8 @@ def sample_pc(
 
     Predictor, the reverse-diffusion step of the discretised forward step x_t = alpha_{t|s} x_s + sigma_{t|s} z:
         x_s = (2 - alpha_{t|s}) x_t + sigma_{t|s}^2 score(x_t, t) + sigma_{t|s} z
-    (VE: x + (sigma_t^2 - sigma_s^2) s + sqrt(sigma_t^2 - sigma_s^2) z; VP: (2 - sqrt(1 - beta)) x + beta s + sqrt(beta) z).
+    (VE: x + (sigma_t^2 - sigma_s^2) s + sqrt(sigma_t^2 - sigma_s^2) z;
+    VP: (2 - sqrt(1 - beta)) x + beta s + sqrt(beta) z).
     Corrector, ``corrector_steps`` Langevin steps at s with the signal-to-noise step size
         x <- x + e score(x, s) + sqrt(2 e) z,   e = 2 alpha_{t|s}^2 (r sigma_s)^2,
     which is score_sde's e = 2 alpha (r ||z|| / ||score||)^2 with the norms at their values for a
@@ -279,7 +284,9 @@ def _phis(h: float) -> tuple[float, float, float]:
 RATIO_ORDER_2, RATIO_ORDER_1 = 1.5, 2.0
 
 
-def dpmpp_update(x: torch.Tensor, x0s: list, lams: list, lam_s: float, sigma_ratio: float, alpha_s: float, order: int) -> torch.Tensor:
+def dpmpp_update(
+    x: torch.Tensor, x0s: list, lams: list, lam_s: float, sigma_ratio: float, alpha_s: float, order: int
+) -> torch.Tensor:
     """One DPM-Solver++ multistep update from lambda_t = ``lams[-1]`` to ``lam_s`` (``sigma_ratio``
     = sigma_s / sigma_t, ``alpha_s``), with the predicted x0 ``x0s`` at ``lams`` (newest last; the
     last ``order`` are used). See ``ode_dpmpp``."""
@@ -404,7 +411,9 @@ def ode_rk45(denoiser: Denoiser, x, times, callback=None, rtol: float = 1e-5, at
 
     y0 = x.detach().to(torch.float64).cpu().numpy().reshape(-1)
     if len(knots) > 1 and knots[0] != knots[-1]:
-        sol = solve_ivp(fun, (knots[0], knots[-1]), y0, method="RK45", rtol=rtol, atol=atol, t_eval=knots if callback else None)
+        sol = solve_ivp(
+            fun, (knots[0], knots[-1]), y0, method="RK45", rtol=rtol, atol=atol, t_eval=knots if callback else None
+        )
         if not sol.success:
             raise RunError(f"rk45: the ODE solver failed ({sol.message})")
         ys = sol.y
@@ -454,9 +463,9 @@ ODE_SOLVERS: dict[str, Solver] = {
         Solver("dpm++2m", ode_dpmpp_2m, 20, lambda k: k, "steps", "DPM-Solver++(2M), Lu et al. Algorithm 2"),
         Solver("dpm++3m", ode_dpmpp_3m, 20, lambda k: k, "steps", "DPM-Solver++(3M)"),
         Solver("rk45", ode_rk45, 20, lambda k: None, "adaptive", "adaptive Runge-Kutta 4(5), scipy",
-               {"rtol": 1e-5, "atol": 1e-5}, _check_tolerances, free_report=False),
+               options={"rtol": 1e-5, "atol": 1e-5}, check=_check_tolerances, free_report=False),
     )
-}
+}  # fmt: skip
 SOLVERS = tuple(ODE_SOLVERS)
 DEFAULT_SOLVER = "dpm++3m"
 
@@ -520,30 +529,34 @@ def _solver_nfe(k: int, options: Mapping[str, Any]) -> int | None:
     return ODE_SOLVERS[options["solver"]].nfe(k)
 
 
-_VE = "annealed Langevin dynamics (SMLD) needs a ve process"
+def _solver_nfe_text() -> str:
+    """``euler, dpm++2m, dpm++3m: steps; heun: 2 steps - 1; rk45: adaptive``."""
+    texts = dict.fromkeys(s.nfe_text for s in ODE_SOLVERS.values())
+    return "; ".join(f"{', '.join(n for n, s in ODE_SOLVERS.items() if s.nfe_text == t)}: {t}" for t in texts)
+
+
 SAMPLERS_BY_NAME: dict[str, Sampler] = {
     s.name: s
     for s in (
         Sampler("ddpm", sample_ddpm, 1000, lambda k, o: k, "steps", "ancestral, Algorithm 2",
-                "Ho et al. 2020, Algorithm 2 (seeds 000, 001, 004)", {"variance": "small"}, _check_variance,
-                all_steps=True),
+                "Ho et al. 2020, Algorithm 2 (seeds 000, 001, 004)",
+                options={"variance": "small"}, check=_check_variance, all_steps=True),
         Sampler("ddim", sample_ddim, 50, lambda k, o: k, "steps", "--eta", "Song, Meng & Ermon 2021 (DDIM), eq. 12, 16",
-                {"eta": 0.0}, _check_eta),
+                options={"eta": 0.0}, check=_check_eta),
         Sampler("sde", sample_sde, 1000, lambda k, o: k, "steps", "reverse-SDE Euler-Maruyama",
                 "Song et al. 2021 (score SDE), eq. 6; Euler-Maruyama (seeds 000, 001)", all_steps=True),
         Sampler("pc", sample_pc, 500, lambda k, o: k + o["corrector_steps"] * (k - 1), "steps + M (steps - 1)",
                 "predictor-corrector", "Song et al. 2021, Algorithms 2-3 (seed 001)",
-                {"snr": 0.16, "corrector_steps": 1}, lambda o: _check_langevin(o, 0), all_steps=True),
-        Sampler("ode", sample_ode, None, _solver_nfe, "; ".join(
-            f"{', '.join(n for n, s in ODE_SOLVERS.items() if s.nfe_text == text)}: {text}"
-            for text in dict.fromkeys(s.nfe_text for s in ODE_SOLVERS.values())),
-                "probability-flow ODE, --solver", "Song et al. 2021 eq. 13; Karras et al. 2022; Lu et al. 2022",
-                {"solver": DEFAULT_SOLVER}, spacing="logsnr"),
+                options={"snr": 0.16, "corrector_steps": 1}, check=lambda o: _check_langevin(o, 0), all_steps=True),
+        Sampler("ode", sample_ode, None, _solver_nfe, _solver_nfe_text(), "probability-flow ODE, --solver",
+                "Song et al. 2021 eq. 13; Karras et al. 2022; Lu et al. 2022",
+                options={"solver": DEFAULT_SOLVER}, spacing="logsnr"),
         Sampler("langevin", sample_langevin, 100, lambda k, o: k * o["corrector_steps"] + 1, "levels x M + 1",
                 "annealed Langevin", "Song & Ermon 2019, Algorithm 1 (SMLD, seed 000)",
-                {"snr": 0.5, "corrector_steps": 2}, lambda o: _check_langevin(o, 1), processes=("ve",), why=_VE),
+                options={"snr": 0.5, "corrector_steps": 2}, check=lambda o: _check_langevin(o, 1),
+                processes=("ve",), why="annealed Langevin dynamics (SMLD) needs a ve process"),
     )
-}
+}  # fmt: skip
 SAMPLERS = tuple(SAMPLERS_BY_NAME)
 
 
@@ -592,8 +605,9 @@ def _options(defaults: Mapping[str, Any], given: Mapping[str, Any]) -> dict:
     return {k: v if given.get(k) is None else type(v)(given[k]) for k, v in defaults.items()}
 
 
-def plan(process: Process, sampler: str, steps: int | None = None, spacing: str | None = None, rho: float = 7.0,
-         **options) -> Plan:
+def plan(
+    process: Process, sampler: str, steps: int | None = None, spacing: str | None = None, rho: float = 7.0, **options
+) -> Plan:
     """Check ``sampler`` and its ``options`` (``solver``, ``eta``, ``snr``, ...; those it does not
     take are ignored, except ``solver``) against ``process``, fill in the defaults and make the
     time grid."""
@@ -604,12 +618,10 @@ def plan(process: Process, sampler: str, steps: int | None = None, spacing: str 
         solver = get_solver(options.get("solver") or record.options["solver"])
     elif options.get("solver") is not None:
         raise InputError(f"--solver: only the ode sampler takes a solver (got --sampler {sampler})")
-    kwargs = _options(record.options, options)
-    for rec in (record, solver):
-        if rec is not None and rec is not record:
-            kwargs.update(_options(rec.options, options))
-        if rec is not None and rec.check is not None:
-            rec.check(kwargs)
+    kwargs = {**_options(record.options, options), **(_options(solver.options, options) if solver else {})}
+    for check in (record.check, solver.check if solver else None):
+        if check is not None:
+            check(kwargs)
     steps = record.default_steps(process, solver) if steps is None else int(steps)
     spacing = spacing or record.spacing
     return Plan(record, solver, spacing, make_times(process, steps, spacing, rho=rho), kwargs)

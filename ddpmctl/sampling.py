@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -58,7 +59,7 @@ class NoiseStream:
         self.draws = 0
 
     @classmethod
-    def for_samples(cls, seed: int, indices, shape: tuple, device="cpu", dtype=torch.float32) -> "NoiseStream":
+    def for_samples(cls, seed: int, indices, shape: tuple, device="cpu", dtype=torch.float32) -> NoiseStream:
         """The stream of samples ``indices`` of the run seeded with ``seed``."""
         return cls([sample_seed(seed, i) for i in indices], shape, device=device, dtype=dtype)
 
@@ -258,9 +259,11 @@ def run_sample(model, job: SamplePlan, seed: int = 0, device=None, progress=None
             traj[start:stop, j, 1] = norm.to_data(x0s.float()).cpu().numpy()
 
     seeds = [sample_seed(seed, opts.start_index + i) for i in range(n)]
-    failure = f"sampler {plan.sampler.name} produced NaN or inf (try more --steps{', --no-clip-x0' if opts.clip_x0 else ''})"
-    run = Batches(model, denoiser, seeds, job.batch, dev, dtype, S.start_std(model.process, plan.times[0]), amp,
-                  failure=failure)
+    hint = "--steps, --no-clip-x0" if opts.clip_x0 else "--steps"
+    failure = f"sampler {plan.sampler.name} produced NaN or inf (try more {hint})"
+    run = Batches(
+        model, denoiser, seeds, job.batch, dev, dtype, S.start_std(model.process, plan.times[0]), amp, failure=failure
+    )
     nfes, seconds = drive(run, prepare, sink)
     info = _sample_info(model, job, seed, nfes, seconds, dev, denoiser)
     if traj is not None:
@@ -311,15 +314,21 @@ def check_guide(model, guide, guidance: float) -> None:
         raise InputError(f"--guidance: must be a finite number >= 0, got {guidance}")
     mine, theirs = model.process.to_dict(), guide.process.to_dict()
     if mine != theirs:
-        raise InputError(f"--guide: the guide's process ({guide.process.describe()}) differs from the model's "
-                         f"({model.process.describe()}); guide with a model trained with the same --sde/--schedule/-T")
+        raise InputError(
+            f"--guide: the guide's process ({guide.process.describe()}) differs from the model's "
+            f"({model.process.describe()}); guide with a model trained with the same --sde/--schedule/-T"
+        )
     for what in ("data_kind", "data_shape"):
         if tuple(np.atleast_1d(getattr(model, what))) != tuple(np.atleast_1d(getattr(guide, what))):
-            raise InputError(f"--guide: the guide's {what.replace('_', ' ')} {getattr(guide, what)} differs from "
-                             f"the model's {getattr(model, what)}")
+            raise InputError(
+                f"--guide: the guide's {what.replace('_', ' ')} {getattr(guide, what)} differs from "
+                f"the model's {getattr(model, what)}"
+            )
     if model.normalization.as_dict() != guide.normalization.as_dict():
-        raise InputError(f"--guide: the guide's data normalisation {guide.normalization.as_dict()} differs from "
-                         f"the model's {model.normalization.as_dict()}")
+        raise InputError(
+            f"--guide: the guide's data normalisation {guide.normalization.as_dict()} differs from "
+            f"the model's {model.normalization.as_dict()}"
+        )
 
 
 def place_model(model, device) -> tuple[torch.device, torch.dtype]:
@@ -386,7 +395,9 @@ def save_trajectory_png(path, traj: np.ndarray, times: list[float], data_kind: s
     io.write_bytes(path, buf.getvalue())
 
 
-def generate_to_npy(model, sampler: str, n: int, batch: int, output: str, keep: int | None = 64, progress=None, **options):
+def generate_to_npy(
+    model, sampler: str, n: int, batch: int, output: str, keep: int | None = 64, progress=None, **options
+):
     """``generate`` batch by batch, appending each batch to the .npy ``output`` (``-``: stdout) as
     it comes: memory holds one batch, not ``n`` samples. Sample i is the same as in one
     ``generate`` call (per-sample seeds, ``start_index``); the file appears atomically at the end

@@ -32,7 +32,12 @@ from ddpmctl.schedules import make_process
 REFERENCE = Path(__file__).resolve().parent / "data" / "bit_identical.json"
 MIXTURE = GaussianMixture.random(3, 2, np.random.default_rng(7))
 GUIDE_MIXTURE = GaussianMixture(MIXTURE.weights, MIXTURE.means + 0.3, MIXTURE.covs * 1.5)
-PROCESSES = {"vp": dict(sde="vp"), "ve": dict(sde="ve"), "ddpm": dict(sde="ddpm", T=100), "cosine": dict(sde="ddpm", schedule="cosine", T=50)}
+PROCESSES = {
+    "vp": dict(sde="vp"),
+    "ve": dict(sde="ve"),
+    "ddpm": dict(sde="ddpm", T=100),
+    "cosine": dict(sde="ddpm", schedule="cosine", T=50),
+}
 
 # name: (process, sampler, generate keywords)
 SAMPLE_CASES = {
@@ -103,13 +108,19 @@ class GaussianImages:
     def denoiser(self, clip=None):
         ex = self.exact
         bounds = (-1.0, 1.0) if clip else None
-        return Denoiser(lambda x, t: ex(x.reshape(x.shape[0], 16), t).reshape(x.shape), self.process, "eps", bounds, "t")
+        return Denoiser(
+            lambda x, t: ex(x.reshape(x.shape[0], 16), t).reshape(x.shape), self.process, "eps", bounds, "t"
+        )
 
 
 def _digest(a: np.ndarray) -> dict:
     a = np.ascontiguousarray(a, dtype=np.float32)
     flat = a.reshape(-1)
-    return {"sha256": hashlib.sha256(a.tobytes()).hexdigest(), "shape": list(a.shape), "head": [float(v) for v in flat[:3]]}
+    return {
+        "sha256": hashlib.sha256(a.tobytes()).hexdigest(),
+        "shape": list(a.shape),
+        "head": [float(v) for v in flat[:3]],
+    }
 
 
 def run_sample(name: str) -> dict:

@@ -14,7 +14,7 @@ from ddpmctl.diffusion import (
     to_eps_x0,
     transition,
 )
-from ddpmctl.schedules import SubVPSDE, VESDE, VPSDE, make_process
+from ddpmctl.schedules import VESDE, VPSDE, SubVPSDE, make_process
 
 PROCESSES = [make_process(None, "linear", 1000), VPSDE(), SubVPSDE(), VESDE()]
 

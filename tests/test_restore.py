@@ -19,7 +19,15 @@ from ddpmctl.errors import InputError
 from ddpmctl.exact import ExactGMM
 from ddpmctl.gmm import GaussianMixture
 from ddpmctl.operators import degrade, make_operator
-from ddpmctl.restore import RestoreOptions, check_method, plan_restore, repaint_path, restore, restoration_seed, sdedit_start
+from ddpmctl.restore import (
+    RestoreOptions,
+    check_method,
+    plan_restore,
+    repaint_path,
+    restoration_seed,
+    restore,
+    sdedit_start,
+)
 from ddpmctl.schedules import make_process
 
 SHAPE = (1, 4, 4)
@@ -58,7 +66,11 @@ def truth(n, seed):
 def posterior(op, y_file, sigma):
     """Closed-form posterior mean and covariance (model space) of one observation."""
     A = op.A(torch.eye(16, dtype=torch.float64).reshape((16,) + SHAPE)).reshape(16, -1).T.numpy()
-    y = op.to_model_observation(op.decode(torch.from_numpy(np.asarray(y_file, np.float64))), 2.0, -1.0).reshape(-1).numpy()
+    y = (
+        op.to_model_observation(op.decode(torch.from_numpy(np.asarray(y_file, np.float64))), 2.0, -1.0)
+        .reshape(-1)
+        .numpy()
+    )
     rows = np.abs(A).sum(1) > 0  # a mask's unobserved rows carry nothing
     A, y = A[rows], y[rows]
     gain = SIGMA @ A.T @ np.linalg.pinv(A @ SIGMA @ A.T + (2 * sigma) ** 2 * np.eye(len(y)))
@@ -76,7 +88,12 @@ TASKS = {
     "sr": (dict(scale=2), 0.0),
     "deblur": (dict(kernel_sigma=1.0, kernel_size=3), 0.02),
 }
-METHOD_OPTS = {"ddnm": dict(steps=50), "repaint": dict(steps=30, jump_length=5, jump_n=3), "dps": dict(steps=100, zeta=0.5), "sdedit": dict(steps=200)}
+METHOD_OPTS = {
+    "ddnm": dict(steps=50),
+    "repaint": dict(steps=30, jump_length=5, jump_n=3),
+    "dps": dict(steps=100, zeta=0.5),
+    "sdedit": dict(steps=200),
+}
 
 
 # ------------------------------------------------------------------------------------------
@@ -158,7 +175,12 @@ def test_restoration_error_below_observation_error(model, task):
     y = degrade(x, op, sigma, seed=2)
     obs_mse = np.mean((observation_model_space(op, y) - x_m) ** 2)
     post_mse = np.mean([(posterior(op, y[i : i + 1], sigma)[0] - x_m[i]) ** 2 for i in range(n)])
-    methods = {"inpaint": ["ddnm", "repaint", "dps"], "denoise": ["ddnm", "dps", "sdedit"], "sr": ["ddnm", "repaint", "dps"], "deblur": ["ddnm", "dps"]}[task]
+    methods = {
+        "inpaint": ["ddnm", "repaint", "dps"],
+        "denoise": ["ddnm", "dps", "sdedit"],
+        "sr": ["ddnm", "repaint", "dps"],
+        "deblur": ["ddnm", "dps"],
+    }[task]
     for method in methods:
         out, _ = restore(model, y, op, sigma, method, clip=False, **METHOD_OPTS[method])
         mse = np.mean((out.reshape(n, -1) * 2 - 1 - x_m) ** 2)
@@ -286,7 +308,9 @@ def test_repaint_schedule_counts():
     assert repaint_path(7, 0, 10) == list(range(8))  # no jumps
     model, op = GaussianImages(make_process("vp")), make_operator("inpaint", SHAPE, 1)
     assert plan_restore(model, op, 0.0, "repaint", 250).nfe == 2410
-    assert plan_restore(model, op, 0.0, "repaint", 250, options=RestoreOptions(jump_length=5, jump_n=2)).nfe == 250 + 245
+    assert (
+        plan_restore(model, op, 0.0, "repaint", 250, options=RestoreOptions(jump_length=5, jump_n=2)).nfe == 250 + 245
+    )
     assert plan_restore(model, op, 0.0, "ddnm", 50).nfe == 50
 
 
@@ -315,13 +339,23 @@ def files(tmp_path_factory):
 
     d = tmp_path_factory.mktemp("restore")
     torch.manual_seed(0)
-    cfg = validate_net_config({**default_net_config("images", (1, 8, 8)), "base": 8, "mults": [1, 2], "groups": 4}, (1, 8, 8))
+    cfg = validate_net_config(
+        {**default_net_config("images", (1, 8, 8)), "base": 8, "mults": [1, 2], "groups": 4}, (1, 8, 8)
+    )
     process = make_process(None, T=50)
     (d / "ck").mkdir()
-    save_model(d / "ck" / "model.safetensors", build_net(cfg), make_meta(cfg, process, "eps", "images", (1, 8, 8), IMAGE_NORMALIZATION))
+    save_model(
+        d / "ck" / "model.safetensors",
+        build_net(cfg),
+        make_meta(cfg, process, "eps", "images", (1, 8, 8), IMAGE_NORMALIZATION),
+    )
     pcfg = validate_net_config({**default_net_config("points", (2,)), "hidden": 16, "blocks": 1, "emb_dim": 16}, (2,))
     (d / "pts").mkdir()
-    save_model(d / "pts" / "model.safetensors", build_net(pcfg), make_meta(pcfg, process, "eps", "points", (2,), IDENTITY_NORMALIZATION))
+    save_model(
+        d / "pts" / "model.safetensors",
+        build_net(pcfg),
+        make_meta(pcfg, process, "eps", "points", (2,), IDENTITY_NORMALIZATION),
+    )
     x = np.zeros((2, 1, 8, 8), np.float32)
     x[:, :, 2:6, 1:7] = 1.0  # two bright bars
     np.save(d / "x.npy", x)
@@ -340,7 +374,19 @@ def test_cli_degrade_restore_psnr_subprocess(files, cli):
     d = files
     r = cli("degrade", d / "x.npy", "--task", "inpaint", "--box", "2,2,4,4", "-o", d / "y.npy")
     assert r.returncode == 0, r.stderr
-    r = cli("restore", d / "ck", d / "y.npy", "--steps", "5", "--truth", d / "x.npy", "--json", "--quiet", "-o", d / "out.npy")
+    r = cli(
+        "restore",
+        d / "ck",
+        d / "y.npy",
+        "--steps",
+        "5",
+        "--truth",
+        d / "x.npy",
+        "--json",
+        "--quiet",
+        "-o",
+        d / "out.npy",
+    )
     assert r.returncode == 0, r.stderr
     info = json.loads(r.stdout)
     out = np.load(d / "out.npy")
@@ -365,14 +411,39 @@ def test_cli_every_method_and_task_runs(files):
         r = invoke("degrade", d / "x.npy", *task_args, "-o", d / "o.npy")
         assert r.exit_code == 0, r.stderr
         for method in methods:
-            r = invoke("restore", d / "ck", d / "o.npy", "--method", method, "--steps", "4", "--truth", d / "x.npy", "-o", d / "r.png")
+            r = invoke(
+                "restore",
+                d / "ck",
+                d / "o.npy",
+                "--method",
+                method,
+                "--steps",
+                "4",
+                "--truth",
+                d / "x.npy",
+                "-o",
+                d / "r.png",
+            )
             assert r.exit_code == 0, (method, r.stderr)
             assert "PSNR" in r.stdout and "SSIM" in r.stdout and (d / "r.png").exists()
             from PIL import Image
 
             with Image.open(d / "r.png") as im:  # rows observation | restored | truth of 2 images
                 assert im.height > im.width
-    r = invoke("restore", d / "ck", d / "o.npy", "--method", "sdedit", "--steps", "4", "--noise", "0.3", "--json", "-o", d / "r.npy")
+    r = invoke(
+        "restore",
+        d / "ck",
+        d / "o.npy",
+        "--method",
+        "sdedit",
+        "--steps",
+        "4",
+        "--noise",
+        "0.3",
+        "--json",
+        "-o",
+        d / "r.npy",
+    )
     assert r.exit_code == 0 and json.loads(r.stdout)["noise"] == 0.3  # flags override the sidecar
 
 
@@ -384,8 +455,24 @@ def test_cli_restore_posterior_mean(files):
     assert r.exit_code == 0, r.stderr
     outs = {}
     for b in (2, 7):
-        r = invoke("restore", d / "ck", d / "ym.npy", "--steps", "3", "--samples", "3", "--batch", b, "--std", d / f"s{b}.npy",
-                   "--truth", d / "x.npy", "--json", "-o", d / f"m{b}.npy")
+        r = invoke(
+            "restore",
+            d / "ck",
+            d / "ym.npy",
+            "--steps",
+            "3",
+            "--samples",
+            "3",
+            "--batch",
+            b,
+            "--std",
+            d / f"s{b}.npy",
+            "--truth",
+            d / "x.npy",
+            "--json",
+            "-o",
+            d / f"m{b}.npy",
+        )
         assert r.exit_code == 0, r.stderr
         info = json.loads(r.stdout)
         outs[b] = np.load(d / f"m{b}.npy"), np.load(d / f"s{b}.npy")
@@ -447,11 +534,14 @@ def test_method_record_nfe_is_the_counted_nfe(method):
     model = GaussianImages(make_process("ddpm", T=60))
     calls = []
     inner = model.denoiser
-    model.denoiser = lambda clip=None: Denoiser(lambda x, t: calls.append(1) or inner().net(x, t), model.process, "eps", None, "t")
+    model.denoiser = lambda clip=None: Denoiser(
+        lambda x, t: calls.append(1) or inner().net(x, t), model.process, "eps", None, "t"
+    )
     options = RestoreOptions(jump_length=3, jump_n=2) if method == "repaint" else RestoreOptions()
     job = plan_restore(model, op, max(sigma, 0.1), method, 12, 3, 2, options)
-    out, info = restore(model, y, op, max(sigma, 0.1), method, 12, batch=2, jump_length=options.jump_length,
-                        jump_n=options.jump_n)
+    out, info = restore(
+        model, y, op, max(sigma, 0.1), method, 12, batch=2, jump_length=options.jump_length, jump_n=options.jump_n
+    )
     assert info["nfe"] == job.nfe and len(calls) == 2 * job.nfe  # two batches
     assert job.progress_total == 2 * job.nfe
     assert set(job.options) == set(record.options) and all(info[k] == v for k, v in job.options.items())

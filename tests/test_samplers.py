@@ -179,8 +179,10 @@ def test_discrete_grid_has_exactly_the_requested_steps(ddpm_reference, spacing):
     m = Counting(model)
     _, info = generate(m, "ode", solver="dpm++3m", steps=20, spacing=spacing, n=8, batch=8)
     assert info["nfe"] == 20 == m.calls and info["steps"] == 20
-    errs = [float((S.sample_ode(model.denoiser(), x, S.make_times(p, k, spacing), None, solver="dpm++3m") - ref).norm(dim=1).median())
-            for k in (10, 20, 40)]  # fmt: skip
+    errs = []
+    for k in (10, 20, 40):
+        y = S.sample_ode(model.denoiser(), x, S.make_times(p, k, spacing), None, solver="dpm++3m")
+        errs.append(float((y - ref).norm(dim=1).median()))
     assert errs[0] > 2 * errs[1] > 4 * errs[2], errs
 
 
@@ -196,7 +198,9 @@ def test_discrete_steps_moves_collisions_to_the_next_free_integer():
 def test_make_times_full_ddpm_grid_and_errors():
     p = DiscreteProcess(get_betas("linear", 100))
     t = S.make_times(p, 100)
-    assert torch.equal(t, torch.cat([torch.arange(100, 0, -1, dtype=torch.float64) / 100, torch.zeros(1, dtype=torch.float64)]))
+    assert torch.equal(
+        t, torch.cat([torch.arange(100, 0, -1, dtype=torch.float64) / 100, torch.zeros(1, dtype=torch.float64)])
+    )
     with pytest.raises(InputError, match="T = 100"):
         S.make_times(p, 101)
     with pytest.raises(InputError, match="--steps"):
@@ -277,7 +281,9 @@ def test_ddim_eta_0_and_the_ode_solvers_agree_at_high_nfe(mixture):
     assert ddim[50] > 2.5 * ddim[200] > 2.5 * 2.5 * ddim[800]  # first order: error ~ 1/steps
     for solver in ("heun", "dpm++2m", "dpm++3m"):  # second/third order: 100 steps do better than DDIM's 800
         assert err(S.sample_ode(m.denoiser(), x, S.make_times(m.process, 100, "logsnr"), None, solver=solver)) < 0.03
-    assert err(S.sample_ode(m.denoiser(), x, S.make_times(m.process, 2), None, solver="rk45")) < 0.005  # default tolerances
+    assert (
+        err(S.sample_ode(m.denoiser(), x, S.make_times(m.process, 2), None, solver="rk45")) < 0.005
+    )  # default tolerances
 
 
 def test_dpmpp_3m_converges_faster_than_2m(vp_reference):
@@ -374,7 +380,9 @@ def test_nfe_is_exact(mixture, sampler, kind, kw, expected):
 # per-sample seeds
 
 
-@pytest.mark.parametrize("sampler, kw", [("ddpm", {"steps": 30}), ("pc", {"steps": 15}), ("ode", {"steps": 8}), ("langevin", {"steps": 10})])
+@pytest.mark.parametrize(
+    "sampler, kw", [("ddpm", {"steps": 30}), ("pc", {"steps": 15}), ("ode", {"steps": 8}), ("langevin", {"steps": 10})]
+)
 def test_sample_i_is_the_same_whatever_the_batch(mixture, sampler, kw):
     m = exact(mixture, "ve")
     a, _ = generate(m, sampler, n=23, batch=23, seed=11, **kw)
@@ -418,7 +426,11 @@ CASES = [
 ]
 
 
-@pytest.mark.parametrize("sampler, kind, kw, few, many", CASES, ids=[f"{c[0]}-{c[1]}-{c[2].get('solver', c[2].get('variance', ''))}" for c in CASES])
+@pytest.mark.parametrize(
+    "sampler, kind, kw, few, many",
+    CASES,
+    ids=[f"{c[0]}-{c[1]}-{c[2].get('solver', c[2].get('variance', ''))}" for c in CASES],
+)
 def test_sampler_reproduces_the_mixture(mixture, sampler, kind, kw, few, many):
     m = exact(mixture, kind)
     x, info = generate(m, sampler, n=N, steps=many or None, batch=N, seed=0, **kw)
@@ -550,8 +562,13 @@ def test_autoguidance_extrapolates_x0_and_eps_from_the_guide(mixture):
         assert torch.allclose(alpha * p.x0 + sigma * p.eps, x, atol=1e-9)
         assert d.nfe == 2
     with pytest.raises(ValueError, match="must not clip"):
-        Denoiser(lambda x, t: x, good.process, "eps", guide=Denoiser(lambda x, t: x, good.process, "eps", clip=(-1, 1)),
-                 guidance=2.0)
+        Denoiser(
+            lambda x, t: x,
+            good.process,
+            "eps",
+            guide=Denoiser(lambda x, t: x, good.process, "eps", clip=(-1, 1)),
+            guidance=2.0,
+        )
 
 
 def test_autoguidance_identities_and_sharpening(mixture):

@@ -11,10 +11,10 @@ from hypothesis import strategies as st
 from ddpmctl.errors import InputError
 from ddpmctl.schedules import (
     SCHEDULES,
-    DiscreteProcess,
-    SubVPSDE,
     VESDE,
     VPSDE,
+    DiscreteProcess,
+    SubVPSDE,
     get_betas,
     make_process,
     process_from_dict,
@@ -96,7 +96,8 @@ def test_discrete_process_on_grid_equals_alpha_bar():
     assert p.alpha(0.0) == 1 and p.sigma(0.0) == 0
 
 
-@pytest.mark.parametrize("proc", [VPSDE(), SubVPSDE(), VESDE(), make_process(None, "linear", 97)])  # t off the grid (kinks)
+# a discrete process with t off its grid (kinks)
+@pytest.mark.parametrize("proc", [VPSDE(), SubVPSDE(), VESDE(), make_process(None, "linear", 97)])
 def test_sde_coefficients_match_marginal(proc):
     """f = d log alpha/dt and g^2 = d sigma^2/dt - 2 f sigma^2 (moments of a linear SDE), checked
     by finite differences; and t_from_log_snr inverts log_snr."""
@@ -158,4 +159,6 @@ def test_training_times_discrete_grid_and_continuous_interval():
     # objectives.sample_times is the process's method (training code calls it)
     from ddpmctl.objectives import sample_times
 
-    assert torch.equal(sample_times(d, 50, torch.Generator().manual_seed(3)), d.training_times(50, torch.Generator().manual_seed(3)))
+    assert torch.equal(
+        sample_times(d, 50, torch.Generator().manual_seed(3)), d.training_times(50, torch.Generator().manual_seed(3))
+    )

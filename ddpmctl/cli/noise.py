@@ -55,17 +55,25 @@ def _values(t: Optional[str], steps: Optional[int], top, continuous: bool) -> li
 @handle_errors("noise")
 def command(
     input: str = typer.Argument(..., help="Images (.npy, a PNG/JPEG file, a folder) or points (.npy), or - for stdin."),
-    schedule: str = typer.Option("linear", "--schedule", "-s", help="Schedule name or .npy file of betas (see 'ddpmctl schedule')."),
-    T: int = typer.Option(1000, "--T", "-T", callback=at_least("--T", 1), help="Number of diffusion steps of a named schedule."),
+    schedule: str = typer.Option(
+        "linear", "--schedule", "-s", help="Schedule name or .npy file of betas (see 'ddpmctl schedule')."
+    ),
+    T: int = typer.Option(
+        1000, "--T", "-T", callback=at_least("--T", 1), help="Number of diffusion steps of a named schedule."
+    ),
     t: Optional[str] = typer.Option(
         None, "--t", help="Comma-separated steps t in 0..T (0 is the clean input). With --sde: times in [0, 1]."
     ),
     steps: Optional[int] = steps_option("Instead of --t: K evenly spaced steps from 0 to T."),
-    sde: Optional[str] = choice_option(None, "--sde", ("vp", "subvp", "ve"), "Use a continuous process instead: vp, subvp or ve."),
+    sde: Optional[str] = choice_option(
+        None, "--sde", ("vp", "subvp", "ve"), "Use a continuous process instead: vp, subvp or ve."
+    ),
     sequential: bool = typer.Option(
         False, "--sequential", help="Run the Markov chain x_t = sqrt(1-beta_t) x_{t-1} + sqrt(beta_t) eps step by step."
     ),
-    rows: int = typer.Option(8, "--rows", callback=at_least("--rows", 1), help="PNG output: how many images (rows) to show."),
+    rows: int = typer.Option(
+        8, "--rows", callback=at_least("--rows", 1), help="PNG output: how many images (rows) to show."
+    ),
     output: str = typer.Option("noised.npy", "--output", "-o", help=HELP_OUTPUT),
     seed: int = seed_option(),
     quiet: bool = quiet_option(),
@@ -106,7 +114,9 @@ def command(
         out = forward_noise(process, x0, [float(v) / top for v in values], gen, norm)
     _write(output, kind_out, kind, out, values)
     if json_out:
-        emit_json({"input": input, "output": output, "t": values, "shape": list(out.shape), "process": process.describe()})
+        emit_json(
+            {"input": input, "output": output, "t": values, "shape": list(out.shape), "process": process.describe()}
+        )
 
 
 def _write(output: str, kind_out: str, kind: str, out: np.ndarray, values: list) -> None:

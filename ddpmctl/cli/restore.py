@@ -52,7 +52,9 @@ OUTPUT = typer.Option(..., "--output", "-o", help=(
 @handle_errors("restore")
 def command(
     checkpoint: str = typer.Argument(..., help="Checkpoint folder or model.safetensors."),
-    observation: str = typer.Argument(..., help="Observation .npy from 'ddpmctl degrade' (its sidecar .json is read too)."),
+    observation: str = typer.Argument(
+        ..., help="Observation .npy from 'ddpmctl degrade' (its sidecar .json is read too)."
+    ),
     method: str = METHOD,
     steps: Optional[int] = STEPS,
     eta: Optional[float] = ETA,
@@ -61,12 +63,16 @@ def command(
     jump_n: Optional[int] = JUMP_N,
     samples: int = SAMPLES,
     std: Optional[str] = STD,
-    truth: Optional[str] = typer.Option(None, "--truth", help="Clean images: report PSNR and SSIM, and add them as a row to a .png output."),
+    truth: Optional[str] = typer.Option(
+        None, "--truth", help="Clean images: report PSNR and SSIM, and add them as a row to a .png output."
+    ),
     task: Optional[str] = typer.Option(None, "--task", help=f"Override the sidecar: {', '.join(TASKS)}."),
     box: Optional[str] = typer.Option(None, "--box", help="Override: inpainting hole x,y,w,h."),
     mask: Optional[str] = typer.Option(None, "--mask", help="Override: inpainting mask file (1 = known)."),
     scale: Optional[int] = typer.Option(None, "--scale", help="Override: sr factor."),
-    kernel_sigma: Optional[float] = typer.Option(None, "--kernel-sigma", help="Override: deblur kernel sigma (pixels)."),
+    kernel_sigma: Optional[float] = typer.Option(
+        None, "--kernel-sigma", help="Override: deblur kernel sigma (pixels)."
+    ),
     kernel_size: Optional[int] = typer.Option(None, "--kernel-size", help="Override: deblur kernel size."),
     noise: Optional[float] = typer.Option(None, "--noise", help="Override: noise sigma of y in image units ([0, 1])."),
     seed: int = seed_option(),
@@ -87,7 +93,7 @@ def command(
     restoration. --samples K outputs the mean of K restorations (an estimate of the posterior
     mean, which raises PSNR), --std their per-pixel spread.
 
-    Example: ddpmctl degrade tri.npy --task inpaint --box 8,8,16,16 -o y.npy && ddpmctl restore ckpt/ y.npy --truth tri.npy -o restored.png
+    Example: ddpmctl restore ckpt/ y.npy --truth tri.npy -o restored.png (y.npy from ddpmctl degrade tri.npy -o y.npy)
 
     Example: ddpmctl restore ckpt/ y.npy --method dps --steps 500 --zeta 0.3 --json -o x.npy
 
@@ -100,8 +106,9 @@ def command(
     io.output_kind(output)
     if std is not None and not std.lower().endswith(".npy"):
         raise InputError(f"--std: {std}: must be a .npy file")
-    options = RestoreOptions(eta=eta, zeta=zeta, jump_length=jump_length, jump_n=jump_n, samples=samples,
-                             return_std=std is not None)
+    options = RestoreOptions(
+        eta=eta, zeta=zeta, jump_length=jump_length, jump_n=jump_n, samples=samples, return_std=std is not None
+    )
     dev = resolve_device(device)
     model = load_model(checkpoint, device=dev)
     y = _read_observation(observation)
@@ -128,7 +135,9 @@ def command(
 def _read_observation(observation: str) -> np.ndarray:
     y = np.asarray(io.read_npy(observation, mmap=False))
     if y.dtype.kind not in "fui" or y.ndim < 2:
-        raise InputError(f"{observation}: expected an observation array (N, ...) of numbers, got {y.dtype} {tuple(y.shape)}")
+        raise InputError(
+            f"{observation}: expected an observation array (N, ...) of numbers, got {y.dtype} {tuple(y.shape)}"
+        )
     io.check_finite(y, observation)
     return y
 
@@ -138,7 +147,9 @@ def _read_truth(truth: Optional[str], n: int, data_shape) -> Optional[np.ndarray
         return None
     clean, _ = io.read_data(truth, mmap=False)
     if clean.shape != (n,) + tuple(data_shape):
-        raise InputError(f"{truth}: shape {tuple(clean.shape)} does not match the {n} restored samples of shape {tuple(data_shape)}")
+        raise InputError(
+            f"{truth}: shape {tuple(clean.shape)} does not match the {n} restored samples of shape {tuple(data_shape)}"
+        )
     return clean
 
 
@@ -157,8 +168,11 @@ def _write(output: str, op, y: np.ndarray, x: np.ndarray, clean, data_kind: str,
         images, nrow = comparison_rows([shown, x] + ([clean] if clean is not None else []))
         io.save_grid(output, images, nrow=nrow)
     elif kind_out == "png":
-        io.save_scatter(output, [shown, x] + ([clean] if clean is not None else []),
-                        titles=["observation", "restored"] + (["truth"] if clean is not None else []))
+        io.save_scatter(
+            output,
+            [shown, x] + ([clean] if clean is not None else []),
+            titles=["observation", "restored"] + (["truth"] if clean is not None else []),
+        )
     else:
         io.save_output(output, x)
 
@@ -167,10 +181,17 @@ def _report(info: dict, data_kind: str, op, sigma: float, output: str, std: Opti
     out = report_stream(output == io.STDIO)
     samples = info["samples"]
     per_image = f"{info['nfe']} NFE/image" if samples == 1 else f"mean of {samples} samples x {info['nfe']} NFE/image"
-    print(f"restored {info['n']} {data_kind} ({op.describe()}, noise {sigma:g}) with {info['method']}: "
-          f"{info['steps']} steps, {per_image}, {info['seconds']:.1f} s ({info['seconds_per_image']:.3g} s/image) -> {output}"
-          + (f", std -> {std}" if std is not None else ""), file=out)
+    print(
+        f"restored {info['n']} {data_kind} ({op.describe()}, noise {sigma:g}) with {info['method']}: "
+        f"{info['steps']} steps, {per_image}, {info['seconds']:.1f} s ({info['seconds_per_image']:.3g} s/image) "
+        f"-> {output}"
+        + (f", std -> {std}" if std is not None else ""),
+        file=out,
+    )
     if "quality" in info:
         for name, q in info["quality"].items():
-            vals = ", ".join(f"{k.upper()} {v:.2f}{' dB' if k == 'psnr' else ''}" if k == "psnr" else f"{k.upper()} {v:.4f}" for k, v in q.items())
+            vals = ", ".join(
+                f"{k.upper()} {v:.2f}{' dB' if k == 'psnr' else ''}" if k == "psnr" else f"{k.upper()} {v:.4f}"
+                for k, v in q.items()
+            )
             print(f"  {name:12s} {vals}", file=out)

@@ -8,6 +8,7 @@ from typing import Optional
 import typer
 
 from ddpmctl import io, sampling
+from ddpmctl import samplers as S
 from ddpmctl.cli.common import (
     HELP_OUTPUT,
     batch_option,
@@ -24,7 +25,6 @@ from ddpmctl.cli.common import (
     seed_option,
     steps_option,
 )
-from ddpmctl import samplers as S
 from ddpmctl.errors import InputError
 
 SAMPLER_HELP = ", ".join(
@@ -85,10 +85,15 @@ def _load(ckpt: str, device: str, process: Optional[str], schedule: Optional[str
         proc = make_process(process or "vp", schedule or "linear", 1000 if T is None else T)
         return ExactGMM(mixture, proc, device=dev), dev
     if ckpt.lower().endswith(".npy"):
-        raise InputError(f"{ckpt}: is an .npy array, not a checkpoint (give a checkpoint folder or .safetensors file, or a mixture .npz)")
+        raise InputError(
+            f"{ckpt}: is an .npy array, not a checkpoint "
+            "(give a checkpoint folder or .safetensors file, or a mixture .npz)"
+        )
     for value, flag in ((process, "--process"), (schedule, "--schedule"), (T, "--T")):
         if value is not None:
-            raise InputError(f"{flag}: only for the exact model of a mixture .npz (a checkpoint records its own process)")
+            raise InputError(
+                f"{flag}: only for the exact model of a mixture .npz (a checkpoint records its own process)"
+            )
     from ddpmctl.checkpoint import load_model
 
     return load_model(ckpt, device=dev), dev
@@ -99,14 +104,30 @@ CHECKPOINT = typer.Argument(
     ..., metavar="CKPT",
     help="Checkpoint folder or .safetensors file; or a mixture .npz (make-data gmm) to sample its exact model.",
 )  # fmt: skip
-SNR = typer.Option(None, "--snr", help="pc, langevin: Langevin signal-to-noise ratio r [default: " + ", ".join(
-    f"{s.name} {s.options['snr']}" for s in S.SAMPLERS_BY_NAME.values() if "snr" in s.options) + "].")
-CORRECTOR_STEPS = typer.Option(None, "--corrector-steps", help=(
-    "pc: Langevin steps after each predictor step; langevin: steps per noise level [default: " + ", ".join(
-        f"{s.name} {s.options['corrector_steps']}" for s in S.SAMPLERS_BY_NAME.values() if "corrector_steps" in s.options)
-    + "]."))
+SNR = typer.Option(
+    None,
+    "--snr",
+    help="pc, langevin: Langevin signal-to-noise ratio r [default: "
+    + ", ".join(f"{s.name} {s.options['snr']}" for s in S.SAMPLERS_BY_NAME.values() if "snr" in s.options)
+    + "].",
+)
+CORRECTOR_STEPS = typer.Option(
+    None,
+    "--corrector-steps",
+    help=(
+        "pc: Langevin steps after each predictor step; langevin: steps per noise level [default: "
+        + ", ".join(
+            f"{s.name} {s.options['corrector_steps']}"
+            for s in S.SAMPLERS_BY_NAME.values()
+            if "corrector_steps" in s.options
+        )
+        + "]."
+    ),
+)
 CLIP_X0 = flag_option(
-    "--clip-x0/--no-clip-x0", default=None, help="Clip the predicted x0 to the data range [default: on for images, off for points]."
+    "--clip-x0/--no-clip-x0",
+    default=None,
+    help="Clip the predicted x0 to the data range [default: on for images, off for points].",
 )
 GUIDE = typer.Option(
     None, "--guide", metavar="GUIDE",
@@ -114,16 +135,22 @@ GUIDE = typer.Option(
          "train --snapshot file) that the samples are steered away from; 2 NFE per step.",
 )  # fmt: skip
 GUIDANCE = typer.Option(
-    None, "--guidance", help="With --guide: weight w of x0 = x0_guide + w (x0 - x0_guide); 1 = no guidance [default: 3]."
+    None,
+    "--guidance",
+    help="With --guide: weight w of x0 = x0_guide + w (x0 - x0_guide); 1 = no guidance [default: 3].",
 )
 TRAJECTORY = typer.Option(
-    0, "--trajectory", help="Also save K intermediate states and predicted x0 to OUT.trajectory.npy (N, K, 2, ...) and .png."
+    0,
+    "--trajectory",
+    help="Also save K intermediate states and predicted x0 to OUT.trajectory.npy (N, K, 2, ...) and .png.",
 )
 PROCESS = typer.Option(None, "--process", "--sde", help="Mixture .npz only: ddpm, vp, subvp or ve [default: vp].")
 SCHEDULE = typer.Option(None, "--schedule", help="Mixture .npz with --process ddpm: beta schedule [default: linear].")
 STEPS_T = typer.Option(None, "--T", "-T", help="Mixture .npz with --process ddpm: number of steps [default: 1000].")
 PREVIEW = typer.Option(
-    None, "--preview", help="Also write a PNG picture of the samples (a grid of the first 64 images, or a scatter plot)."
+    None,
+    "--preview",
+    help="Also write a PNG picture of the samples (a grid of the first 64 images, or a scatter plot).",
 )
 
 
@@ -138,9 +165,13 @@ def command(
     seed: int = seed_option(0, "Sample i is the same whatever --batch."),
     device: str = device_option(),
     spacing: Optional[str] = choice_option(None, "--spacing", S.SPACINGS, SPACING_HELP),
-    rho: float = typer.Option(7.0, "--rho", help="karras spacing: sigma~^(1/rho) is uniform, from sigma~ = 80 (EDM) or less."),
+    rho: float = typer.Option(
+        7.0, "--rho", help="karras spacing: sigma~^(1/rho) is uniform, from sigma~ = 80 (EDM) or less."
+    ),
     eta: float = typer.Option(0.0, "--eta", help="ddim: stochasticity in [0, 1] (1 = ancestral DDPM)."),
-    variance: str = choice_option("small", "--variance", S.VARIANCES, "ddpm: small (beta-tilde, the posterior) or large (beta_t)."),
+    variance: str = choice_option(
+        "small", "--variance", S.VARIANCES, "ddpm: small (beta-tilde, the posterior) or large (beta_t)."
+    ),
     snr: Optional[float] = SNR,
     corrector_steps: Optional[int] = CORRECTOR_STEPS,
     rtol: float = typer.Option(1e-5, "--rtol", help="ode rk45: relative tolerance."),
@@ -256,8 +287,10 @@ def _report(result: dict, model, label: str) -> None:
         f"({1000 * result['seconds_per_sample']:.2f} ms/sample) on {result['device']}\n"
     )
     if "trajectory_npy" in result:
-        out.write(f"trajectory: {result['trajectory_npy']} {tuple(result['trajectory_shape'])} (N, K, [x_t, x0], ...) "
-                  f"and {result['trajectory_png']}\n")
+        out.write(
+            f"trajectory: {result['trajectory_npy']} {tuple(result['trajectory_shape'])} (N, K, [x_t, x0], ...) "
+            f"and {result['trajectory_png']}\n"
+        )
     if "quality" in result:
         q = result["quality"]
         out.write(
