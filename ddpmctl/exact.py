@@ -41,7 +41,7 @@ class ExactGMM:
     """The exact noise predictor of a Gaussian mixture under ``process``.
 
     Quacks like ``checkpoint.LoadedModel`` (``process``, ``prediction``, ``normalization``,
-    ``data_kind``, ``data_shape``, ``meta``, ``denoiser()``), so ``samplers.generate`` and
+    ``data_kind``, ``data_shape``, ``meta``, ``denoiser()``), so ``sampling.generate`` and
     ``ddpmctl sample`` take either. Computes in float64 on ``device``.
     """
 
