@@ -2,7 +2,7 @@
 tests/data/bit_identical.json (written by the code before the issue #16 refactor).
 
 The models need no training: the exact Gaussian-mixture model (``ddpmctl.exact.ExactGMM``) on
-2-d points and a one-component exact Gaussian prior on 1x4x4 "images" (as in test_restore.py).
+2-d points and test_restore.py's exact Gaussian prior on 1x4x4 "images".
 Each case stores the sha256 of its float32 output bytes (and of the trajectory / std), the NFE and
 a few values, so a failure shows how far off the output is. Regenerate (only when a change of
 output is intended) with:
@@ -20,8 +20,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from test_restore import MU, SHAPE, SIGMA, GaussianImages  # the exact Gaussian prior on 1x4x4 images
 
-from ddpmctl.diffusion import IMAGE_NORMALIZATION, Denoiser
 from ddpmctl.exact import ExactGMM
 from ddpmctl.gmm import GaussianMixture
 from ddpmctl.operators import degrade, make_operator
@@ -68,10 +68,6 @@ SAMPLE_CASES = {
     "ddpm-vp-start3": ("vp", "ddpm", dict(steps=5, start_index=3)),
 }
 
-IMG_SHAPE = (1, 4, 4)
-_r, _c = np.divmod(np.arange(16), 4)
-IMG_COV = 0.2 * np.exp(-((_r[:, None] - _r[None]) ** 2 + (_c[:, None] - _c[None]) ** 2) / 8.0) + 0.005 * np.eye(16)
-IMG_MEAN = np.full(16, 0.2)
 TASKS = {
     "inpaint": (dict(box=(0, 0, 2, 4)), 0.0),
     "denoise": ({}, 0.2),
@@ -91,26 +87,6 @@ RESTORE_CASES = {
     "sdedit-denoise-ddpm": ("ddpm", "denoise", "sdedit", dict(steps=30, eta=0.3)),
     "ddnm-denoise-vp": ("vp", "denoise", "ddnm", dict(steps=10, batch=4)),
 }
-
-
-class GaussianImages:
-    """The exact Gaussian prior N(IMG_MEAN, IMG_COV) (model space) as a 1x4x4 image model."""
-
-    data_kind = "images"
-    data_shape = IMG_SHAPE
-    normalization = IMAGE_NORMALIZATION
-    dtype = torch.float64
-
-    def __init__(self, process):
-        self.process = process
-        self.exact = ExactGMM(GaussianMixture(np.ones(1), IMG_MEAN[None], IMG_COV[None]), process)
-
-    def denoiser(self, clip=None):
-        ex = self.exact
-        bounds = (-1.0, 1.0) if clip else None
-        return Denoiser(
-            lambda x, t: ex(x.reshape(x.shape[0], 16), t).reshape(x.shape), self.process, "eps", bounds, "t"
-        )
 
 
 def _digest(a: np.ndarray) -> dict:
@@ -143,9 +119,9 @@ def run_sample(name: str) -> dict:
 
 def _observation(kind: str, task: str, n: int = 4):
     params, sigma = TASKS[task]
-    x_m = np.random.default_rng(3).multivariate_normal(IMG_MEAN, IMG_COV, size=n)
-    clean = ((x_m + 1) / 2).reshape((n,) + IMG_SHAPE).astype(np.float32)
-    op = make_operator(task, IMG_SHAPE, **params)
+    x_m = np.random.default_rng(3).multivariate_normal(MU, SIGMA, size=n)
+    clean = ((x_m + 1) / 2).reshape((n,) + SHAPE).astype(np.float32)
+    op = make_operator(task, SHAPE, **params)
     y = degrade(clean, op, sigma, seed=4)
     return GaussianImages(make_process(**PROCESSES[kind])), op, y, sigma
 

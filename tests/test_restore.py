@@ -49,8 +49,12 @@ class GaussianImages:
         self.exact = ExactGMM(GaussianMixture(np.ones(1), MU[None], SIGMA[None]), process)
 
     def denoiser(self, clip=None):
-        ex = self.exact
-        return Denoiser(lambda x, t: ex(x.reshape(x.shape[0], 16), t).reshape(x.shape), self.process, "eps", None, "t")
+        ex, bounds = self.exact, (-1.0, 1.0) if clip else None  # clip: the data range [-1, 1] of model space
+
+        def net(x, t):
+            return ex(x.reshape(x.shape[0], 16), t).reshape(x.shape)
+
+        return Denoiser(net, self.process, "eps", bounds, "t")
 
 
 @pytest.fixture(scope="module")
