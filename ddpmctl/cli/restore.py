@@ -27,6 +27,10 @@ from ddpmctl.operators import TASKS, observation_operator
 from ddpmctl.restore import DEFAULT_ZETA, METHODS
 
 # options with long help, declared here so that ``command``'s signature reads as a list
+OBSERVATION = typer.Argument(..., help="Observation .npy from 'ddpmctl degrade' (its sidecar .json is read too).")
+TRUTH = typer.Option(
+    None, "--truth", help="Clean images: report PSNR and SSIM, and add them as a row to a .png output."
+)
 METHOD = choice_option("ddnm", "--method", METHODS, ", ".join(f"{m.name} ({m.help})" for m in METHODS.values()) + ".")
 STEPS = steps_option("Diffusion steps (default: " + ", ".join(f"{m.name} {m.steps}" for m in METHODS.values())
                      + "; sdedit: of the full grid, it runs those below its start time).")
@@ -52,9 +56,7 @@ OUTPUT = typer.Option(..., "--output", "-o", help=(
 @handle_errors("restore")
 def command(
     checkpoint: str = typer.Argument(..., help="Checkpoint folder or model.safetensors."),
-    observation: str = typer.Argument(
-        ..., help="Observation .npy from 'ddpmctl degrade' (its sidecar .json is read too)."
-    ),
+    observation: str = OBSERVATION,
     method: str = METHOD,
     steps: Optional[int] = STEPS,
     eta: Optional[float] = ETA,
@@ -63,16 +65,12 @@ def command(
     jump_n: Optional[int] = JUMP_N,
     samples: int = SAMPLES,
     std: Optional[str] = STD,
-    truth: Optional[str] = typer.Option(
-        None, "--truth", help="Clean images: report PSNR and SSIM, and add them as a row to a .png output."
-    ),
+    truth: Optional[str] = TRUTH,
     task: Optional[str] = typer.Option(None, "--task", help=f"Override the sidecar: {', '.join(TASKS)}."),
     box: Optional[str] = typer.Option(None, "--box", help="Override: inpainting hole x,y,w,h."),
     mask: Optional[str] = typer.Option(None, "--mask", help="Override: inpainting mask file (1 = known)."),
     scale: Optional[int] = typer.Option(None, "--scale", help="Override: sr factor."),
-    kernel_sigma: Optional[float] = typer.Option(
-        None, "--kernel-sigma", help="Override: deblur kernel sigma (pixels)."
-    ),
+    kernel_sigma: Optional[float] = typer.Option(None, "--kernel-sigma", help="Override: deblur kernel sigma."),
     kernel_size: Optional[int] = typer.Option(None, "--kernel-size", help="Override: deblur kernel size."),
     noise: Optional[float] = typer.Option(None, "--noise", help="Override: noise sigma of y in image units ([0, 1])."),
     seed: int = seed_option(),
@@ -93,7 +91,7 @@ def command(
     restoration. --samples K outputs the mean of K restorations (an estimate of the posterior
     mean, which raises PSNR), --std their per-pixel spread.
 
-    Example: ddpmctl restore ckpt/ y.npy --truth tri.npy -o restored.png (y.npy from ddpmctl degrade tri.npy -o y.npy)
+    Example: ddpmctl restore ckpt/ y.npy --truth tri.npy -o restored.png
 
     Example: ddpmctl restore ckpt/ y.npy --method dps --steps 500 --zeta 0.3 --json -o x.npy
 
