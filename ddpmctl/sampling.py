@@ -149,7 +149,10 @@ class SampleOptions:
     guidance: float = 1.0
 
 
-SAMPLER_KEYWORDS = ("solver", "eta", "variance", "snr", "corrector_steps", "rtol", "atol")
+# the options of every sampler and ODE solver (``SampleOptions`` has a field for each)
+SAMPLER_KEYWORDS = tuple(
+    dict.fromkeys(k for r in (*S.SAMPLERS_BY_NAME.values(), *S.ODE_SOLVERS.values()) for k in r.options)
+)
 
 
 @dataclass(frozen=True)

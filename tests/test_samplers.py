@@ -649,6 +649,13 @@ def test_registry_defaults_and_processes(mixture):
     assert S.plan(make_process("ve"), "langevin").options == {"snr": 0.5, "corrector_steps": 2}
     assert S.plan(make_process("vp"), "ode", solver="rk45").options == {"solver": "rk45", "rtol": 1e-5, "atol": 1e-5}
     assert S.plan(make_process("vp"), "ode").options == {"solver": S.DEFAULT_SOLVER}
+    # generate takes every option of every record
+    from dataclasses import fields
+
+    from ddpmctl.sampling import SAMPLER_KEYWORDS, SampleOptions
+
+    assert set(SAMPLER_KEYWORDS) == {k for r in (*S.SAMPLERS_BY_NAME.values(), *S.ODE_SOLVERS.values()) for k in r.options}
+    assert set(SAMPLER_KEYWORDS) <= {f.name for f in fields(SampleOptions)}
 
 
 def test_docs_sampler_table_is_the_registry():
