@@ -654,7 +654,8 @@ def test_registry_defaults_and_processes(mixture):
 
     from ddpmctl.sampling import SAMPLER_KEYWORDS, SampleOptions
 
-    assert set(SAMPLER_KEYWORDS) == {k for r in (*S.SAMPLERS_BY_NAME.values(), *S.ODE_SOLVERS.values()) for k in r.options}
+    records = (*S.SAMPLERS_BY_NAME.values(), *S.ODE_SOLVERS.values())
+    assert set(SAMPLER_KEYWORDS) == {k for r in records for k in r.options}
     assert set(SAMPLER_KEYWORDS) <= {f.name for f in fields(SampleOptions)}
 
 
