@@ -27,7 +27,7 @@ import warnings
 import numpy as np
 import torch
 
-from ddpmctl import data, fid
+from ddpmctl import datasets, fid
 from ddpmctl.nets import inception
 
 PF_SCRIPT = r"""
@@ -55,7 +55,8 @@ for name in sys.argv[4:]:
     feats[name] = np.concatenate(parts)
     np.save(name + ".pf.npy", feats[name])
 a, b = (feats[n] for n in sys.argv[4:6])
-res["fid"] = float(calculate_frechet_distance(np.mean(a, 0), np.cov(a, rowvar=False), np.mean(b, 0), np.cov(b, rowvar=False)))
+ma, sa, mb, sb = np.mean(a, 0), np.cov(a, rowvar=False), np.mean(b, 0), np.cov(b, rowvar=False)
+res["fid"] = float(calculate_frechet_distance(ma, sa, mb, sb))
 print(json.dumps(res))
 """
 
@@ -86,19 +87,24 @@ def main() -> None:
     sets = {}
     for k, seed in (("a", 1), ("b", 2)):
         sets[k] = os.path.join(tmp, f"{k}.npy")
-        np.save(sets[k], data.make("triangles", args.n, seed=seed, size=args.size)[0])
+        np.save(sets[k], datasets.make("triangles", args.n, seed=seed, size=args.size)[0])
 
     info = fid.find_weights()
     state = fid.read_weights(info)
     pth = os.path.join(tmp, fid.PYTORCH_FID_FILE)
     torch.save(state, pth)  # pytorch-fid's layout, the same tensors
-    print(f"weights: {info.origin} {info.path} (sha256 {info.sha256[:16]}..., verified {info.verified}); as .pth: {pth}")
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, device {device}, {args.n} images of {args.size}x{args.size} per set, batch {args.batch}")
+    print(
+        f"weights: {info.origin} {info.path} (sha256 {info.sha256[:16]}..., verified {info.verified}); as .pth: {pth}"
+    )
+    print(
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads, device {device}, "
+        f"{args.n} images of {args.size}x{args.size} per set, batch {args.batch}"
+    )
 
     rows, feats = {}, {}
     with fid.exact_float32(), torch.inference_mode():
         for label, fuse in (("ddpmctl (default, channels_last)", False), ("ddpmctl (BN fused into convs)", True)):
-            fid._MODELS.clear()
+            fid.inception._MODELS.clear()
             ext = fid.InceptionFeatures(device, None, "pytorch-fid", fuse=fuse)
             out = {k: timed(lambda x: ext(x).cpu().numpy(), np.load(p), args.batch, device) for k, p in sets.items()}
             feats[label] = {k: v[0] for k, v in out.items()}
@@ -133,15 +139,29 @@ def main() -> None:
     for label, f in feats.items():  # fewer samples than 2048: the exact low-rank trace (fast)
         fa, fb = (fid.covariance_factor(f[k]) if len(f[k]) < 2048 else None for k in ("a", "b"))
         fids[label] = fid.frechet_distance(*_ms(f["a"]), *_ms(f["b"]), factor1=fa, factor2=fb)
-    print(f"\n{'extractor':<36} {'images/s':>9} {'CPU s/image':>12} {'max |f - f_ref|':>16} {'FID':>14} {'FID - FID_ref':>14}")
+    print(
+        f"\n{'extractor':<36} {'images/s':>9} {'CPU s/image':>12} {'max |f - f_ref|':>16} "
+        f"{'FID':>14} {'FID - FID_ref':>14}"
+    )
     summary = {"reference": ref, "n": args.n, "device": str(device), "rows": {}}
     for label in feats:
         diff = max(float(np.abs(feats[label][k] - feats[ref][k]).max()) for k in ("a", "b"))
         dfid = fids[label] - fids[ref]
-        print(f"{label:<36} {rows[label][0]:>9.2f} {rows[label][1]:>12.3f} {diff:>16.3e} {fids[label]:>14.6f} {dfid:>14.3e}")
-        summary["rows"][label] = {"images_per_s": rows[label][0], "cpu_s_per_image": rows[label][1], "max_abs_feature_diff": diff, "fid": fids[label]}
+        print(
+            f"{label:<36} {rows[label][0]:>9.2f} {rows[label][1]:>12.3f} {diff:>16.3e} "
+            f"{fids[label]:>14.6f} {dfid:>14.3e}"
+        )
+        summary["rows"][label] = {
+            "images_per_s": rows[label][0],
+            "cpu_s_per_image": rows[label][1],
+            "max_abs_feature_diff": diff,
+            "fid": fids[label],
+        }
     if pf:
-        print(f"pytorch-fid's own calculate_frechet_distance: {pf['fid']:.6f} (torch {pf['torch']}, pytorch-fid {pf['pytorch_fid']})")
+        print(
+            f"pytorch-fid's own calculate_frechet_distance: {pf['fid']:.6f} "
+            f"(torch {pf['torch']}, pytorch-fid {pf['pytorch_fid']})"
+        )
         summary["pytorch_fid_own_fid"] = pf["fid"]
     ours = rows["ddpmctl (default, channels_last)"]
     speed, cpu = ours[0] / rows[ref][0], rows[ref][1] / ours[1]

@@ -1,6 +1,6 @@
 """Restoration quality: diffusion methods (ddpmctl restore) against classical baselines, side by side.
 
-On held-out triangles (``ddpmctl.data.make("triangles", seed=--data-seed)``, a seed the training set
+On held-out triangles (``ddpmctl.datasets.make("triangles", seed=--data-seed)``, a seed the training set
 did not use), for each task the same observations y = A x + n go to every method:
 
   task     observation                        diffusion methods        classical baselines
@@ -35,7 +35,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from ddpmctl import data  # noqa: E402
+from ddpmctl import datasets  # noqa: E402
 from ddpmctl.checkpoint import load_model  # noqa: E402
 from ddpmctl.device import resolve_device  # noqa: E402
 from ddpmctl.metrics import psnr, ssim  # noqa: E402
@@ -167,7 +167,7 @@ def main() -> None:
     dev = resolve_device(args.device)
     model = load_model(args.checkpoint, device=dev)
     c, h, w = model.data_shape
-    truth, _ = data.make("triangles", args.n + 10, seed=args.data_seed, size=h)
+    truth, _ = datasets.make("triangles", args.n + 10, seed=args.data_seed, size=h)
     truth, valid = truth[: args.n], truth[args.n :]
     print(
         f"checkpoint {args.checkpoint} ({model.process.describe()}), {args.n} held-out triangles {h}x{w}, device {dev}"

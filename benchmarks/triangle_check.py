@@ -4,7 +4,7 @@ An image (H, W) in [0, 1] passes when all of these hold:
 
 1. not a speck: the mask ``img > 0.5`` has at least 6 pixels, and it has no holes;
 2. three straight sides: a filled triangle, rendered exactly as ``make-data triangles`` renders
-   it (``ddpmctl.data.render_polygons``: anti-aliased area coverage), explains every pixel:
+   it (``ddpmctl.datasets.render_polygons``: anti-aliased area coverage), explains every pixel:
    max |residual| <= 0.35, and RMS residual <= 0.08 over the pixels within 2 px of its edge
    (a square or a disc leaves whole pixels unexplained; wobbly or rounded sides fail the RMS);
 3. one solid region, no grey specks or halos: every pixel 2 or more pixels away from that
@@ -41,7 +41,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from contourpy import contour_generator  # noqa: E402  (a matplotlib dependency)
 
-from ddpmctl.data import render_polygons  # noqa: E402
+from ddpmctl.datasets import render_polygons  # noqa: E402
 
 MAX_RESID = 0.35
 EDGE_RMS = 0.08

@@ -2,7 +2,7 @@
 
 The package is a library first: every command of the CLI is a thin layer over the functions
 exported here and in the submodules (``ddpmctl.io``, ``ddpmctl.schedules``, ``ddpmctl.diffusion``,
-``ddpmctl.data``, ...).
+``ddpmctl.datasets``, ...).
 """
 
 __version__ = "0.1.0"

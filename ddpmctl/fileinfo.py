@@ -59,7 +59,9 @@ def _describe_npz(path: Path) -> dict:
     d = {"type": "npz", "arrays": keys}
     if "mu" in heads and "sigma" in heads:
         d["kind"] = "FID statistics"
-        small = io.read_npz(path, keys=[k for k in ("n", "features", "preprocess") if k in heads and len(heads[k][0]) == 0])
+        small = io.read_npz(
+            path, keys=[k for k in ("n", "features", "preprocess") if k in heads and len(heads[k][0]) == 0]
+        )
         for k, v in small.items():
             d[k] = v.tolist()
     elif {"weights", "means", "covs"} <= set(heads):
@@ -99,8 +101,9 @@ def _describe_checkpoint(path: Path) -> dict:
             b = np.asarray(proc.pop("betas"))
             if b.ndim != 1 or b.size == 0 or b.dtype.kind not in "fiu":
                 raise InputError(f"{file}: malformed ddpmctl metadata (process betas are not a list of numbers)")
-            proc.update(T=int(b.size), beta_min=float(b.min()), beta_max=float(b.max()),
-                        alpha_bar_T=float(np.prod(1 - b)))
+            proc.update(
+                T=int(b.size), beta_min=float(b.min()), beta_max=float(b.max()), alpha_bar_T=float(np.prod(1 - b))
+            )
         d["ddpmctl"]["process"] = proc
     else:
         d["note"] = "no ddpmctl metadata: not a ddpmctl checkpoint"
@@ -140,8 +143,13 @@ def describe(path: str) -> dict:
         d = _describe_npz(p)
     elif io.is_image_file(p):
         img = io.read_image(p)
-        d = {"type": "image", "channels": img.shape[0], "height": img.shape[1], "width": img.shape[2],
-             "stats": _array_stats(img[None])}
+        d = {
+            "type": "image",
+            "channels": img.shape[0],
+            "height": img.shape[1],
+            "width": img.shape[2],
+            "stats": _array_stats(img[None]),
+        }
     elif suffix == ".json":
         try:
             d = {"type": "json", "content": json.loads(p.read_text())}

@@ -21,8 +21,9 @@ import json
 import os
 import sys
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
-from typing import IO, Iterator
+from typing import IO
 
 import numpy as np
 
@@ -176,7 +177,11 @@ def iter_npy_chunks(path: str | os.PathLike, rows: int) -> Iterator[np.ndarray]:
     Fortran-ordered and 0-d arrays are read through ``read_npy`` instead."""
     name = str(path)
     arr = read_npy(path, mmap=True)  # validates the header and the file size
-    if arr.ndim == 0 or (arr.ndim > 1 and arr.flags.f_contiguous and not arr.flags.c_contiguous) or not isinstance(arr, np.memmap):
+    if (
+        arr.ndim == 0
+        or (arr.ndim > 1 and arr.flags.f_contiguous and not arr.flags.c_contiguous)
+        or not isinstance(arr, np.memmap)
+    ):
         for i in range(0, max(1, arr.shape[0] if arr.ndim else 1), rows):
             yield np.asarray(arr[i : i + rows] if arr.ndim else arr)
         return
@@ -194,17 +199,6 @@ def iter_npy_chunks(path: str | os.PathLike, rows: int) -> Iterator[np.ndarray]:
                 yield chunk.reshape((m,) + tuple(shape[1:]))
     except OSError as e:
         raise InputError(f"{name}: cannot read ({e.strerror or e})") from None
-
-
-def npy_header(path: str | os.PathLike) -> tuple[tuple[int, ...], np.dtype]:
-    """The (shape, dtype) an ``.npy`` file declares, validated, without reading its data."""
-    name = str(path)
-    try:
-        with open(path, "rb") as f:
-            shape, _, dtype, _ = _read_header(f, name)
-    except FileNotFoundError:
-        raise InputError(f"{name}: no such file") from None
-    return shape, dtype
 
 
 def existing_file(path: str | os.PathLike, expected: str) -> Path:
@@ -243,7 +237,8 @@ def _npz_members(path: str | os.PathLike, keys=None, read: bool = True) -> dict:
                     expected = count * dtype.itemsize
                     if info.file_size - offset < expected:
                         raise InputError(
-                            f"{name}: array '{key}' is truncated ({max(0, info.file_size - offset)} of {expected} data bytes present)"
+                            f"{name}: array '{key}' is truncated "
+                            f"({max(0, info.file_size - offset)} of {expected} data bytes present)"
                         )
                     if not read:
                         out[key] = (shape, dtype)
@@ -271,63 +266,14 @@ def npz_headers(path: str | os.PathLike) -> dict[str, tuple[tuple[int, ...], np.
     return _npz_members(path, None, read=False)
 
 
-class NpyWriter:
-    """Write a large ``.npy`` array in chunks through a memory map, atomically.
-
-    >>> with NpyWriter("big.npy", (1_000_000, 1, 32, 32), np.float32) as out:
-    ...     out[0:1000] = chunk
-
-    The file appears under its name only when the ``with`` block ends without error.
-    """
-
-    def __init__(self, path: str | os.PathLike, shape: tuple[int, ...], dtype=np.float32):
-        self.path = Path(path)
-        self.shape = tuple(int(s) for s in shape)
-        self.dtype = np.dtype(dtype)
-        folder = self.path.parent if str(self.path.parent) else Path(".")
-        if not folder.exists():
-            raise InputError(f"{path}: output folder {folder} does not exist")
-        fd, self.tmp = tempfile.mkstemp(prefix=f".{self.path.name}.ddpmctl-tmp-", dir=folder)
-        os.close(fd)
-        self.array: np.memmap | None = None
-
-    def __enter__(self) -> np.memmap:
-        try:
-            self.array = np.lib.format.open_memmap(self.tmp, mode="w+", dtype=self.dtype, shape=self.shape)
-        except OSError as e:
-            os.unlink(self.tmp)
-            raise RunError(f"{self.path}: cannot write ({e.strerror or e})") from None
-        return self.array
-
-    def __exit__(self, exc_type, exc, tb):
-        arr, self.array = self.array, None
-        try:
-            if exc_type is None:
-                arr.flush()
-                del arr
-                with open(self.tmp, "rb+") as f:
-                    os.fsync(f.fileno())
-                _umask_mode(self.tmp)
-                os.replace(self.tmp, self.path)
-                return False
-        except OSError as e:
-            with contextlib.suppress(OSError):
-                os.unlink(self.tmp)
-            raise RunError(f"{self.path}: write failed ({e.strerror or e})") from None
-        del arr
-        with contextlib.suppress(OSError):
-            os.unlink(self.tmp)
-        return False
-
-
 class NpyStreamWriter:
     """Write a large ``.npy`` array in order, chunk by chunk, with sequential writes (``-``: stdout).
 
     >>> with NpyStreamWriter("big.npy", (1_000_000, 1, 32, 32)) as out:
     ...     out.write(chunk)          # chunks along axis 0, in order
 
-    Unlike ``NpyWriter`` (a memory map, whose written pages stay resident: RSS grows to the file
-    size) memory stays at one chunk. The bytes equal ``np.save`` of the whole array. A file appears
+    Unlike a memory map (whose written pages stay resident: RSS grows to the file size) memory
+    stays at one chunk. The bytes equal ``np.save`` of the whole array. A file appears
     atomically, only when the block ends without error and exactly ``shape[0]`` rows were written.
     """
 
@@ -339,7 +285,7 @@ class NpyStreamWriter:
         self._ctx = None
         self._f: IO | None = None
 
-    def __enter__(self) -> "NpyStreamWriter":
+    def __enter__(self) -> NpyStreamWriter:
         if self.path == STDIO:
             self._f = sys.stdout.buffer
         else:
@@ -431,30 +377,85 @@ def as_points(arr: np.ndarray, name: str) -> np.ndarray:
 
 
 # --------------------------------------------------------------------------------------------
-# images: reading
+# images: reading (the one image reader: folder import, fid sources, read_array)
+
+# PIL modes read as one grey channel: bilevel, 8-bit grey with or without alpha, 32-bit int and
+# float; every 16-bit mode (I;16, I;16B, I;16L, I;16N) too. Palette images (P, PA) are colour.
+GREY_MODES = frozenset({"1", "L", "LA", "La", "I", "F"})
 
 
 def is_image_file(path: str | os.PathLike) -> bool:
     return Path(path).suffix.lower() in IMAGE_EXTENSIONS
 
 
-def read_image(path: str | os.PathLike, channels: int | None = None) -> np.ndarray:
-    """One image file as ``(C, H, W)`` float32 in [0, 1] (C = 1 or 3, or ``channels``)."""
+def is_grey_mode(mode: str) -> bool:
+    """Whether a PIL image ``mode`` is read as one grey channel (``GREY_MODES`` and ``I;16*``)."""
+    return mode in GREY_MODES or mode.startswith("I;16")
+
+
+def image_channels(files: list[Path]) -> int:
+    """1 if every image of ``files`` is grey, else 3 (reads only the headers; a file that cannot
+    be opened is skipped here and reported when it is read)."""
     from PIL import Image, UnidentifiedImageError
+
+    for f in files:
+        try:
+            with Image.open(f) as im:
+                if not is_grey_mode(im.mode):
+                    return 3
+        except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
+            continue
+    return 1
+
+
+def read_image(path: str | os.PathLike, channels: int | None = None, size: int | None = None) -> np.ndarray:
+    """One image file as ``(C, H, W)`` float32 in [0, 1]; ``InputError`` naming the file if unreadable.
+
+    The EXIF orientation is applied. C is ``channels``, or 1 for a grey mode (``is_grey_mode``) and
+    3 otherwise. 8-bit values are divided by 255; 16-bit and 32-bit integer grey by 65535 and float
+    images clipped to [0, 1], both at full precision. Colour becomes luma (PIL's ITU-R 601 "L") for
+    C = 1, grey is repeated for C = 3, palette images go through their palette, alpha is dropped.
+    With ``size``: the centre square is cropped and resized to size x size with Lanczos
+    (anti-aliased; the crop comes first so the filter sees no pixel outside it).
+    """
+    from PIL import Image, ImageOps, UnidentifiedImageError
 
     name = str(path)
     try:
         with Image.open(path) as im:
             im.load()
-            if channels is None:
-                channels = 1 if im.mode in ("1", "L", "I", "I;16", "F", "LA") else 3
-            im = im.convert("L" if channels == 1 else "RGB")
-            a = np.asarray(im, dtype=np.float32) / 255.0
+            channels = channels if channels is not None else (1 if is_grey_mode(im.mode) else 3)
+            a = _pixels(ImageOps.exif_transpose(im), channels, size, name)
+    except InputError:
+        raise
     except FileNotFoundError:
         raise InputError(f"{name}: no such file") from None
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
-        raise InputError(f"{name}: not a readable image ({e.__class__.__name__})") from None
-    return a[None] if a.ndim == 2 else a.transpose(2, 0, 1)
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
+        raise InputError(f"{name}: not a readable image ({e.__class__.__name__}: {e})") from None
+    if a.ndim == 3:
+        return np.ascontiguousarray(a.transpose(2, 0, 1))
+    return a[None] if channels == 1 else np.repeat(a[None], 3, axis=0)
+
+
+def _pixels(im, channels: int, size: int | None, name: str) -> np.ndarray:
+    """The values of an open PIL image as (H, W) or (H, W, 3) float32 in [0, 1] (see ``read_image``)."""
+    from PIL import Image
+
+    if im.mode.startswith("I;16") or im.mode in ("I", "F"):  # kept at full precision as float
+        a = np.asarray(im, dtype=np.float32)
+        if im.mode != "F":
+            a = a / 65535.0
+        im, scale = Image.fromarray(np.ascontiguousarray(a, dtype=np.float32), mode="F"), 1.0
+    else:
+        im, scale = im.convert("L" if channels == 1 else "RGB"), 255.0
+    if size is not None:
+        w, h = im.size
+        if w < 1 or h < 1:
+            raise InputError(f"{name}: empty image")
+        s = min(w, h)
+        left, top = (w - s) // 2, (h - s) // 2
+        im = im.crop((left, top, left + s, top + s)).resize((size, size), Image.LANCZOS)
+    return np.clip(np.asarray(im, dtype=np.float32) / scale, 0.0, 1.0)
 
 
 def list_image_files(folder: str | os.PathLike) -> list[Path]:
@@ -547,7 +548,9 @@ def save_grid(path: str | os.PathLike, images: np.ndarray, nrow: int | None = No
     write_bytes(path, image_to_png_bytes(grid, scale=scale))
 
 
-def save_scatter(path: str | os.PathLike, points: np.ndarray | list[np.ndarray], titles: list[str] | None = None) -> None:
+def save_scatter(
+    path: str | os.PathLike, points: np.ndarray | list[np.ndarray], titles: list[str] | None = None
+) -> None:
     """Scatter plot(s) of the first two coordinates of point sets, as a PNG, atomically."""
     import matplotlib
 

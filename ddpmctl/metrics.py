@@ -26,7 +26,9 @@ def _pair(x, ref) -> tuple[torch.Tensor, torch.Tensor]:
     x = torch.as_tensor(np.asarray(x) if not isinstance(x, torch.Tensor) else x).to(torch.float64)
     ref = torch.as_tensor(np.asarray(ref) if not isinstance(ref, torch.Tensor) else ref).to(torch.float64)
     if x.shape != ref.shape:
-        raise InputError(f"cannot compare images of shape {tuple(x.shape)} with a reference of shape {tuple(ref.shape)}")
+        raise InputError(
+            f"cannot compare images of shape {tuple(x.shape)} with a reference of shape {tuple(ref.shape)}"
+        )
     return x, ref
 
 

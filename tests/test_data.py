@@ -1,4 +1,4 @@
-"""Tests of the synthetic data sets (ddpmctl.data, ddpmctl.gmm) and the make-data command."""
+"""Tests of the synthetic data sets (ddpmctl.datasets, ddpmctl.gmm) and the make-data command."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ import pytest
 
 from ddpmctl.errors import InputError
 from ddpmctl.gmm import GaussianMixture
-
 
 # ------------------------------------------------------------------------------------------
 # gmm
@@ -80,7 +79,7 @@ def test_gmm_log_prob_matches_scipy_and_integrates_to_one():
 # ------------------------------------------------------------------------------------------
 # triangles and shapes
 
-from ddpmctl import data  # noqa: E402
+from ddpmctl import datasets  # noqa: E402
 from ddpmctl.io import NpyStreamWriter, read_npy  # noqa: E402
 
 
@@ -96,21 +95,21 @@ def _edge_sides(v: np.ndarray, px: np.ndarray, py: np.ndarray) -> np.ndarray:
 
 
 def test_triangles_shape_dtype_range_and_determinism():
-    x = data.triangles(300, 32, np.random.default_rng(7))
+    x = datasets.triangles(300, 32, np.random.default_rng(7))
     assert x.shape == (300, 1, 32, 32) and x.dtype == np.float32
     assert x.min() == 0.0 and x.max() == 1.0
-    assert np.array_equal(x, data.triangles(300, 32, np.random.default_rng(7)))
-    assert not np.array_equal(x, data.triangles(300, 32, np.random.default_rng(8)))
+    assert np.array_equal(x, datasets.triangles(300, 32, np.random.default_rng(7)))
+    assert not np.array_equal(x, datasets.triangles(300, 32, np.random.default_rng(8)))
     frac = ((x > 0) & (x < 1)).mean()
     assert 0.005 < frac < 0.2  # anti-aliased edges: some grey pixels, not many
-    assert data.triangles(5, 7, np.random.default_rng(0)).shape == (5, 1, 7, 7)
+    assert datasets.triangles(5, 7, np.random.default_rng(0)).shape == (5, 1, 7, 7)
 
 
 def test_triangles_are_filled_with_exact_area():
     size = 32
     rng = np.random.default_rng(3)
-    v = data.random_triangles(200, size, rng)
-    img = data.render_polygons(v, size)
+    v = datasets.random_triangles(200, size, rng)
+    img = datasets.render_polygons(v, size)
     corners = np.arange(size + 1, dtype=np.float64)
     cx, cy = np.meshgrid(corners, corners)  # pixel corners, [row, col]
     n_inner = n_outer = 0
@@ -129,13 +128,18 @@ def test_triangles_are_filled_with_exact_area():
         # pixels outside the bounding box are 0
         x0, x1 = int(np.floor(v[k, :, 0].min())), int(np.ceil(v[k, :, 0].max()))
         y0, y1 = int(np.floor(v[k, :, 1].min())), int(np.ceil(v[k, :, 1].max()))
-        assert img[k, :y0].sum() == 0 and img[k, y1:].sum() == 0 and img[k, :, :x0].sum() == 0 and img[k, :, x1:].sum() == 0
+        assert (
+            img[k, :y0].sum() == 0
+            and img[k, y1:].sum() == 0
+            and img[k, :, :x0].sum() == 0
+            and img[k, :, x1:].sum() == 0
+        )
     assert n_inner > 1000 and n_outer > 10000
-    area = data.triangle_area(v)
+    area = datasets.triangle_area(v)
     err = np.abs(img.sum((1, 2)) - area)
     assert err.mean() < 0.02 and err.max() < 1.0  # exact in x, 16 scan lines per pixel in y
     # more scan lines converge to the exact area
-    err64 = np.abs(data.render_polygons(v, size, supersample=64).sum((1, 2)) - area)
+    err64 = np.abs(datasets.render_polygons(v, size, supersample=64).sum((1, 2)) - area)
     assert err64.mean() < err.mean() / 2 + 1e-9
 
 
@@ -143,8 +147,8 @@ def test_triangles_match_a_high_resolution_reference():
     from PIL import Image, ImageDraw
 
     size, k = 16, 32
-    v = data.random_triangles(10, size, np.random.default_rng(11))
-    img = data.render_polygons(v, size)
+    v = datasets.random_triangles(10, size, np.random.default_rng(11))
+    img = datasets.render_polygons(v, size)
     for i in range(len(v)):
         big = Image.new("L", (size * k, size * k), 0)
         ImageDraw.Draw(big).polygon([tuple(p * k) for p in v[i]], fill=255)
@@ -153,49 +157,49 @@ def test_triangles_match_a_high_resolution_reference():
 
 
 def test_triangle_interval_fast_path_equals_general_polygon_path():
-    v = data.random_triangles(500, 24, np.random.default_rng(5), min_area=0, min_angle=0)
+    v = datasets.random_triangles(500, 24, np.random.default_rng(5), min_area=0, min_angle=0)
     v[0, 1, 1] = v[0, 0, 1]  # a horizontal edge
     v[1, 2, 0] = v[1, 0, 0]  # a vertical edge
-    y = data._scan_y(24, 8)
-    a = data._coverage(*data.polygon_intervals(v, y), 24, 8)
-    b = data._coverage(*data.triangle_intervals(v, y), 24, 8)
+    y = datasets._scan_y(24, 8)
+    a = datasets._coverage(*datasets.polygon_intervals(v, y), 24, 8)
+    b = datasets._coverage(*datasets.triangle_intervals(v, y), 24, 8)
     assert np.abs(a - b).max() < 1e-6
 
 
 @pytest.mark.parametrize("min_area,min_angle", [(0.05, 20.0), (0.0, 30.0), (0.15, 0.0)])
 def test_min_area_and_min_angle_respected(min_area, min_angle):
-    v = data.random_triangles(2000, 32, np.random.default_rng(1), min_area=min_area, min_angle=min_angle)
-    assert (data.triangle_area(v) >= min_area * 32 * 32).all()
-    assert (data.triangle_min_angle(v) >= min_angle).all()
+    v = datasets.random_triangles(2000, 32, np.random.default_rng(1), min_area=min_area, min_angle=min_angle)
+    assert (datasets.triangle_area(v) >= min_area * 32 * 32).all()
+    assert (datasets.triangle_min_angle(v) >= min_angle).all()
     assert (v >= 1.0).all() and (v <= 31.0).all()  # the margin
     # the constraints bind: without them some triangles would violate them
-    u = data.random_triangles(2000, 32, np.random.default_rng(1), min_area=0, min_angle=0)
-    assert ((data.triangle_area(u) < min_area * 1024) | (data.triangle_min_angle(u) < min_angle)).any()
+    u = datasets.random_triangles(2000, 32, np.random.default_rng(1), min_area=0, min_angle=0)
+    assert ((datasets.triangle_area(u) < min_area * 1024) | (datasets.triangle_min_angle(u) < min_angle)).any()
 
 
 def test_triangle_options_validated():
     with pytest.raises(InputError, match="--min-angle"):
-        data.random_triangles(10, 32, np.random.default_rng(0), min_angle=60)
+        datasets.random_triangles(10, 32, np.random.default_rng(0), min_angle=60)
     with pytest.raises(InputError, match="--min-area"):
-        data.random_triangles(10, 32, np.random.default_rng(0), min_area=0.5)
+        datasets.random_triangles(10, 32, np.random.default_rng(0), min_area=0.5)
     with pytest.raises(InputError, match="--size"):
-        data.triangles(10, 3, np.random.default_rng(0))
+        datasets.triangles(10, 3, np.random.default_rng(0))
 
 
 def test_ellipse_and_square_areas():
     size = 32
     center = np.array([[16.0, 16.0], [10.3, 20.7]])
     axes = np.array([[10.0, 10.0], [8.0, 3.5]])
-    img = data.render_ellipses(center, axes, np.array([0.0, 0.7]), size)
+    img = datasets.render_ellipses(center, axes, np.array([0.0, 0.7]), size)
     assert np.allclose(img.sum((1, 2)), np.pi * axes[:, 0] * axes[:, 1], atol=0.2)
     assert img[0, 16, 16] == 1.0 and img[0, 0, 0] == 0.0
     sq = np.array([[[8.0, 8.0], [20.0, 8.0], [20.0, 20.0], [8.0, 20.0]]])
-    im = data.render_polygons(sq, size)[0]
+    im = datasets.render_polygons(sq, size)[0]
     assert im.sum() == pytest.approx(144.0) and im[8:20, 8:20].min() == 1.0 and im.sum() == im[8:20, 8:20].sum()
 
 
 def test_shapes_labels_and_classes():
-    x, labels = data.shapes(400, 32, np.random.default_rng(2))
+    x, labels = datasets.shapes(400, 32, np.random.default_rng(2))
     assert x.shape == (400, 1, 32, 32) and x.dtype == np.float32 and labels.dtype == np.int64
     assert set(np.unique(labels)) == {0, 1, 2, 3}
     assert 0.0 <= x.min() and x.max() == 1.0
@@ -219,22 +223,22 @@ def test_shapes_labels_and_classes():
 
 def test_point_sets():
     rng = np.random.default_rng(0)
-    roll = data.swissroll(20000, rng)
+    roll = datasets.swissroll(20000, rng)
     assert roll.shape == (20000, 2) and roll.dtype == np.float32
     assert np.abs(roll.mean(0)).max() < 0.05 and 0.9 < np.sqrt(roll.var(0).mean()) < 1.1
-    r = np.linalg.norm(roll * data._ROLL_STD + data._ROLL_MEAN, axis=1)  # radius = t in [1.5 pi, 4.5 pi]
+    r = np.linalg.norm(roll * datasets._ROLL_STD + datasets._ROLL_MEAN, axis=1)  # radius = t in [1.5 pi, 4.5 pi]
     assert r.min() >= 1.5 * np.pi - 1e-3 and r.max() <= 4.5 * np.pi + 1e-3
-    noisy = data.swissroll(20000, np.random.default_rng(0), noise=0.1)
+    noisy = datasets.swissroll(20000, np.random.default_rng(0), noise=0.1)
     assert (noisy - roll).std() == pytest.approx(0.1, rel=0.05)
 
-    m, lab = data.moons(20000, rng)
+    m, lab = datasets.moons(20000, rng)
     assert m.shape == (20000, 2) and lab.dtype == np.int64 and set(np.unique(lab)) == {0, 1}
-    raw = m * data._MOONS_STD + data._MOONS_MEAN
+    raw = m * datasets._MOONS_STD + datasets._MOONS_MEAN
     centre = np.where(lab[:, None] == 0, [0.0, 0.0], [1.0, 0.5])
     assert np.allclose(np.linalg.norm(raw - centre, axis=1), 1.0, atol=1e-5)
     assert np.abs(m.mean(0)).max() < 0.05 and 0.9 < np.sqrt(m.var(0).mean()) < 1.1
 
-    c = data.checkerboard(20000, rng)
+    c = datasets.checkerboard(20000, rng)
     assert c.shape == (20000, 2) and np.abs(c).max() <= 2.0
     cell = np.floor(c + 2.0).astype(int)
     assert ((cell[:, 0] + cell[:, 1]) % 2 == 0).all()
@@ -247,31 +251,33 @@ def test_point_sets():
 
 @pytest.mark.parametrize("kind", ["triangles", "shapes", "swissroll", "moons", "gmm", "checkerboard"])
 def test_make_is_deterministic_and_chunking_does_not_matter(kind):
-    spec = data.spec(kind, 5, size=12)
-    n = 2 * data.BLOCK + 300
-    parts = {c: list(data.iter_chunks(spec, n, 5, chunk=c)) for c in (1, 1500, 10**6)}
+    spec = datasets.spec(kind, 5, size=12)
+    n = 2 * datasets.BLOCK + 300
+    parts = {c: list(datasets.iter_chunks(spec, n, 5, chunk=c)) for c in (1, 1500, 10**6)}
     full = np.concatenate([p[0] for p in parts[10**6]])
     assert full.dtype == np.float32 and full.shape == (n,) + spec.sample_shape
     assert len(parts[1]) == 3 and len(parts[1500]) == 2 and len(parts[10**6]) == 1
     for c in (1, 1500):
         assert np.array_equal(np.concatenate([p[0] for p in parts[c]]), full)
         if spec.has_labels:
-            assert np.array_equal(np.concatenate([p[1] for p in parts[c]]), np.concatenate([p[1] for p in parts[10**6]]))
-    x1, l1 = data.make(kind, 700, 5, size=12)
+            assert np.array_equal(
+                np.concatenate([p[1] for p in parts[c]]), np.concatenate([p[1] for p in parts[10**6]])
+            )
+    x1, l1 = datasets.make(kind, 700, 5, size=12)
     assert np.array_equal(x1, full[:700])  # a smaller set is a prefix of a larger one
-    assert np.array_equal(data.make(kind, 700, 5, size=12)[0], x1)
-    assert not np.array_equal(data.make(kind, 700, 6, size=12)[0], x1)
+    assert np.array_equal(datasets.make(kind, 700, 5, size=12)[0], x1)
+    assert not np.array_equal(datasets.make(kind, 700, 6, size=12)[0], x1)
     assert (l1 is None) == (not spec.has_labels)
 
 
 def test_block_length_bounded_for_big_images():
-    spec = data.spec("triangles", 0, size=256)
-    assert spec.block_len == 64 and spec.block_len * 256 * 256 <= data.BLOCK_ELEMENTS
-    assert data.spec("triangles", 0, size=32).block_len == data.BLOCK
+    spec = datasets.spec("triangles", 0, size=256)
+    assert spec.block_len == 64 and spec.block_len * 256 * 256 <= datasets.BLOCK_ELEMENTS
+    assert datasets.spec("triangles", 0, size=32).block_len == datasets.BLOCK
 
 
 def test_stream_writer_equals_np_save(tmp_path):
-    x, _ = data.make("triangles", 1500, 1, size=8)
+    x, _ = datasets.make("triangles", 1500, 1, size=8)
     with NpyStreamWriter(tmp_path / "s.npy", x.shape) as out:
         for i in range(0, len(x), 400):
             out.write(x[i : i + 400])
@@ -286,16 +292,16 @@ def test_stream_writer_equals_np_save(tmp_path):
 
 
 def test_gmm_data_set_uses_its_mixture():
-    spec = data.spec("gmm", 3, components=3, dim=4)
+    spec = datasets.spec("gmm", 3, components=3, dim=4)
     assert spec.mixture.k == 3 and spec.mixture.dim == 4 and spec.sample_shape == (4,)
-    x, lab = data.make("gmm", 30000, 3, components=3, dim=4)
+    x, lab = datasets.make("gmm", 30000, 3, components=3, dim=4)
     assert x.shape == (30000, 4) and lab.max() == 2
     for k in range(3):
         assert np.allclose(x[lab == k].mean(0), spec.mixture.means[k], atol=0.05)
-    again = data.spec("gmm", 3, components=3, dim=4).mixture
+    again = datasets.spec("gmm", 3, components=3, dim=4).mixture
     assert np.array_equal(again.means, spec.mixture.means)
     with pytest.raises(InputError, match="unknown data set"):
-        data.spec("circles")
+        datasets.spec("circles")
 
 
 # ------------------------------------------------------------------------------------------
@@ -317,11 +323,11 @@ def test_folder_import_crop_resize_channels(tmp_path):
     gray = np.full((50, 50), 128, np.uint8)
     _png(tmp_path / "b.png", gray)
     (tmp_path / "notes.txt").write_text("not an image, ignored by extension")
-    x, info = data.import_folder(tmp_path, 8)
+    x, info = datasets.import_folder(tmp_path, 8)
     assert info.channels == 3 and x.shape == (2, 3, 8, 8) and x.dtype == np.float32
     assert np.allclose(x[0, 1], 200 / 255, atol=1 / 255) and np.allclose(x[0, [0, 2]], 0, atol=1 / 255)
     assert np.allclose(x[1], 128 / 255, atol=1 / 255)
-    x1, info1 = data.import_folder(tmp_path, 8, channels=1)
+    x1, info1 = datasets.import_folder(tmp_path, 8, channels=1)
     assert x1.shape == (2, 1, 8, 8) and info1.channels == 1
     assert np.allclose(x1[0], 0.587 * 200 / 255, atol=2 / 255)  # ITU-R 601 luma of the green crop
 
@@ -330,28 +336,28 @@ def test_folder_import_resizes_with_antialiasing_and_keeps_16_bit(tmp_path):
     stripes = np.zeros((64, 64), np.uint8)
     stripes[:, ::2] = 255  # 1-pixel stripes average to grey, not alias
     _png(tmp_path / "s.png", stripes)
-    x, info = data.import_folder(tmp_path, 16)
+    x, info = datasets.import_folder(tmp_path, 16)
     assert info.channels == 1 and np.allclose(x, 0.5, atol=0.06)  # nearest-neighbour would give 0 or 1
     assert np.allclose(x[..., 2:-2, 2:-2], 0.5, atol=0.01)  # Lanczos rings a little at the border only
     deep = np.full((10, 10), 1000, np.uint16)
     _png(tmp_path / "t.png", deep)
-    x, _ = data.import_folder(tmp_path, 16)
+    x, _ = datasets.import_folder(tmp_path, 16)
     assert np.allclose(x[1], 1000 / 65535, atol=1e-5)
 
 
 def test_folder_import_bad_inputs(tmp_path):
     with pytest.raises(InputError, match="no such folder"):
-        data.import_folder(tmp_path / "missing", 8)
+        datasets.import_folder(tmp_path / "missing", 8)
     with pytest.raises(InputError, match="no PNG/JPEG"):
-        data.import_folder(tmp_path, 8)
+        datasets.import_folder(tmp_path, 8)
     _png(tmp_path / "a.png", np.zeros((9, 9), np.uint8))
     (tmp_path / "b.png").write_bytes(b"this is not a png")
     with pytest.raises(InputError, match="b.png: not a readable image"):
-        data.import_folder(tmp_path, 8)
-    x, info = data.import_folder(tmp_path, 8, skip_bad=True)
+        datasets.import_folder(tmp_path, 8)
+    x, info = datasets.import_folder(tmp_path, 8, skip_bad=True)
     assert x.shape == (1, 1, 8, 8) and [p.name for p, _ in info.skipped] == ["b.png"]
     with pytest.raises(InputError, match="--channels"):
-        data.import_folder(tmp_path, 8, channels=2)
+        datasets.import_folder(tmp_path, 8, channels=2)
 
 
 # ------------------------------------------------------------------------------------------
@@ -359,13 +365,29 @@ def test_folder_import_bad_inputs(tmp_path):
 
 
 def test_cli_triangles_npy_preview_and_determinism(cli, tmp_path):
-    r = cli("make-data", "triangles", "--n", "1100", "--size", "16", "--seed", "3", "-o", "a.npy", "--preview", "a.png", cwd=tmp_path)
+    r = cli(
+        "make-data",
+        "triangles",
+        "--n",
+        "1100",
+        "--size",
+        "16",
+        "--seed",
+        "3",
+        "-o",
+        "a.npy",
+        "--preview",
+        "a.png",
+        cwd=tmp_path,
+    )
     assert r.returncode == 0, r.stderr
     a = read_npy(tmp_path / "a.npy")
     assert a.shape == (1100, 1, 16, 16) and a.dtype == np.float32
-    assert np.array_equal(a, data.make("triangles", 1100, 3, size=16)[0])
+    assert np.array_equal(a, datasets.make("triangles", 1100, 3, size=16)[0])
     assert (tmp_path / "a.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    r = cli("make-data", "triangles", "--n", "1100", "--size", "16", "--seed", "3", "-o", "b.npy", "--quiet", cwd=tmp_path)
+    r = cli(
+        "make-data", "triangles", "--n", "1100", "--size", "16", "--seed", "3", "-o", "b.npy", "--quiet", cwd=tmp_path
+    )
     assert (tmp_path / "a.npy").read_bytes() == (tmp_path / "b.npy").read_bytes()
     r = cli("make-data", "triangles", "--n", "1100", "--size", "16", "--seed", "3", "-o", "-", cwd=tmp_path)
     assert r.returncode == 0 and r.stdout == (tmp_path / "a.npy").read_bytes()
@@ -401,7 +423,21 @@ def test_cli_gmm_writes_mixture_beside_points(cli, tmp_path):
     # -o - needs --params; with it the stream and the mixture match the file run
     r = cli("make-data", "gmm", "--n", "3000", "--components", "3", "--dim", "3", "-o", "-", cwd=tmp_path)
     assert r.returncode == 2 and b"--params" in r.stderr and r.stdout == b""
-    r = cli("make-data", "gmm", "--n", "3000", "--components", "3", "--dim", "3", "-o", "-", "--params", "p.npz", cwd=tmp_path)
+    r = cli(
+        "make-data",
+        "gmm",
+        "--n",
+        "3000",
+        "--components",
+        "3",
+        "--dim",
+        "3",
+        "-o",
+        "-",
+        "--params",
+        "p.npz",
+        cwd=tmp_path,
+    )
     assert r.returncode == 0 and r.stdout == (tmp_path / "gmm.npy").read_bytes()
     assert (tmp_path / "p.npz").exists()
     # sampling again from the saved mixture
@@ -468,4 +504,4 @@ def test_cli_pipe_through_a_real_process(tmp_path):
     import io as _io
 
     pts = np.load(_io.BytesIO(r.stdout), allow_pickle=False)
-    assert pts.shape == (50, 2) and np.array_equal(pts, data.make("checkerboard", 50, 0)[0])
+    assert pts.shape == (50, 2) and np.array_equal(pts, datasets.make("checkerboard", 50, 0)[0])

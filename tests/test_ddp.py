@@ -49,7 +49,7 @@ def test_torchrun_two_ranks_matches_one_process(tmp_path):
     if r.returncode != 0 and "(SIGABRT)" in r.stderr.decode():
         # A rank killed by SIGABRT (once in CI, never in 140 runs here) comes from gloo's C++
         # side, not from ddpmctl (which raises Python errors): run once more, and say so.
-        warnings.warn(f"torchrun: a rank aborted; retrying once. {_why(r)}")
+        warnings.warn(f"torchrun: a rank aborted; retrying once. {_why(r)}", stacklevel=1)
         r = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, timeout=300)
     assert r.returncode == 0, _why(r)
     # only rank 0 reports and writes: one summary line, one metrics record per step

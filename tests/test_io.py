@@ -26,7 +26,12 @@ def test_npy_round_trip_and_mmap(tmp_path):
 
 
 @settings(max_examples=40, deadline=None)
-@given(arr=hnp.arrays(dtype=st.sampled_from([np.float32, np.float64, np.uint8, np.int64]), shape=hnp.array_shapes(min_dims=1, max_dims=4, max_side=5)))
+@given(
+    arr=hnp.arrays(
+        dtype=st.sampled_from([np.float32, np.float64, np.uint8, np.int64]),
+        shape=hnp.array_shapes(min_dims=1, max_dims=4, max_side=5),
+    )
+)
 def test_npy_round_trip_property(tmp_path_factory, arr):
     p = tmp_path_factory.mktemp("h") / "x.npy"
     io.save_npy(p, arr)
@@ -84,20 +89,6 @@ def test_atomic_write_keeps_old_file_on_error(tmp_path):
     assert os.listdir(tmp_path) == ["out.npy"]
 
 
-def test_npy_writer_chunks_atomically(tmp_path):
-    p = tmp_path / "big.npy"
-    with io.NpyWriter(p, (10, 3), np.float32) as out:
-        assert not p.exists()
-        for i in range(0, 10, 4):
-            out[i : i + 4] = i
-    a = io.read_npy(p)
-    assert a.shape == (10, 3) and a[9, 0] == 8
-    with pytest.raises(ValueError):
-        with io.NpyWriter(tmp_path / "bad.npy", (2,), np.float32):
-            raise ValueError("stop")
-    assert sorted(os.listdir(tmp_path)) == ["big.npy"]
-
-
 def test_folder_and_png_round_trip(tmp_path):
     rng = np.random.default_rng(0)
     imgs = (rng.random((3, 1, 6, 5)) * 255).round() / 255
@@ -117,3 +108,89 @@ def test_folder_and_png_round_trip(tmp_path):
         io.read_images(empty)
     io.save_grid(tmp_path / "g.png", imgs)
     assert Image.open(tmp_path / "g.png").size[0] > 5
+
+
+# --------------------------------------------------------------------------------------------
+# the one image reader (io.read_image), as folder import and fid sources use it
+
+GREY_FILES = [("1", "png"), ("L", "png"), ("LA", "png"), ("I;16", "png"), ("I;16B", "tif"), ("I", "tif"), ("F", "tif")]
+COLOUR_FILES = [("RGB", "png"), ("RGBA", "png"), ("P", "png"), ("CMYK", "jpg")]
+
+
+def _three_readers(folder, size: int) -> list[np.ndarray]:
+    """The images of ``folder`` as io.read_array, make-data folder and fid's folder source read them."""
+    from ddpmctl import datasets
+    from ddpmctl.fid import open_source
+
+    source = open_source(folder)
+    return [
+        io.read_array(folder),
+        datasets.import_folder(folder, size)[0],
+        np.concatenate(list(source.batches(100))),
+    ]
+
+
+@pytest.mark.parametrize("mode, ext", GREY_FILES + COLOUR_FILES)
+def test_grey_modes_are_one_channel_everywhere(tmp_path, mode, ext):
+    Image.new(mode, (6, 6)).save(tmp_path / f"a.{ext}")
+    channels = 1 if (mode, ext) in GREY_FILES else 3
+    assert io.is_grey_mode(Image.open(tmp_path / f"a.{ext}").mode) == (channels == 1)
+    assert io.image_channels([tmp_path / f"a.{ext}"]) == channels
+    for x in _three_readers(tmp_path, 6):
+        assert x.shape == (1, channels, 6, 6) and x.dtype == np.float32
+
+
+def test_16_bit_keeps_its_precision_in_every_reader(tmp_path):
+    """A 16-bit PNG and a big-endian 16-bit TIFF: values / 65535, not clipped to 8 bits (io's old
+    reader turned every value above 255 into 1.0, and read I;16B as colour)."""
+    values = np.array([[0, 1000, 40000, 65535]] * 4, np.uint16)
+    Image.fromarray(values).save(tmp_path / "a.png")
+    Image.frombytes("I;16B", (4, 4), values.astype(">u2").tobytes()).save(tmp_path / "b.tif")
+    assert Image.open(tmp_path / "b.tif").mode == "I;16B"
+    for x in _three_readers(tmp_path, 4):
+        assert x.shape == (2, 1, 4, 4)
+        np.testing.assert_allclose(x[:, 0], np.stack([values, values]) / 65535.0, rtol=1e-6)
+    assert np.allclose(io.read_image(tmp_path / "a.png", channels=3), values / 65535.0, rtol=1e-6)  # grey repeated
+
+
+def test_float_images_keep_their_values_clipped_to_0_1(tmp_path):
+    values = np.array([[-0.5, 0.25, 0.7, 3.0]] * 4, np.float32)
+    Image.fromarray(values, mode="F").save(tmp_path / "f.tif")
+    np.testing.assert_array_equal(io.read_image(tmp_path / "f.tif")[0], np.clip(values, 0, 1))
+
+
+def test_palette_images_are_read_through_their_palette(tmp_path):
+    im = Image.new("P", (4, 2))
+    im.putpalette([0, 0, 0, 200, 100, 50] + [0] * (256 * 3 - 6))
+    im.putdata([0, 1, 1, 0, 1, 1, 1, 1])
+    im.save(tmp_path / "p.png")
+    rgb = io.read_image(tmp_path / "p.png")
+    assert rgb.shape == (3, 2, 4)
+    np.testing.assert_array_equal(rgb[:, 0, 1], np.array([200, 100, 50], np.float32) / 255)
+    np.testing.assert_array_equal(rgb[:, 0, 0], 0)
+    grey = io.read_image(tmp_path / "p.png", channels=1)  # ITU-R 601 luma of the palette colour
+    assert grey[0, 0, 1] == pytest.approx(round(0.299 * 200 + 0.587 * 100 + 0.114 * 50) / 255, abs=1 / 255)
+    x = io.read_array(tmp_path)
+    np.testing.assert_array_equal(x[0], rgb)
+
+
+def test_exif_orientation_is_applied_by_every_reader(tmp_path):
+    a = np.arange(32, dtype=np.uint8).reshape(4, 8) * 8
+    exif = Image.Exif()
+    exif[0x0112] = 6  # stored rotated: shown turned 90 degrees clockwise
+    Image.fromarray(a).save(tmp_path / "o.png", exif=exif)
+    turned = np.rot90(a, -1) / np.float32(255)  # (8, 4)
+    read_array, imported, fid_read = _three_readers(tmp_path, 4)
+    np.testing.assert_array_equal(read_array[0, 0], turned)
+    np.testing.assert_array_equal(fid_read[0, 0], turned)
+    np.testing.assert_array_equal(imported[0, 0], turned[2:6])  # the centre square of the turned image
+
+
+def test_folder_import_and_fid_read_the_same_pixels(tmp_path):
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(0, 256, (8, 8, 3), dtype=np.uint8)).save(tmp_path / "a.png")
+    Image.fromarray(rng.integers(0, 256, (8, 8), dtype=np.uint8)).save(tmp_path / "b.png")
+    read_array, imported, fid_read = _three_readers(tmp_path, 8)
+    assert imported.shape == (2, 3, 8, 8)  # one colour image: the grey one is repeated to 3 channels
+    np.testing.assert_array_equal(imported[0], read_array[0])
+    np.testing.assert_array_equal(imported, fid_read)

@@ -17,7 +17,8 @@ from ddpmctl.nets import build_net, validate_net_config
 from ddpmctl.objectives import Objective
 from ddpmctl.sampling import generate
 from ddpmctl.schedules import make_process
-from ddpmctl.training import TrainConfig, _self_cond_input, train
+from ddpmctl.train import TrainConfig, train
+from ddpmctl.train.loop import _self_cond_input
 
 
 def _net(patch: int = 1):

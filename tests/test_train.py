@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import math
-import shutil
 
 import numpy as np
 import pytest
@@ -17,17 +16,19 @@ from ddpmctl import diffusion
 from ddpmctl.errors import InputError, RunError
 from ddpmctl.objectives import Objective, error_scale, loss_weight, sample_times
 from ddpmctl.schedules import DiscreteProcess, make_process
-from ddpmctl.training import (
+from ddpmctl.train import (
     AdamW,
     IndexStream,
     Muon,
     TrainConfig,
     TrainData,
+    config_to_yaml,
     default_warmup,
     ema_decay,
     lr_at,
     newton_schulz,
     open_data,
+    resolve_config,
     train,
 )
 
@@ -201,11 +202,11 @@ def test_muon_update_by_hand_and_state_round_trip():
     torch.manual_seed(0)
     net = torch.nn.ModuleDict({"in_conv": torch.nn.Conv2d(2, 4, 3), "hidden": torch.nn.Conv2d(4, 6, 3)}).double()
     lr, wd, mu = 0.01, 0.1, 0.9
-    opt = Muon(net.named_parameters(), lr=lr, weight_decay=wd, momentum=mu)
+    opt = Muon(net.parameters(), [net["hidden"].weight], lr=lr, weight_decay=wd, momentum=mu)
     assert opt.muon == [False, False, True, False]  # in_conv.weight, in_conv.bias, hidden.weight, hidden.bias
     w0 = net["hidden"].weight.detach().clone()
-    adam_ref = AdamW([torch.nn.Parameter(p.detach().clone()) for n, p in net.named_parameters() if n != "hidden.weight"],
-                     lr=lr, weight_decay=wd)
+    adam_ref = AdamW([torch.nn.Parameter(p.detach().clone()) for n, p in net.named_parameters()
+                      if n != "hidden.weight"], lr=lr, weight_decay=wd)
     buf = torch.zeros_like(w0)
     ref = w0.clone()
     for _ in range(3):
@@ -227,7 +228,7 @@ def test_muon_update_by_hand_and_state_round_trip():
         torch.testing.assert_close(p.detach(), r.detach())
     st = opt.state_tensors()
     assert set(k for k in st if k.endswith("momentum")) == {"2.momentum"}
-    other = Muon(net.named_parameters(), momentum=mu)
+    other = Muon(net.parameters(), [net["hidden"].weight], momentum=mu)
     other.load_state_tensors(st, "x")
     assert torch.equal(other.buf[2], opt.buf[2]) and other.step_count == 3
     with pytest.raises(InputError, match="does not fit"):
@@ -407,7 +408,8 @@ def test_cli_points_end_to_end_and_python_sampling(tmp_path):
     assert r.returncode == 0, r.stderr
     res = json.loads(r.stdout)
     assert res["step"] == 30 and res["params"] > 0 and math.isfinite(res["loss"])
-    assert sorted(p.name for p in out.iterdir()) == ["config.yaml", "metrics.jsonl", "model.safetensors", "state.safetensors"]
+    files = ["config.yaml", "metrics.jsonl", "model.safetensors", "state.safetensors"]
+    assert sorted(p.name for p in out.iterdir()) == files
     recs = [json.loads(s) for s in (out / "metrics.jsonl").read_text().splitlines()]
     assert [m["step"] for m in recs] == [10, 20, 30]
     assert set(recs[0]) >= {"step", "loss", "lr", "grad_norm", "images_per_s"}
@@ -440,7 +442,8 @@ def test_cli_images_end_to_end_uint8_folder_and_sample_grid(tmp_path):
 def test_yaml_config_flags_override_and_unknown_keys(tmp_path):
     data, _ = _points(tmp_path)
     cfg = tmp_path / "train.yaml"
-    cfg.write_text("steps: 7\nbatch: 4\nlr: 1.0e-3\nsde: subvp\nprediction: x0\nlog_every: 1\nnet:\n  hidden: 16\n  blocks: 1\n")
+    cfg.write_text("steps: 7\nbatch: 4\nlr: 1.0e-3\nsde: subvp\nprediction: x0\nlog_every: 1\n"
+                   "net:\n  hidden: 16\n  blocks: 1\n")
     out = tmp_path / "ck"
     r = run_cli("train", data, "--config", cfg, "--steps", "3", "-o", out, "--quiet")
     assert r.returncode == 0, r.stderr
@@ -516,7 +519,8 @@ def test_bad_input_exits_2_with_one_line_and_leaves_nothing(tmp_path):
     before = (out / "model.safetensors").read_bytes()
     r = run_cli("train", data, "--steps", "2", "--batch", "4", "-o", out)
     assert r.returncode == 2 and b"--resume" in r.stderr and (out / "model.safetensors").read_bytes() == before
-    assert run_cli("train", data, "--steps", "3", "--batch", "4", "--base", "8", "-o", out, "-q", "--force").returncode == 0
+    r = run_cli("train", data, "--steps", "3", "--batch", "4", "--base", "8", "-o", out, "-q", "--force")
+    assert r.returncode == 0
     assert ckpt.load_model(out).meta["step"] == 3
 
 
@@ -578,11 +582,11 @@ def test_epochs_dry_run_and_help(tmp_path):
 @pytest.mark.parametrize("cfg", [dict(type="unet", in_channels=1, image_size=[8, 8], **TINY_UNET),
                                  dict(type="mlp", dim=2, **TINY_MLP)])
 def test_muon_leaves_the_first_and_last_layers_and_vectors_to_adamw(cfg):
-    """Muon's split is by parameter name: this guards it against renamed layers in ddpmctl.nets."""
+    """The networks name Muon's matrices (``muon_parameters``): the hidden layers' weights, by name here."""
     from ddpmctl.nets import build_net
 
     net = build_net(cfg)
-    opt = Muon(net.named_parameters())
+    opt = Muon(net.parameters(), net.muon_parameters())
     names = [n for n, p in net.named_parameters()]
     muon = {n for n, m in zip(names, opt.muon) if m}
     first_last = ("in_conv.", "out_conv.") if cfg["type"] == "unet" else ("in_fc.", "out_fc.")
@@ -607,9 +611,11 @@ def test_snapshots_keep_the_ema_model_at_fractions_of_the_run(tmp_path):
     data, _ = _points(tmp_path)
     base = dict(batch=8, lr=1e-3, net=dict(TINY_MLP), warmup=0, lr_schedule="constant", log_every=1, sde="vp", ema=0.9)
     # steps 5 and 10 are no logging steps (every 7): a snapshot makes its own
-    train(TrainConfig(steps=20, snapshots=[0.5, 0.25], **dict(base, log_every=7)), data, tmp_path / "a", handle_signals=False)
+    train(TrainConfig(steps=20, snapshots=[0.5, 0.25], **dict(base, log_every=7)), data, tmp_path / "a",
+          handle_signals=False)
     train(TrainConfig(steps=5, **base), data, tmp_path / "s", handle_signals=False)
-    assert sorted(p.name for p in (tmp_path / "a").glob("snapshot-*")) == ["snapshot-25.safetensors", "snapshot-50.safetensors"]
+    snaps = ["snapshot-25.safetensors", "snapshot-50.safetensors"]
+    assert sorted(p.name for p in (tmp_path / "a").glob("snapshot-*")) == snaps
     assert ckpt.load_model(tmp_path / "a" / "snapshot-25.safetensors").meta["step"] == 5
     assert ckpt.load_model(tmp_path / "a" / "snapshot-50.safetensors").meta["step"] == 10
     assert _same_weights(tmp_path / "a" / "snapshot-25.safetensors", tmp_path / "s")
@@ -652,3 +658,81 @@ def test_snapshot_flag_and_time_limit(tmp_path):
     r = run_cli("train", data, "--steps", "5", "--snapshot", "1.5", "-o", tmp_path / "x")
     assert r.returncode == 2 and r.stderr.decode().strip().count("\n") == 0 and "--snapshot" in r.stderr.decode()
     assert not (tmp_path / "x").exists()
+
+
+# ------------------------------------------------------------------------------------------
+# configuration precedence, resuming from Python, the networks' Muon split
+
+
+def test_resolve_config_precedence(tmp_path):
+    """defaults < the resumed run's config.yaml < the YAML file < explicit flags (None = not given)."""
+    run = tmp_path / "run"
+    run.mkdir()
+    saved = TrainConfig(steps=50, batch=16, lr=1e-3, sde="vp", seed=3, clip=0.5)
+    (run / "config.yaml").write_text(config_to_yaml(saved.to_dict()))
+    (tmp_path / "f.yaml").write_text("batch: 32\nlr: 5.0e-4\nclip: 2.0\n")
+    cfg = resolve_config(run, tmp_path / "f.yaml", {"lr": 1e-4, "seed": None, "ema": 0.99})
+    assert (cfg.steps, cfg.sde, cfg.seed) == (50, "vp", 3)  # from the resumed config
+    assert (cfg.batch, cfg.clip) == (32, 2.0)  # the file over the resumed config
+    assert (cfg.lr, cfg.ema) == (1e-4, 0.99)  # flags over both
+    assert cfg.log_every == TrainConfig().log_every and cfg.prediction == "eps"  # defaults
+    assert resolve_config(None, None, None) == TrainConfig()
+    # epochs given later drops the recorded steps (and the other way round)
+    by_epochs = resolve_config(run, None, {"epochs": 2.0})
+    assert (by_epochs.steps, by_epochs.epochs) == (None, 2.0)
+    (tmp_path / "e.yaml").write_text("epochs: 3\n")
+    assert resolve_config(None, tmp_path / "e.yaml", {"steps": 7}).epochs is None
+    with pytest.raises(InputError, match="--steps and --epochs"):
+        resolve_config(run, tmp_path / "e.yaml", {})
+    with pytest.raises(InputError, match="--lr: must be > 0"):
+        resolve_config(run, None, {"lr": -1.0})
+    with pytest.raises(InputError, match="no such checkpoint folder"):
+        resolve_config(tmp_path / "nope")
+    with pytest.raises(InputError, match="holds no config.yaml"):
+        resolve_config(tmp_path)
+
+
+def test_train_resume_true_reloads_the_runs_config(tmp_path):
+    """train(..., resume=True) from Python takes the options, network and data path from the run's
+    config.yaml: the continued run ends where an uninterrupted one does."""
+    data, _ = _points(tmp_path)
+    cfg = TrainConfig(steps=8, batch=8, lr=1e-3, net=dict(TINY_MLP), sde="vp", lr_schedule="cosine", warmup=2,
+                      prediction="v", log_every=1, save_every=0)
+    train(cfg, data, tmp_path / "a", handle_signals=False)
+    part = train(cfg, data, tmp_path / "b", [lambda info: info["step"] == 3], handle_signals=False)
+    assert part.stopped and part.step == 3
+    rest = train(None, None, tmp_path / "b", resume=True, handle_signals=False)
+    assert rest.step == 8
+    sa, sb = ckpt.load_state(tmp_path / "a"), ckpt.load_state(tmp_path / "b")
+    for k in sa["model"]:
+        assert torch.equal(sa["model"][k], sb["model"][k]), k
+    assert ckpt.load_model(tmp_path / "b").prediction == "v"
+    # a dict of options overrides the reloaded config: four more steps
+    more = train({"steps": 12}, None, tmp_path / "b", resume=True, handle_signals=False)
+    assert more.step == 12 and ckpt.load_model(tmp_path / "b").meta["train"]["sde"] == "vp"
+    with pytest.raises(InputError, match="already at step 12"):
+        train(None, None, tmp_path / "b", resume=True, handle_signals=False)
+
+
+@pytest.mark.parametrize("cfg", [
+    dict(type="unet", in_channels=3, image_size=[8, 8], base=8, mults=[1, 2], blocks=2, attn=[4], scale_shift=True),
+    dict(type="unet", in_channels=1, image_size=[8, 8], base=8, mults=[1, 2, 2], attn=[], mid_attn=False, patch=2,
+         self_cond=True),
+    dict(type="mlp", dim=3, hidden=16, blocks=3, emb_dim=8),
+])
+def test_networks_name_the_matrices_muon_trains(cfg):
+    """``muon_parameters()``: every weight matrix but those of the first / last layers and the time
+    embedding; ``make_optimizer`` gives exactly those to Muon and the rest to AdamW."""
+    from ddpmctl.nets import build_net
+    from ddpmctl.train import make_optimizer
+
+    net = build_net(cfg)
+    edge = ("in_conv.", "out_conv.", "time_embed.") if cfg["type"] == "unet" else ("in_fc.", "out_fc.", "time_embed.")
+    expected = {n for n, p in net.named_parameters() if p.ndim >= 2 and not n.startswith(edge)}
+    names = {id(p): n for n, p in net.named_parameters()}
+    chosen = [names[id(p)] for p in net.muon_parameters()]
+    assert len(chosen) == len(set(chosen)) and set(chosen) == expected
+    assert any(p.ndim == 4 for p in net.muon_parameters()) == (cfg["type"] == "unet")
+    opt = make_optimizer(TrainConfig(optimizer="muon"), net)
+    assert {n for (n, _), m in zip(net.named_parameters(), opt.muon) if m} == expected
+    assert not hasattr(make_optimizer(TrainConfig(), net), "muon")

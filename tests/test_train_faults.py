@@ -13,7 +13,6 @@ import sys
 import time
 
 import numpy as np
-import pytest
 import torch
 from conftest import run_cli
 
@@ -123,7 +122,7 @@ def test_sigkill_at_random_moments_then_resume_equals_an_uninterrupted_run(tmp_p
     rnd = random.Random(1234)
     kills = 0
     first = True
-    for attempt in range(6):
+    for _attempt in range(6):
         if not first and ckpt.load_state(out)["step"] >= total:
             break
         args = [data, *opts, "--steps", total, "--save-every", "1", "-o", out] if first else ["--resume", out]

@@ -14,7 +14,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
 
 import triangle_check as tc  # noqa: E402
 
-from ddpmctl.data import random_triangles, render_polygons  # noqa: E402
+from ddpmctl.datasets import random_triangles, render_polygons  # noqa: E402
 
 
 def test_triangle_features_closed_form():

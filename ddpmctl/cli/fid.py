@@ -8,41 +8,66 @@ import typer
 
 from ddpmctl import fid as fidlib
 from ddpmctl.cli.common import (
-    HELP_BATCH,
-    HELP_DEVICE,
-    HELP_JSON,
-    HELP_QUIET,
-    HELP_SEED,
+    at_least,
+    batch_option,
+    choice_option,
+    device_option,
     emit_json,
     err,
-    fail,
+    flag_option,
     handle_errors,
+    json_option,
     progress,
+    quiet_option,
+    seed_option,
 )
 from ddpmctl.device import resolve_device
+from ddpmctl.errors import InputError
 
-
-def _describe(name: str, st: fidlib.Stats, was_stats: bool) -> str:
-    n = f"{st.n} samples" if st.n is not None else "N not recorded"
-    return f"{name} (statistics, {n})" if was_stats else f"{name} ({st.n} samples)"
+HELP_A = "First set (e.g. generated samples): .npy, image folder, stats .npz, or - (stdin)."
+HELP_B = "Second set (the reference), same kinds. Leave out to only compute A's statistics with --save-stats."
+HELP_FEATURES = (
+    "inception (2048-d pool3 of the FID Inception-v3) or raw (the flattened values) "
+    "(default: inception for images, raw for points)."
+)
+HELP_WEIGHTS = (
+    f"Inception weights: pytorch-fid's {fidlib.PYTORCH_FID_FILE} (or a .safetensors / TorchScript file of the same "
+    f"weights) (default: ${fidlib.ENV_WEIGHTS}, the torch hub cache, then the {fidlib.PACKAGE} package)."
+)
+HELP_PREPROCESS = (
+    "pytorch-fid (bilinear resize, 2x-1) or tf (8-bit, TensorFlow-1 resize, (v-128)/128: TTUR, torch-fidelity, "
+    "clean-fid legacy_tensorflow) (default: pytorch-fid, or what a stats file records)."
+)
+HELP_SAVE_STATS = (
+    "Write the statistics (float64 mu, sigma, n, features) of B, or of A when B is left out, to this .npz "
+    "(pytorch-fid / clean-fid format)."
+)
+HELP_KID = "Also compute the Kernel Inception Distance (unbiased, polynomial kernel) over random subsets, with its std."
 
 
 @handle_errors("fid")
 def command(
-    a: str = typer.Argument(..., help="First set (e.g. generated samples): .npy, image folder, stats .npz, or - (stdin).", metavar="A", show_default=False),
-    b: Optional[str] = typer.Argument(None, help="Second set (the reference), same kinds. Leave out to only compute A's statistics with --save-stats.", metavar="[B]", show_default=False),
-    features: Optional[str] = typer.Option(None, "--features", help="inception (2048-d pool3 of the FID Inception-v3) or raw (the flattened values) (default: inception for images, raw for points)."),
-    weights: Optional[str] = typer.Option(None, "--weights", help=f"Inception weights: pytorch-fid's {fidlib.PYTORCH_FID_FILE} (or a .safetensors / TorchScript file of the same weights) (default: ${fidlib.ENV_WEIGHTS}, the torch hub cache, then the {fidlib.PACKAGE} package)."),
-    preprocess: Optional[str] = typer.Option(None, "--preprocess", help="pytorch-fid (bilinear resize, 2x-1) or tf (8-bit, TensorFlow-1 resize, (v-128)/128: TTUR, torch-fidelity, clean-fid legacy_tensorflow) (default: pytorch-fid, or what a stats file records)."),
-    batch: Optional[int] = typer.Option(None, "--batch", help=HELP_BATCH + " (default: 200 on CUDA, 32 on CPU)"),
-    device: str = typer.Option("auto", "--device", help=HELP_DEVICE),
-    save_stats: Optional[str] = typer.Option(None, "--save-stats", help="Write the statistics (float64 mu, sigma, n, features) of B, or of A when B is left out, to this .npz (pytorch-fid / clean-fid format)."),
-    kid: bool = typer.Option(False, "--kid", help="Also compute the Kernel Inception Distance (unbiased, polynomial kernel) over random subsets, with its std."),
-    kid_subsets: int = typer.Option(fidlib.KID_SUBSETS, "--kid-subsets", help="KID: number of subsets."),
-    kid_subset_size: int = typer.Option(fidlib.KID_SUBSET_SIZE, "--kid-subset-size", help="KID: samples per subset (at most the smaller set)."),
-    seed: int = typer.Option(0, "--seed", help=HELP_SEED + " (KID subsets)"),
-    json_out: bool = typer.Option(False, "--json", help=HELP_JSON),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help=HELP_QUIET),
+    a: str = typer.Argument(..., help=HELP_A, metavar="A", show_default=False),
+    b: Optional[str] = typer.Argument(None, help=HELP_B, metavar="[B]", show_default=False),
+    features: Optional[str] = choice_option(None, "--features", fidlib.FEATURES, HELP_FEATURES),
+    weights: Optional[str] = typer.Option(None, "--weights", help=HELP_WEIGHTS),
+    preprocess: Optional[str] = choice_option(None, "--preprocess", fidlib.PREPROCESS, HELP_PREPROCESS),
+    batch: Optional[int] = batch_option(None, "(default: 200 on CUDA, 32 on CPU)"),
+    device: str = device_option(),
+    save_stats: Optional[str] = typer.Option(None, "--save-stats", help=HELP_SAVE_STATS),
+    kid: bool = flag_option("--kid", help=HELP_KID),
+    kid_subsets: int = typer.Option(
+        fidlib.KID_SUBSETS, "--kid-subsets", callback=at_least("--kid-subsets", 1), help="KID: number of subsets."
+    ),
+    kid_subset_size: int = typer.Option(
+        fidlib.KID_SUBSET_SIZE,
+        "--kid-subset-size",
+        callback=at_least("--kid-subset-size", 2),
+        help="KID: samples per subset (at most the smaller set).",
+    ),
+    seed: int = seed_option(0, "(KID subsets)"),
+    json_out: bool = json_option(),
+    quiet: bool = quiet_option(),
 ) -> None:
     """Frechet Inception Distance between two image sets (or point sets), offline.
 
@@ -56,31 +81,19 @@ def command(
 
     Example: ddpmctl fid cifar10_train/ --save-stats cifar10_train.npz && ddpmctl fid samples.npy cifar10_train.npz
     """
+    target = b if b is not None else a  # the set whose statistics --save-stats writes
     if b is None and save_stats is None:
-        fail("give two sets to compare, or one set with --save-stats OUT.npz")
-    if save_stats is not None and not save_stats.lower().endswith(".npz"):
-        fail(f"--save-stats {save_stats}: statistics files end in .npz")
-    target = b if b is not None else a
+        raise InputError("give two sets to compare, or one set with --save-stats OUT.npz")
+    if save_stats is not None and not fidlib.is_stats_file(save_stats):
+        raise InputError(f"--save-stats {save_stats}: statistics files end in .npz")
     if save_stats is not None and fidlib.is_stats_file(target):
-        fail(f"--save-stats: {target} is already a statistics file")
-    if kid and b is None:
-        fail("--kid needs two sets")
-    if kid and (kid_subsets < 1 or kid_subset_size < 2):
-        fail("--kid-subsets must be >= 1 and --kid-subset-size >= 2")
-    if features is not None and features not in fidlib.FEATURES:
-        fail(f"--features: unknown '{features}' (use {' or '.join(fidlib.FEATURES)})")
-    if preprocess is not None and preprocess not in fidlib.PREPROCESS:
-        fail(f"--preprocess: unknown mode '{preprocess}' (use {' or '.join(fidlib.PREPROCESS)})")
-    if batch is not None and batch < 1:
-        fail(f"--batch: must be >= 1, got {batch}")
+        raise InputError(f"--save-stats: {target} is already a statistics file")
     dev = resolve_device(device)
-
     sources = [fidlib.open_source(a)] + ([fidlib.open_source(b)] if b is not None else [])
     total = sum(s.n for s in sources if s.kind != "stats")
     with progress(total or None, "fid features", quiet=quiet) as update:
         result = fidlib.compute(
-            sources[0],
-            sources[1] if b is not None else None,
+            *sources,
             features=features,
             weights=weights,
             preprocess_mode=preprocess,
@@ -89,36 +102,50 @@ def command(
             kid_subsets=kid_subsets if kid else None,
             kid_subset_size=kid_subset_size,
             seed=seed,
-            progress=lambda k: update(k),
+            progress=update,
         )
     saved = result.b if b is not None else result.a
     if save_stats is not None:
         saved.save(save_stats)
+    _warn(result)
+    if json_out:
+        emit_json({**result.as_dict(), "a": a, "b": b, "stats_saved": save_stats})
+        return
+    _print(result, sources)
+    if save_stats is not None:
+        print(f"  wrote {save_stats}: statistics of {saved.n} samples of {target}")
+
+
+def _warn(result: fidlib.FidResult) -> None:
     for w in result.warnings:
         err(f"ddpmctl fid: warning: {w}")
     if result.weights is not None and not result.weights.verified:
         err(
-            f"ddpmctl fid: warning: {result.weights.path}: SHA-256 {result.weights.sha256[:16]}... is not a known file of the "
-            "TF-2015 Inception weights; numbers may not be comparable with other tools"
+            f"ddpmctl fid: warning: {result.weights.path}: SHA-256 {result.weights.sha256[:16]}... is not a known "
+            "file of the TF-2015 Inception weights; numbers may not be comparable with other tools"
         )
 
-    if json_out:
-        out = result.as_dict()
-        out["a"], out["b"] = a, b
-        out["stats_saved"] = save_stats
-        emit_json(out)
-        return
+
+def _describe(source: fidlib.Source, st: fidlib.Stats) -> str:
+    if source.kind == "stats":
+        return f"{source.name} (statistics, {f'{st.n} samples' if st.n is not None else 'N not recorded'})"
+    return f"{source.name} ({st.n} samples)"
+
+
+def _print(result: fidlib.FidResult, sources: list[fidlib.Source]) -> None:
+    """The human-readable report: FID, KID, then what was compared and how."""
     if result.fid is not None:
         print(f"FID {result.fid:.6f}")
     if result.kid_mean is not None:
-        print(f"KID {result.kid_mean:.6f} +- {result.kid_std:.6f} ({result.kid_subsets} subsets of {result.kid_subset_size})")
-    sets = [_describe(s.name, st, s.kind == "stats") for s, st in zip(sources, [result.a, result.b])]
+        print(
+            f"KID {result.kid_mean:.6f} +- {result.kid_std:.6f} "
+            f"({result.kid_subsets} subsets of {result.kid_subset_size})"
+        )
+    sets = [_describe(s, st) for s, st in zip(sources, [result.a, result.b])]
     what = f"{result.features} features, {result.dims}-d"
     if result.preprocess:
         what += f", {result.preprocess} preprocessing"
-    if result.weights is not None:
-        what += f", weights from {result.weights.origin} ({'verified' if result.weights.verified else 'unverified'} sha256 {result.weights.sha256[:8]})"
+    w = result.weights
+    if w is not None:
+        what += f", weights from {w.origin} ({'verified' if w.verified else 'unverified'} sha256 {w.sha256[:8]})"
     print(f"  {' vs '.join(sets)}; {what}")
-    if save_stats is not None:
-        print(f"  wrote {save_stats}: statistics of {saved.n} samples of {target}")
-

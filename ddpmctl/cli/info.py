@@ -10,7 +10,9 @@ from ddpmctl.fileinfo import describe, format_description
 
 @handle_errors("info")
 def command(
-    file: str = typer.Argument(..., help="An .npy array (or - for stdin), an image, a folder, an .npz, or a checkpoint."),
+    file: str = typer.Argument(
+        ..., help="An .npy array (or - for stdin), an image, a folder, an .npz, or a checkpoint."
+    ),
     json_out: bool = typer.Option(False, "--json", help=HELP_JSON),
 ) -> None:
     """Show what a file holds: shape, dtype and value range of an array; size of an image;

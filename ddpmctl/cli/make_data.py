@@ -6,14 +6,25 @@ import contextlib
 import os
 import shutil
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
 import numpy as np
 import typer
 
-from ddpmctl import data, io
-from ddpmctl.cli.common import HELP_JSON, HELP_QUIET, HELP_SEED, emit_json, err, handle_errors, progress, report_stream
+from ddpmctl import datasets, io
+from ddpmctl.cli.common import (
+    emit_json,
+    err,
+    flag_option,
+    handle_errors,
+    json_option,
+    progress,
+    quiet_option,
+    report_stream,
+    seed_option,
+)
 from ddpmctl.errors import InputError, RunError
 from ddpmctl.gmm import GaussianMixture
 
@@ -25,48 +36,93 @@ KIND_HELP = (
     "Data set: triangles, shapes (images); swissroll, moons, gmm, checkerboard (2-D points; gmm any D); "
     "folder DIR (import images)."
 )
+HELP_OUTPUT = (
+    "Output: .npy, .png (a preview grid or scatter plot only), or - (.npy stream on stdout); default: KIND.npy."
+)
+HELP_PREVIEW = "Also write a preview PNG (first 64 images, or a scatter plot of the points)."
+HELP_LABELS = "shapes, moons, gmm: also write the class labels (int64) to OUT.labels.npy."
+HELP_SIZE = "Image size S: images are S x S (4..1024; default: 32)."
+HELP_MIN_AREA = (
+    f"triangles/shapes: smallest triangle area, a fraction of the image (default: {datasets.DEFAULT_MIN_AREA})."
+)
+HELP_MIN_ANGLE = f"triangles/shapes: smallest triangle angle in degrees (default: {datasets.DEFAULT_MIN_ANGLE:g})."
+HELP_SUPERSAMPLE = (
+    f"triangles/shapes: anti-aliasing scan lines per pixel row (x is exact; default: {datasets.DEFAULT_SUPERSAMPLE})."
+)
+HELP_NOISE = "Point sets: std of Gaussian noise added to every point (default: 0)."
+HELP_COMPONENTS = "gmm: number of mixture components (default: 8)."
+HELP_PARAMS = "gmm: where to save the mixture (.npz; default: OUT with .npz; required with -o -)."
+HELP_MIXTURE = "gmm: sample from this saved mixture (.npz) instead of a random one."
+HELP_CHANNELS = "folder: 1 (grayscale) or 3 (RGB) (default: 1 if every image is grayscale, else 3)."
+HELP_SKIP_BAD = "folder: skip unreadable image files (with a warning) instead of stopping."
+# the kinds each kind-specific option applies to
+ONLY_FOR = {
+    "--size": datasets.IMAGE_KINDS + ("folder",),
+    "--min-area": datasets.IMAGE_KINDS,
+    "--min-angle": datasets.IMAGE_KINDS,
+    "--supersample": datasets.IMAGE_KINDS,
+    "--noise": datasets.POINT_KINDS,
+    "--components": ("gmm",),
+    "--dim": ("gmm",),
+    "--params": ("gmm",),
+    "--mixture": ("gmm",),
+    "--channels": ("folder",),
+    "--skip-bad": ("folder",),
+    "--n": datasets.IMAGE_KINDS + datasets.POINT_KINDS,
+}
+LABELLED_KINDS = ("shapes", "moons", "gmm")
 
 
-def _suffixed(output: str, suffix: str) -> str:
-    """x.npy -> x<suffix> (e.g. .labels.npy, .npz)."""
-    return (output[:-4] if output.lower().endswith(".npy") else output) + suffix
+def _n_range(value: int | None) -> int | None:
+    if value is not None and not 1 <= value <= MAX_N:
+        raise typer.BadParameter(f"must be between 1 and {MAX_N}, got {value}", param_hint="'--n'")
+    return value
 
 
-def _check_folder(path: str, option: str) -> None:
-    folder = Path(path).parent
-    if str(folder) and not folder.exists():
-        raise InputError(f"{option} {path}: folder {folder} does not exist")
+@dataclass
+class Outputs:
+    """Where make-data writes: the data (or a picture), and the optional preview, labels and mixture files."""
 
+    output: str
+    kind: str  # npy | png
+    preview: str | None = None
+    labels: str | None = None
+    params: str | None = None
 
-def _only_for(value, option: str, kinds: tuple[str, ...], kind: str) -> None:
-    if value is not None and kind not in kinds:
-        raise InputError(f"{option}: only for {', '.join(kinds)} (not {kind})")
+    @property
+    def to_stdout(self) -> bool:
+        return self.output == io.STDIO
+
+    @property
+    def shown_preview(self) -> str | None:
+        """The picture written: --preview, or the output itself when it is a .png."""
+        return self.preview if self.preview is not None else (self.output if self.kind == "png" else None)
 
 
 @handle_errors("make-data")
 def command(
     kind: str = typer.Argument(..., help=KIND_HELP, metavar="KIND", show_default=False),
-    source: Optional[str] = typer.Argument(None, help="The image folder (make-data folder DIR).", metavar="DIR", show_default=False),
-    n: Optional[int] = typer.Option(None, "--n", "-n", help="Number of samples (default: 10000)."),
-    size: Optional[int] = typer.Option(None, "--size", help="Image size S: images are S x S (4..1024; default: 32)."),
-    seed: int = typer.Option(0, "--seed", help=HELP_SEED),
-    output: Optional[str] = typer.Option(
-        None, "--output", "-o", help="Output: .npy, .png (a preview grid or scatter plot only), or - (.npy stream on stdout); default: KIND.npy."
+    source: Optional[str] = typer.Argument(
+        None, help="The image folder (make-data folder DIR).", metavar="DIR", show_default=False
     ),
-    preview: Optional[str] = typer.Option(None, "--preview", help="Also write a preview PNG (first 64 images, or a scatter plot of the points)."),
-    labels: bool = typer.Option(False, "--labels", help="shapes, moons, gmm: also write the class labels (int64) to OUT.labels.npy."),
-    min_area: Optional[float] = typer.Option(None, "--min-area", help=f"triangles/shapes: smallest triangle area, a fraction of the image (default: {data.DEFAULT_MIN_AREA})."),
-    min_angle: Optional[float] = typer.Option(None, "--min-angle", help=f"triangles/shapes: smallest triangle angle in degrees (default: {data.DEFAULT_MIN_ANGLE:g})."),
-    supersample: Optional[int] = typer.Option(None, "--supersample", help=f"triangles/shapes: anti-aliasing scan lines per pixel row (x is exact; default: {data.DEFAULT_SUPERSAMPLE})."),
-    noise: Optional[float] = typer.Option(None, "--noise", help="Point sets: std of Gaussian noise added to every point (default: 0)."),
-    components: Optional[int] = typer.Option(None, "--components", "-K", help="gmm: number of mixture components (default: 8)."),
+    n: Optional[int] = typer.Option(None, "--n", "-n", callback=_n_range, help="Number of samples (default: 10000)."),
+    size: Optional[int] = typer.Option(None, "--size", help=HELP_SIZE),
+    seed: int = seed_option(),
+    output: Optional[str] = typer.Option(None, "--output", "-o", help=HELP_OUTPUT),
+    preview: Optional[str] = typer.Option(None, "--preview", help=HELP_PREVIEW),
+    labels: bool = flag_option("--labels", help=HELP_LABELS),
+    min_area: Optional[float] = typer.Option(None, "--min-area", help=HELP_MIN_AREA),
+    min_angle: Optional[float] = typer.Option(None, "--min-angle", help=HELP_MIN_ANGLE),
+    supersample: Optional[int] = typer.Option(None, "--supersample", help=HELP_SUPERSAMPLE),
+    noise: Optional[float] = typer.Option(None, "--noise", help=HELP_NOISE),
+    components: Optional[int] = typer.Option(None, "--components", "-K", help=HELP_COMPONENTS),
     dim: Optional[int] = typer.Option(None, "--dim", help="gmm: dimension D (default: 2)."),
-    params: Optional[str] = typer.Option(None, "--params", help="gmm: where to save the mixture (.npz; default: OUT with .npz; required with -o -)."),
-    mixture: Optional[str] = typer.Option(None, "--mixture", help="gmm: sample from this saved mixture (.npz) instead of a random one."),
-    channels: Optional[int] = typer.Option(None, "--channels", help="folder: 1 (grayscale) or 3 (RGB) (default: 1 if every image is grayscale, else 3)."),
-    skip_bad: bool = typer.Option(False, "--skip-bad", help="folder: skip unreadable image files (with a warning) instead of stopping."),
-    json_out: bool = typer.Option(False, "--json", help=HELP_JSON),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help=HELP_QUIET),
+    params: Optional[str] = typer.Option(None, "--params", help=HELP_PARAMS),
+    mixture: Optional[str] = typer.Option(None, "--mixture", help=HELP_MIXTURE),
+    channels: Optional[int] = typer.Option(None, "--channels", help=HELP_CHANNELS),
+    skip_bad: bool = flag_option("--skip-bad", help=HELP_SKIP_BAD),
+    json_out: bool = json_option(),
+    quiet: bool = quiet_option(),
 ) -> None:
     """Make a data set: anti-aliased triangles or shapes, 2-D point sets, a Gaussian mixture, or import an image folder.
 
@@ -81,135 +137,165 @@ def command(
     Example: ddpmctl make-data folder photos/ --size 64 --channels 3 -o faces.npy
     """
     t0 = time.perf_counter()
-    if kind not in data.KINDS:
-        raise InputError(f"{kind}: unknown data set (choose from {', '.join(data.KINDS)})")
+    given = {
+        "--size": size, "--min-area": min_area, "--min-angle": min_angle, "--supersample": supersample,
+        "--noise": noise, "--components": components, "--dim": dim, "--params": params, "--mixture": mixture,
+        "--channels": channels, "--skip-bad": True if skip_bad else None, "--n": n,
+    }  # fmt: skip
+    _check_options(kind, source, given, labels)
+    out = _plan_outputs(kind, output, preview, labels, params, mixture, json_out)
+    if kind == "folder":
+        _folder(source, size if size is not None else 32, channels, skip_bad, out, json_out, quiet, t0)
+        return
+    n = 10_000 if n is None else n
+    spec = _spec(kind, seed, given)
+    gen_seconds = _generate(spec, n, seed, out, quiet)
+    result = {
+        "kind": kind,
+        "n": n,
+        "shape": [n, *spec.sample_shape] if out.kind == "npy" else None,
+        "dtype": "float32",
+        "output": out.output,
+        "seed": seed,
+        "labels": out.labels,
+        "params": out.params,
+        "mixture": mixture,
+        "preview": out.shown_preview,
+        "seconds": round(time.perf_counter() - t0, 4),
+        "per_second": round(n / gen_seconds, 1) if gen_seconds else None,  # generate + write
+    }
+    _report(json_out, out.to_stdout, quiet, result)
+
+
+def _check_options(kind: str, source: str | None, given: dict, labels: bool) -> None:
+    """The data set exists, its folder is given (only for folder), every option given applies to it."""
+    if kind not in datasets.KINDS:
+        raise InputError(f"{kind}: unknown data set (choose from {', '.join(datasets.KINDS)})")
     if kind == "folder" and source is None:
         raise InputError("folder: give the image folder: make-data folder DIR --size S")
     if kind != "folder" and source is not None:
         raise InputError(f"{source}: unexpected argument ({kind} takes no DIR)")
-    image_kinds = data.IMAGE_KINDS
-    _only_for(size, "--size", image_kinds + ("folder",), kind)
-    for value, option in ((min_area, "--min-area"), (min_angle, "--min-angle"), (supersample, "--supersample")):
-        _only_for(value, option, image_kinds, kind)
-    _only_for(noise, "--noise", data.POINT_KINDS, kind)
-    for value, option in ((components, "--components"), (dim, "--dim"), (params, "--params"), (mixture, "--mixture")):
-        _only_for(value, option, ("gmm",), kind)
-    _only_for(channels, "--channels", ("folder",), kind)
-    _only_for(True if skip_bad else None, "--skip-bad", ("folder",), kind)
-    _only_for(n if kind == "folder" else None, "--n", data.IMAGE_KINDS + data.POINT_KINDS, kind)
-    if labels and kind not in ("shapes", "moons", "gmm"):
+    for option, value in given.items():
+        if value is not None and kind not in ONLY_FOR[option]:
+            raise InputError(f"{option}: only for {', '.join(ONLY_FOR[option])} (not {kind})")
+    if labels and kind not in LABELLED_KINDS:
         raise InputError(f"--labels: {kind} has no class labels (shapes, moons and gmm have)")
-    if mixture is not None and (components is not None or dim is not None):
+    if given["--mixture"] is not None and (given["--components"] is not None or given["--dim"] is not None):
         raise InputError("--mixture: the mixture fixes the components and the dimension; drop --components/--dim")
 
-    output = output if output is not None else f"{kind}.npy"
-    out_kind = io.output_kind(output)
-    if out_kind == "folder":
-        raise InputError(f"-o {output}: make-data writes .npy, .png or - (stdout)")
-    to_stdout = output == io.STDIO
-    if json_out and to_stdout:
+
+def _suffixed(output: str, suffix: str) -> str:
+    """x.npy -> x<suffix> (e.g. .labels.npy, .npz)."""
+    return (output[:-4] if output.lower().endswith(".npy") else output) + suffix
+
+
+def _plan_outputs(kind, output, preview, labels: bool, params, mixture, json_out: bool) -> Outputs:
+    """The files to write, checked before any work: formats, combinations, existing folders."""
+    out = Outputs(output if output is not None else f"{kind}.npy", "npy", preview, None, params)
+    out.kind = io.output_kind(out.output)
+    if out.kind == "folder":
+        raise InputError(f"-o {out.output}: make-data writes .npy, .png or - (stdout)")
+    if json_out and out.to_stdout:
         raise InputError("--json: not with -o - (stdout carries the data)")
     if preview is not None and not preview.lower().endswith(".png"):
         raise InputError(f"--preview {preview}: must be a .png file")
-    if labels and (out_kind != "npy" or to_stdout):
+    if labels and (out.kind != "npy" or out.to_stdout):
         raise InputError("--labels: needs an .npy file output (-o OUT.npy) to put OUT.labels.npy beside")
-    labels_path = _suffixed(output, ".labels.npy") if labels else None
-    if kind == "gmm" and params is None and mixture is None and out_kind == "npy":
-        if to_stdout:
-            raise InputError("--params: with -o - give --params FILE.npz for the mixture (or sample a saved one with --mixture)")
-        params = _suffixed(output, ".npz")
-    if params is not None and not params.lower().endswith(".npz"):
-        raise InputError(f"--params {params}: must be a .npz file")
-    for path, option in ((output, "-o"), (preview, "--preview"), (labels_path, "--labels"), (params, "--params")):
-        if path is not None and path != io.STDIO:
-            _check_folder(path, option)
-    n_value = 10_000 if n is None else n
-    if kind != "folder" and not 1 <= n_value <= MAX_N:
-        raise InputError(f"--n: must be between 1 and {MAX_N}, got {n_value}")
+    out.labels = _suffixed(out.output, ".labels.npy") if labels else None
+    if kind == "gmm" and params is None and mixture is None and out.kind == "npy":
+        if out.to_stdout:
+            raise InputError(
+                "--params: with -o - give --params FILE.npz for the mixture (or sample a saved one with --mixture)"
+            )
+        out.params = _suffixed(out.output, ".npz")
+    if out.params is not None and not out.params.lower().endswith(".npz"):
+        raise InputError(f"--params {out.params}: must be a .npz file")
+    for path, option in (
+        (out.output, "-o"),
+        (preview, "--preview"),
+        (out.labels, "--labels"),
+        (out.params, "--params"),
+    ):
+        folder = Path(path).parent if path is not None and path != io.STDIO else None
+        if folder is not None and str(folder) and not folder.exists():
+            raise InputError(f"{option} {path}: folder {folder} does not exist")
+    return out
 
-    if kind == "folder":
-        _folder(source, size if size is not None else 32, channels, skip_bad, output, out_kind, preview, json_out, quiet, t0)
-        return
 
-    loaded = GaussianMixture.load(mixture) if mixture is not None else None
-    spec = data.spec(
+def _spec(kind: str, seed: int, given: dict) -> datasets.Spec:
+    """The data set ``kind`` with the options given and the defaults for the others."""
+
+    def value(option: str, default):
+        return default if given[option] is None else given[option]
+
+    mixture = given["--mixture"]
+    return datasets.spec(
         kind,
         seed,
-        size=32 if size is None else size,
-        min_area=data.DEFAULT_MIN_AREA if min_area is None else min_area,
-        min_angle=data.DEFAULT_MIN_ANGLE if min_angle is None else min_angle,
-        supersample=data.DEFAULT_SUPERSAMPLE if supersample is None else supersample,
-        noise=0.0 if noise is None else noise,
-        components=8 if components is None else components,
-        dim=2 if dim is None else dim,
-        mixture=loaded,
+        size=value("--size", 32),
+        min_area=value("--min-area", datasets.DEFAULT_MIN_AREA),
+        min_angle=value("--min-angle", datasets.DEFAULT_MIN_ANGLE),
+        supersample=value("--supersample", datasets.DEFAULT_SUPERSAMPLE),
+        noise=value("--noise", 0.0),
+        components=value("--components", 8),
+        dim=value("--dim", 2),
+        mixture=GaussianMixture.load(mixture) if mixture is not None else None,
     )
-    shape = (n_value,) + spec.sample_shape
-    if out_kind == "npy" and not to_stdout:
-        need = int(np.prod(shape, dtype=np.float64)) * 4 + 128
-        free = shutil.disk_usage(Path(output).parent if str(Path(output).parent) else ".").free
-        if need > free:
-            raise RunError(f"-o {output}: needs {need / 1e9:.2f} GB, only {free / 1e9:.2f} GB free")
 
+
+def _generate(spec: datasets.Spec, n: int, seed: int, out: Outputs, quiet: bool) -> float | None:
+    """Write the data set and its extra files, all or nothing; returns the seconds spent generating
+    and writing the data (None for a picture only)."""
+    shape = (n,) + spec.sample_shape
+    if out.kind == "npy" and not out.to_stdout:
+        need = int(np.prod(shape, dtype=np.float64)) * 4 + 128
+        free = shutil.disk_usage(Path(out.output).parent if str(Path(out.output).parent) else ".").free
+        if need > free:
+            raise RunError(f"-o {out.output}: needs {need / 1e9:.2f} GB, only {free / 1e9:.2f} GB free")
     written: list[str] = []
-    gen_seconds = None
-    try:
-        if out_kind == "png":  # a picture only: generate just what it shows (the same first samples)
-            count = min(n_value, PREVIEW_IMAGES if spec.is_images else SCATTER_POINTS)
-            first, _ = _collect(data.iter_chunks(spec, count, seed))
-            _save_preview(output, first)
-            written.append(output)
-            head = None
+    gen_seconds = head = None
+    with _all_or_nothing(written):
+        if out.kind == "png":  # a picture only: generate just what it shows (the same first samples)
+            count = min(n, PREVIEW_IMAGES if spec.is_images else SCATTER_POINTS)
+            _save_preview(out.output, _collect(datasets.iter_chunks(spec, count, seed)))
+            written.append(out.output)
         else:
             t_gen = time.perf_counter()
-            head, label_parts = _write_stream(spec, n_value, seed, output, labels, quiet)
+            head, label_parts = _write_stream(spec, n, seed, out.output, out.labels is not None, quiet)
             gen_seconds = time.perf_counter() - t_gen
-            if not to_stdout:
-                written.append(output)
-            if labels_path is not None:
-                io.save_npy(labels_path, np.concatenate(label_parts))
-                written.append(labels_path)
-        if params is not None:
-            spec.mixture.save(params)
-            written.append(params)
-        if preview is not None:
-            if head is None or (not spec.is_images and len(head) < min(n_value, SCATTER_POINTS)):
-                head, _ = _collect(data.iter_chunks(spec, min(n_value, SCATTER_POINTS), seed))
-            _save_preview(preview, head)
-            written.append(preview)
+            if not out.to_stdout:
+                written.append(out.output)
+            if out.labels is not None:
+                io.save_npy(out.labels, np.concatenate(label_parts))
+                written.append(out.labels)
+        if out.params is not None:
+            spec.mixture.save(out.params)
+            written.append(out.params)
+        if out.preview is not None:
+            if head is None or (not spec.is_images and len(head) < min(n, SCATTER_POINTS)):
+                head = _collect(datasets.iter_chunks(spec, min(n, SCATTER_POINTS), seed))
+            _save_preview(out.preview, head)
+            written.append(out.preview)
+    return gen_seconds
+
+
+@contextlib.contextmanager
+def _all_or_nothing(written: list[str]):
+    """On any error (Ctrl-C too) remove the files already written, then re-raise."""
+    try:
+        yield
     except BaseException:
-        for path in written:  # all or nothing
+        for path in written:
             with contextlib.suppress(OSError):
                 os.unlink(path)
         raise
-    seconds = time.perf_counter() - t0
-    _report(
-        json_out,
-        to_stdout,
-        quiet,
-        {
-            "kind": kind,
-            "n": n_value,
-            "shape": list(shape) if out_kind == "npy" else None,
-            "dtype": "float32",
-            "output": output,
-            "seed": seed,
-            "labels": labels_path,
-            "params": params,
-            "mixture": mixture,
-            "preview": preview if preview is not None else (output if out_kind == "png" else None),
-            "seconds": round(seconds, 4),
-            "per_second": round(n_value / gen_seconds, 1) if gen_seconds else None,  # generate + write
-        },
-    )
 
 
-def _collect(chunks) -> tuple[np.ndarray, np.ndarray | None]:
-    parts = list(chunks)
-    return np.concatenate([p[0] for p in parts]), None
+def _collect(chunks) -> np.ndarray:
+    return np.concatenate([p[0] for p in chunks])
 
 
-def _write_stream(spec: data.Spec, n: int, seed: int, output: str, want_labels: bool, quiet: bool):
+def _write_stream(spec: datasets.Spec, n: int, seed: int, output: str, want_labels: bool, quiet: bool):
     """Generate and write in chunks; returns (the first samples for a preview, label chunks)."""
     head_count = PREVIEW_IMAGES if spec.is_images else SCATTER_POINTS
     head: list[np.ndarray] = []
@@ -217,7 +303,7 @@ def _write_stream(spec: data.Spec, n: int, seed: int, output: str, want_labels: 
     label_parts: list[np.ndarray] = []
     with progress(n, f"make-data {spec.kind}", quiet=quiet) as update:
         with io.NpyStreamWriter(output, (n,) + spec.sample_shape, np.float32) as out:
-            for x, lab in data.iter_chunks(spec, n, seed):
+            for x, lab in datasets.iter_chunks(spec, n, seed):
                 out.write(x)
                 if have < head_count:
                     head.append(x[: head_count - have].copy())
@@ -235,50 +321,40 @@ def _save_preview(path: str, x: np.ndarray) -> None:
         io.save_scatter(path, x[:SCATTER_POINTS])
 
 
-def _folder(source, size, channels, skip_bad, output, out_kind, preview, json_out, quiet, t0) -> None:
-    files = data.folder_files(source)
+def _folder(source, size: int, channels, skip_bad: bool, out: Outputs, json_out: bool, quiet: bool, t0: float) -> None:
+    files = datasets.folder_files(source)
     with progress(len(files), "make-data folder", quiet=quiet) as update:
-        x, info = data.import_folder(source, size, channels=channels, skip_bad=skip_bad, progress=update)
-    for f, why in info.skipped:
+        x, info = datasets.import_folder(source, size, channels=channels, skip_bad=skip_bad, progress=update)
+    for _, why in info.skipped:
         err(f"ddpmctl make-data: warning: skipped {why}")
     written: list[str] = []
-    try:
-        if out_kind == "png":
-            _save_preview(output, x)
+    with _all_or_nothing(written):
+        if out.kind == "png":
+            _save_preview(out.output, x)
         else:
-            io.save_npy(output, x)
-        if output != io.STDIO:
-            written.append(output)
-        if preview is not None:
-            _save_preview(preview, x)
-    except BaseException:
-        for path in written:
-            with contextlib.suppress(OSError):
-                os.unlink(path)
-        raise
-    seconds = time.perf_counter() - t0
-    _report(
-        json_out,
-        output == io.STDIO,
-        quiet,
-        {
-            "kind": "folder",
-            "source": str(source),
-            "n": int(x.shape[0]),
-            "shape": list(x.shape),
-            "dtype": "float32",
-            "channels": info.channels,
-            "output": output,
-            "preview": preview if preview is not None else (output if out_kind == "png" else None),
-            "skipped": [str(f) for f, _ in info.skipped],
-            "seconds": round(seconds, 4),
-        },
-    )
+            io.save_npy(out.output, x)
+        if not out.to_stdout:
+            written.append(out.output)
+        if out.preview is not None:
+            _save_preview(out.preview, x)
+    result = {
+        "kind": "folder",
+        "source": str(source),
+        "n": int(x.shape[0]),
+        "shape": list(x.shape),
+        "dtype": "float32",
+        "channels": info.channels,
+        "output": out.output,
+        "preview": out.shown_preview,
+        "skipped": [str(f) for f, _ in info.skipped],
+        "seconds": round(time.perf_counter() - t0, 4),
+    }
+    _report(json_out, out.to_stdout, quiet, result)
 
 
 def _report(json_out: bool, to_stdout: bool, quiet: bool, result: dict) -> None:
     if json_out:
-        emit_json({k: v for k, v in result.items()})
+        emit_json(result)
         return
     if to_stdout:  # stdout carries the data: silent on success, like any filter
         return
@@ -288,7 +364,10 @@ def _report(json_out: bool, to_stdout: bool, quiet: bool, result: dict) -> None:
         shape = " x ".join(str(s) for s in result["shape"])
         rate = f", {result['per_second']:,.0f}/s" if result.get("per_second") else ""
         where = "stdout" if to_stdout else result["output"]
-        print(f"wrote {where}: {what}, {shape} float32, seed {result.get('seed', '-')}, {result['seconds']:.2f} s{rate}", file=stream)
+        print(
+            f"wrote {where}: {what}, {shape} float32, seed {result.get('seed', '-')}, {result['seconds']:.2f} s{rate}",
+            file=stream,
+        )
     for key, label in (("labels", "labels"), ("params", "mixture"), ("preview", "preview")):
         if result.get(key):
             print(f"wrote {result[key]}: {label}", file=stream)

