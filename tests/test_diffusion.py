@@ -64,7 +64,8 @@ def test_sequential_chain_matches_closed_form_marginal():
 def test_denoiser_counts_nfe_and_clips():
     p = VPSDE()
     d = Denoiser(lambda x, c: torch.zeros_like(x), p, "x0", clip=(-0.5, 0.5))
-    x = torch.randn(4, 2, dtype=torch.float64)
+    # a fixed draw: the relative check below fails by chance where an eps component is near 0
+    x = torch.randn(4, 2, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
     out = d(x, 0.3)
     assert d.nfe == 1
     assert torch.all(out.x0 == 0)
