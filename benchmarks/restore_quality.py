@@ -68,9 +68,12 @@ def per_image(fn, images):
 def biharmonic(y, op, sigma):
     restoration = optional("skimage.restoration")
     missing = op.mask.expand(y.shape).numpy() < 0.5
-    return np.stack([
-        np.stack([restoration.inpaint_biharmonic(y[i, c], missing[i, c]) for c in range(y.shape[1])]) for i in range(len(y))
-    ]).astype(np.float32)
+    return np.stack(
+        [
+            np.stack([restoration.inpaint_biharmonic(y[i, c], missing[i, c]) for c in range(y.shape[1])])
+            for i in range(len(y))
+        ]
+    ).astype(np.float32)
 
 
 def bm3d_denoise(y, op, sigma):
@@ -87,7 +90,9 @@ def bicubic(y, op, sigma):
     from PIL import Image
 
     h, w = op.x_shape[1:]
-    return per_image(lambda im: np.asarray(Image.fromarray(im.astype(np.float32), mode="F").resize((w, h), Image.BICUBIC)), y)
+    return per_image(
+        lambda im: np.asarray(Image.fromarray(im.astype(np.float32), mode="F").resize((w, h), Image.BICUBIC)), y
+    )
 
 
 def nearest(y, op, sigma):
@@ -116,10 +121,15 @@ def richardson_lucy(y, op, sigma, iterations):
 
 BASELINES = {
     "inpaint": [("biharmonic", biharmonic, "skimage", None)],
-    "denoise": [("bm3d", bm3d_denoise, "bm3d", None), ("tv", tv, "skimage", ("weight", [0.02, 0.05, 0.08, 0.1, 0.15, 0.2, 0.3]))],
+    "denoise": [
+        ("bm3d", bm3d_denoise, "bm3d", None),
+        ("tv", tv, "skimage", ("weight", [0.02, 0.05, 0.08, 0.1, 0.15, 0.2, 0.3])),
+    ],
     "sr": [("bicubic", bicubic, None, None), ("nearest", nearest, None, None)],
-    "deblur": [("wiener", wiener, None, ("balance", [1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2])),
-               ("richardson-lucy", richardson_lucy, None, ("iterations", [10, 30, 100, 300, 1000]))],
+    "deblur": [
+        ("wiener", wiener, None, ("balance", [1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2])),
+        ("richardson-lucy", richardson_lucy, None, ("iterations", [10, 30, 100, 300, 1000])),
+    ],
 }
 
 
@@ -132,17 +142,25 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("checkpoint")
     ap.add_argument("--n", type=int, default=100)
-    ap.add_argument("--data-seed", type=int, default=12345, help="seed of the held-out triangles (not the training seed)")
+    ap.add_argument(
+        "--data-seed", type=int, default=12345, help="seed of the held-out triangles (not the training seed)"
+    )
     ap.add_argument("--tasks", default=",".join(TASKS))
     ap.add_argument("--methods", default="ddnm,dps,repaint,sdedit")
-    ap.add_argument("--steps", type=int, default=None, help="steps for every diffusion method (default: each method's own)")
+    ap.add_argument(
+        "--steps", type=int, default=None, help="steps for every diffusion method (default: each method's own)"
+    )
     ap.add_argument("--dps-steps", type=int, default=None)
     ap.add_argument("--zeta", type=float, default=None, help="DPS step size (default: restore's per task)")
     ap.add_argument("--batch", type=int, default=100)
     ap.add_argument("--device", default="auto")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--samples", type=int, default=1,
-                    help="also run each diffusion method as the mean of this many restorations (restore --samples)")
+    ap.add_argument(
+        "--samples",
+        type=int,
+        default=1,
+        help="also run each diffusion method as the mean of this many restorations (restore --samples)",
+    )
     ap.add_argument("--json", default=None, help="also write the results here")
     args = ap.parse_args()
 
@@ -151,7 +169,9 @@ def main() -> None:
     c, h, w = model.data_shape
     truth, _ = datasets.make("triangles", args.n + 10, seed=args.data_seed, size=h)
     truth, valid = truth[: args.n], truth[args.n :]
-    print(f"checkpoint {args.checkpoint} ({model.process.describe()}), {args.n} held-out triangles {h}x{w}, device {dev}")
+    print(
+        f"checkpoint {args.checkpoint} ({model.process.describe()}), {args.n} held-out triangles {h}x{w}, device {dev}"
+    )
     rows = []
     methods = args.methods.split(",")
     for task in args.tasks.split(","):
@@ -187,24 +207,56 @@ def main() -> None:
                 continue
             steps = args.dps_steps if (method == "dps" and args.dps_steps) else args.steps
             for k in sorted({1, args.samples}):
-                x, info = restore(model, y, op, sigma, method, steps, zeta=args.zeta, seed=args.seed, batch=args.batch,
-                                  device=dev, samples=k)
+                x, info = restore(
+                    model,
+                    y,
+                    op,
+                    sigma,
+                    method,
+                    steps,
+                    zeta=args.zeta,
+                    seed=args.seed,
+                    batch=args.batch,
+                    device=dev,
+                    samples=k,
+                )
                 p, s = score(x, truth)
                 label = method if k == 1 else f"{method} mean of {k}"
-                rows.append({"task": task, "method": label, "psnr": p, "ssim": s, "samples": k,
-                             "seconds_per_image": info["seconds_per_image"], "steps": info["steps"], "nfe": info["nfe"]})
-                print(f"  {label:18s} PSNR {p:6.2f} dB  SSIM {s:.3f}  {info['seconds_per_image'] * 1e3:9.2f} ms/image  "
-                      f"({info['nfe']} NFE{' x ' + str(k) if k > 1 else ''}{', zeta ' + str(info['zeta']) if 'zeta' in info else ''})")
+                rows.append(
+                    {
+                        "task": task,
+                        "method": label,
+                        "psnr": p,
+                        "ssim": s,
+                        "samples": k,
+                        "seconds_per_image": info["seconds_per_image"],
+                        "steps": info["steps"],
+                        "nfe": info["nfe"],
+                    }
+                )
+                print(
+                    f"  {label:18s} PSNR {p:6.2f} dB  SSIM {s:.3f}  {info['seconds_per_image'] * 1e3:9.2f} ms/image  "
+                    f"({info['nfe']} NFE{' x ' + str(k) if k > 1 else ''}"
+                    f"{', zeta ' + str(info['zeta']) if 'zeta' in info else ''})"
+                )
     print("\nbest diffusion method vs best classical baseline (PSNR, dB):")
     for task in args.tasks.split(","):
         diff = [r for r in rows if r["task"] == task and "samples" in r and r.get("psnr") is not None]
-        base = [r for r in rows if r["task"] == task and "samples" not in r and r["method"] != "observation"
-                and r.get("psnr") is not None]
+        base = [
+            r
+            for r in rows
+            if r["task"] == task and "samples" not in r and r["method"] != "observation" and r.get("psnr") is not None
+        ]
         if diff and base:
             bd, bb = max(diff, key=lambda r: r["psnr"]), max(base, key=lambda r: r["psnr"])
-            print(f"  {task:8s} {bd['method']} {bd['psnr']:.2f} vs {bb['method']} {bb['psnr']:.2f}: {bd['psnr'] - bb['psnr']:+.2f}")
+            print(
+                f"  {task:8s} {bd['method']} {bd['psnr']:.2f} vs {bb['method']} {bb['psnr']:.2f}: "
+                f"{bd['psnr'] - bb['psnr']:+.2f}"
+            )
     if args.json:
-        Path(args.json).write_text(json.dumps({"checkpoint": args.checkpoint, "n": args.n, "rows": rows}, indent=2) + "\n")
+        Path(args.json).write_text(
+            json.dumps({"checkpoint": args.checkpoint, "n": args.n, "rows": rows}, indent=2) + "\n"
+        )
 
 
 if __name__ == "__main__":

@@ -200,7 +200,8 @@ def exact_benchmark(args, process_kind: str) -> None:
     print(f"exact samples (floor)        SW1 {bench.floor:.5f} +- {bench.floor_se:.5f}")
     base = bench.run({"sampler": "ddpm"}, 1000, goal_seeds)
     b_sw, b_se = base["sw1"]
-    print(f"ddpm 1000 steps (1000 NFE)   SW1 {b_sw:.5f} +- {b_se:.5f}  excess {b_sw - bench.floor:+.5f} +- {np.hypot(b_se, bench.floor_se):.5f}")
+    excess, excess_se = b_sw - bench.floor, np.hypot(b_se, bench.floor_se)
+    print(f"ddpm 1000 steps (1000 NFE)   SW1 {b_sw:.5f} +- {b_se:.5f}  excess {excess:+.5f} +- {excess_se:.5f}")
     for label, opts, steps in (
         ("ode dpm++3m 20 steps", {"sampler": "ode", "solver": "dpm++3m"}, 20),
         ("ode dpm++2m 20 steps", {"sampler": "ode", "solver": "dpm++2m"}, 20),
@@ -238,11 +239,17 @@ def checkpoint_benchmark(args) -> None:
             return f"{sliced_wasserstein(x, ref, n_proj=N_PROJ):.4f}"
         from ddpmctl import fid
 
-        a, b = fid.stats_of(x.reshape(len(x), -1).astype(np.float64)), fid.stats_of(ref.reshape(len(ref), -1).astype(np.float64))
+        a, b = (
+            fid.stats_of(x.reshape(len(x), -1).astype(np.float64)),
+            fid.stats_of(ref.reshape(len(ref), -1).astype(np.float64)),
+        )
         return f"{fid.frechet_distance(a.mu, a.sigma, b.mu, b.sigma):.3f}"
 
     measure = "SW1" if model.data_kind == "points" else "FD-raw"
-    print(f"\n## checkpoint {args.checkpoint}: {model.process.describe()}, {model.data_kind} {model.data_shape}, n = {args.n}, device {dev}")
+    print(
+        f"\n## checkpoint {args.checkpoint}: {model.process.describe()}, {model.data_kind} {model.data_shape}, "
+        f"n = {args.n}, device {dev}"
+    )
     widths = (18, 6, 6, 9, 10)
     print(fmt_row(("sampler", "steps", "NFE", measure, "ms/sample"), widths))
     plan = [
@@ -265,7 +272,19 @@ def checkpoint_benchmark(args) -> None:
             t0 = time.perf_counter()
             x, info = generate(model, n=args.n, batch=args.batch, seed=0, steps=steps or None, **opts)
             dt = time.perf_counter() - t0
-            print(fmt_row((label, "-" if info["solver"] == "rk45" else info["steps"], info["nfe"], quality(x), f"{1000 * dt / args.n:.2f}"), widths), flush=True)
+            print(
+                fmt_row(
+                    (
+                        label,
+                        "-" if info["solver"] == "rk45" else info["steps"],
+                        info["nfe"],
+                        quality(x),
+                        f"{1000 * dt / args.n:.2f}",
+                    ),
+                    widths,
+                ),
+                flush=True,
+            )
 
 
 def main(argv=None) -> int:
@@ -273,7 +292,9 @@ def main(argv=None) -> int:
     ap.add_argument("checkpoint", nargs="?", help="a trained checkpoint to benchmark too")
     ap.add_argument("--data", help="reference data for the checkpoint's quality (.npy)")
     ap.add_argument("--mixture", help="a mixture .npz for the exact model [default: a random 6-component 2-d mixture]")
-    ap.add_argument("--process", default="vp,ve,ddpm", help="processes of the exact model, comma-separated [vp,ve,ddpm]")
+    ap.add_argument(
+        "--process", default="vp,ve,ddpm", help="processes of the exact model, comma-separated [vp,ve,ddpm]"
+    )
     ap.add_argument("--n", type=int, default=None, help="samples per run [exact: 10000 (quick 4000); checkpoint: 256]")
     ap.add_argument("--nfe", default="10,20,50,100,1000", help="NFE budgets of the table [10,20,50,100,1000]")
     ap.add_argument("--seeds", type=int, default=3, help="seeds per table row [3]")

@@ -200,7 +200,9 @@ def clean_features(images: np.ndarray) -> tuple[float, dict, np.ndarray]:
     return len(feats) / max(len(images), 1), reasons, np.array(feats).reshape(-1, len(FEATURES))
 
 
-def _judge(img: np.ndarray, tri: np.ndarray, resid: np.ndarray, regions: int, tol: float = TOL) -> tuple[bool, str, float]:
+def _judge(
+    img: np.ndarray, tri: np.ndarray, resid: np.ndarray, regions: int, tol: float = TOL
+) -> tuple[bool, str, float]:
     """Criteria 2-4 against the fitted triangle. Pixels 2+ pixels away from the triangle's
     anti-aliased edge must be within tol of the triangle (0 or 1): no specks, no halo; every pixel
     within MAX_RESID; the edge pixels' RMS residual within EDGE_RMS (straight sides).

@@ -15,8 +15,9 @@ With the marginal ``x_t = alpha_t x_0 + sigma_t eps`` of any process (``ddpmctl.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 import torch
@@ -142,11 +143,10 @@ def from_eps_x0(eps: torch.Tensor, x0: torch.Tensor, alpha, sigma, prediction: s
 
 @dataclass
 class Prediction:
+    """The denoiser's output at (x_t, t): predicted noise and data (score = -eps / sigma_t)."""
+
     eps: torch.Tensor
     x0: torch.Tensor
-
-    def score(self, sigma: torch.Tensor) -> torch.Tensor:
-        return -self.eps / _bcast(sigma, self.eps)
 
 
 class Denoiser:
@@ -175,7 +175,7 @@ class Denoiser:
         prediction: str = "eps",
         clip: tuple[float, float] | None = None,
         conditioning: str = "c_noise",
-        guide: "Denoiser | None" = None,
+        guide: Denoiser | None = None,
         guidance: float = 1.0,
     ):
         self.net = net
@@ -190,7 +190,7 @@ class Denoiser:
         self.guidance = 1.0
         self.set_guide(guide, guidance)
 
-    def set_guide(self, guide: "Denoiser | None", guidance: float) -> "Denoiser":
+    def set_guide(self, guide: Denoiser | None, guidance: float) -> Denoiser:
         """Turn on autoguidance by ``guide`` with weight ``guidance`` (off for None or w = 1)."""
         if guide is not None and guide.clip is not None:
             raise ValueError("the guide denoiser must not clip (the guided x0 is clipped)")
@@ -203,6 +203,16 @@ class Denoiser:
         self._x0_prev = None
         if self.guide is not None:
             self.guide.reset()
+
+    @contextlib.contextmanager
+    def uncounted(self) -> Iterator[Denoiser]:
+        """Evaluations inside the block are not counted in ``nfe`` (bookkeeping such as a
+        trajectory's x0, not part of a sampler's cost)."""
+        nfe = self.nfe
+        try:
+            yield self
+        finally:
+            self.nfe = nfe
 
     def __call__(self, x: torch.Tensor, t) -> Prediction:
         t = torch.as_tensor(t, dtype=torch.float64)
@@ -267,7 +277,8 @@ def forward_noise(
 ) -> np.ndarray:
     """Noise data (in data units) to several times with one eps per sample:
     returns (N, K, ...) in data units (x_t mapped back with ``normalization.to_data``)."""
-    x = normalization.to_model(torch.from_numpy(np.array(x0, dtype=np.float64)))  # a copy: inputs may be read-only memory maps
+    # a copy: inputs may be read-only memory maps
+    x = normalization.to_model(torch.from_numpy(np.array(x0, dtype=np.float64)))
     eps = torch.randn(x.shape, generator=generator, dtype=torch.float64)
     outs = [normalization.to_data(q_sample(process, x, t, eps)) for t in times]
     return torch.stack(outs, dim=1).to(torch.float32).numpy()

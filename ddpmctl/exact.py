@@ -41,7 +41,7 @@ class ExactGMM:
     """The exact noise predictor of a Gaussian mixture under ``process``.
 
     Quacks like ``checkpoint.LoadedModel`` (``process``, ``prediction``, ``normalization``,
-    ``data_kind``, ``data_shape``, ``meta``, ``denoiser()``), so ``samplers.generate`` and
+    ``data_kind``, ``data_shape``, ``meta``, ``denoiser()``), so ``sampling.generate`` and
     ``ddpmctl sample`` take either. Computes in float64 on ``device``.
     """
 
@@ -75,7 +75,7 @@ class ExactGMM:
             "process": process.to_dict() if process.kind != "ddpm" else {"kind": "ddpm", "T": process.T},
         }
 
-    def to(self, device: str | torch.device) -> "ExactGMM":
+    def to(self, device: str | torch.device) -> ExactGMM:
         self.device = torch.device(device)
         self._t = {k: torch.as_tensor(v, dtype=torch.float64, device=self.device) for k, v in self._np.items()}
         return self
@@ -161,7 +161,8 @@ class ExactGMM:
         return Denoiser(self, self.process, "eps", clip=None, conditioning="t")
 
     def describe(self) -> str:
-        return f"exact model of a {self.mixture.k}-component Gaussian mixture in {self.mixture.dim}-d, {self.process.describe()}"
+        m = self.mixture
+        return f"exact model of a {m.k}-component Gaussian mixture in {m.dim}-d, {self.process.describe()}"
 
 
 # --------------------------------------------------------------------------------------------
@@ -194,7 +195,9 @@ def _mixture_quantiles(mixture: GaussianMixture, theta: np.ndarray, levels: np.n
     return out
 
 
-N_PROJ = 256  # directions of the sliced distance: a fixed set (seed 0), large enough that their choice adds little noise
+N_PROJ = (
+    256  # directions of the sliced distance: a fixed set (seed 0), large enough that their choice adds little noise
+)
 _QUANTILE_CACHE: dict = {}
 
 
@@ -250,8 +253,16 @@ def mixture_quality(samples: np.ndarray, mixture: GaussianMixture, n_proj: int =
     finite = np.isfinite(x).all(1)
     x = x[finite]
     if len(x) == 0:
-        return {"weight_error": float("inf"), "mean_error": float("inf"), "cov_error": float("inf"),
-                "swd": float("inf"), "swd_floor": 0.0, "mmd2": float("inf"), "nonfinite": int((~finite).sum()), "n": 0}
+        return {
+            "weight_error": float("inf"),
+            "mean_error": float("inf"),
+            "cov_error": float("inf"),
+            "swd": float("inf"),
+            "swd_floor": 0.0,
+            "mmd2": float("inf"),
+            "nonfinite": int((~finite).sum()),
+            "n": 0,
+        }
     r = _responsibilities(x, mixture)  # (n, K)
     w_hat = r.mean(0)
     mu_hat = (r.T @ x) / np.maximum(r.sum(0)[:, None], 1e-300)
@@ -313,7 +324,11 @@ def mmd2(samples: np.ndarray, mixture: GaussianMixture, scales=(0.5, 1.0, 2.0), 
             pair_sums[k] += float(torch.exp(d2 / (-2 * h2)).sum())
     total = 0.0
     for k, h2 in enumerate(h2s):
-        e_pp = sum(w[a] * w[b] * kernel_mean(mu[a][None], mu[b], cov[a] + cov[b], h2)[0] for a in range(mixture.k) for b in range(mixture.k))
+        e_pp = sum(
+            w[a] * w[b] * kernel_mean(mu[a][None], mu[b], cov[a] + cov[b], h2)[0]
+            for a in range(mixture.k)
+            for b in range(mixture.k)
+        )
         e_qp = sum(w[a] * kernel_mean(x, mu[a], cov[a], h2) for a in range(mixture.k)).mean()
         e_qq = 2 * pair_sums[k] / (n * (n - 1))
         total += e_qq - 2 * e_qp + e_pp

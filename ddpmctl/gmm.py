@@ -45,7 +45,7 @@ class GaussianMixture:
         rng: np.random.Generator,
         spread: float = 4.0,
         scale: tuple[float, float] = (0.2, 0.8),
-    ) -> "GaussianMixture":
+    ) -> GaussianMixture:
         """A random mixture of ``k`` components in ``dim`` dimensions.
 
         Means are uniform in the cube ``[-spread/2, spread/2]^D``; each covariance is
@@ -119,7 +119,7 @@ class GaussianMixture:
             np.savez(f, weights=self.weights, means=self.means, covs=self.covs, kind=np.array("gmm"))
 
     @classmethod
-    def load(cls, path: str | os.PathLike) -> "GaussianMixture":
+    def load(cls, path: str | os.PathLike) -> GaussianMixture:
         """Read a mixture written by :meth:`save`; ``InputError`` naming the file if anything is off."""
         name = str(path)
         if not os.path.exists(path):

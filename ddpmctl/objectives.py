@@ -39,7 +39,7 @@ import torch
 
 from ddpmctl import diffusion
 from ddpmctl.errors import InputError
-from ddpmctl.schedules import DiscreteProcess, Process
+from ddpmctl.schedules import Process
 
 LOSSES = ("l2", "l1")
 
@@ -51,14 +51,8 @@ def check_loss(loss: str) -> str:
 
 
 def sample_times(process: Process, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
-    """Training times (float64, (n,), on the CPU; ``generator`` is a CPU generator): uniform over the T grid times of a discrete process
-    (step index i ~ U{0..T-1}, t = (i + 1) / T, Ho et al. Algorithm 1), uniform in [eps, 1] for the
-    continuous SDEs (Song et al. 2021)."""
-    if isinstance(process, DiscreteProcess):
-        i = torch.randint(0, process.T, (n,), generator=generator)
-        return process.index_to_t(i)
-    u = torch.rand(n, generator=generator, dtype=torch.float64)
-    return process.t_min + (process.t_max - process.t_min) * u
+    """Training times: ``process.training_times`` (float64, (n,), on the CPU)."""
+    return process.training_times(n, generator)
 
 
 def error_scale(process: Process, t: torch.Tensor, prediction: str) -> torch.Tensor:
@@ -131,8 +125,3 @@ class Objective:
         diff = out.float() - target.float()
         err = diff.square() if self.loss == "l2" else diff.abs()
         return weight * err.reshape(err.shape[0], -1).mean(dim=1)
-
-    def __call__(self, net, x0: torch.Tensor, t: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
-        """The mean loss over the batch (a scalar tensor)."""
-        x_t, c_noise, target, weight = self.inputs(x0, t, eps)
-        return self.per_sample(net(x_t, c_noise), target, weight).mean()

@@ -31,9 +31,9 @@ Operators act in any units: a linear operator maps model space ``x_m = scale x +
 from __future__ import annotations
 
 import abc
-
 import math
-from typing import Callable
+from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -123,11 +123,11 @@ class Operator(abc.ABC):
         """JSON-able parameters (the sidecar's ``operator`` entry, with ``task``)."""
         return {"task": self.task}
 
-    def select(self, index: slice) -> "Operator":
+    def select(self, index: slice) -> Operator:
         """The operator for a slice of the batch (only per-image masks differ)."""
         return self
 
-    def to(self, device: torch.device | str, dtype: torch.dtype | None = None) -> "Operator":
+    def to(self, device: torch.device | str, dtype: torch.dtype | None = None) -> Operator:
         return self
 
     def describe(self) -> str:
@@ -412,7 +412,8 @@ def make_operator(
         if mask is not None:
             return Mask(x_shape, mask_from_array(mask, n, x_shape, mask_name), {"mask": mask_name})
         if keep is not None:
-            return Mask(x_shape, random_mask(n, x_shape, float(keep), mask_seed), {"keep": float(keep), "mask_seed": int(mask_seed)})
+            params = {"keep": float(keep), "mask_seed": int(mask_seed)}
+            return Mask(x_shape, random_mask(n, x_shape, float(keep), mask_seed), params)
         if box is None:
             if not images:
                 raise InputError("inpaint: points need --keep or --mask")
@@ -448,10 +449,8 @@ def make_operator(
 SIDECAR_FORMAT = 1
 
 
-def sidecar_path(y_path) -> "Path":
+def sidecar_path(y_path) -> Path:
     """``Y.npy`` -> ``Y.json``."""
-    from pathlib import Path
-
     return Path(y_path).with_suffix(".json")
 
 
@@ -494,7 +493,11 @@ def read_sidecar(y_path) -> dict | None:
         meta = json.loads(path.read_text())
     except (OSError, ValueError) as e:
         raise InputError(f"{path}: not a readable observation sidecar ({e.__class__.__name__})") from None
-    if not isinstance(meta, dict) or meta.get("kind") != "ddpmctl-observation" or not isinstance(meta.get("operator"), dict):
+    if (
+        not isinstance(meta, dict)
+        or meta.get("kind") != "ddpmctl-observation"
+        or not isinstance(meta.get("operator"), dict)
+    ):
         raise InputError(f"{path}: not an observation sidecar written by 'ddpmctl degrade'")
     return meta
 
@@ -519,7 +522,8 @@ def observation_operator(
     flags = {k: v for k, v in flags.items() if v is not None}
     if meta is None and task is None:
         raise InputError(
-            f"{y_path}: no sidecar {sidecar_path(y_path).name} (written by 'ddpmctl degrade'); give --task and its options"
+            f"{y_path}: no sidecar {sidecar_path(y_path).name} (written by 'ddpmctl degrade'); "
+            "give --task and its options"
         )
     params = dict(meta["operator"]) if meta is not None else {}
     if task is not None and task != params.get("task"):

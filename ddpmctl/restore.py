@@ -40,40 +40,33 @@ with the per-pixel standard deviation. The K x N restorations run through the sa
 from __future__ import annotations
 
 import math
-import time
-from typing import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
 
 from ddpmctl import samplers as S
 from ddpmctl.diffusion import Prediction, transition
-from ddpmctl.errors import InputError, RunError
-from ddpmctl.operators import Operator
-from ddpmctl.sampling import place_model
-from ddpmctl.schedules import DiscreteProcess, Process
+from ddpmctl.errors import InputError
+from ddpmctl.operators import TASKS, Operator
+from ddpmctl.sampling import Batches, drive, place_model, sample_seed
+from ddpmctl.schedules import Process
 
-METHODS = ("ddnm", "dps", "repaint", "sdedit")
-DEFAULT_STEPS = {"ddnm": 100, "dps": 1000, "repaint": 250, "sdedit": 100}
-DEFAULT_ETA = {"ddnm": 0.85, "sdedit": 1.0}  # DDIM's eta (DDNM's paper default; SDEdit = the SDE)
 # DPS step size at 1000 steps (the DPS configs, code scaling; denoising, which DPS has no config
 # for: measured); with K steps the default is DEFAULT_ZETA * 1000 / K, which keeps the total
-# guidance: measured on 16x16 triangles, zeta x steps is what matters (x4 sr: 3.0 at 100 steps
-# 20.8 dB, 1.0 at 300 steps 21.0 dB; denoising sigma 0.2: 0.6 at 100 steps 27.2 dB, 3.0 at 100 21.0 dB).
+# guidance (docs/restore.md).
 DEFAULT_ZETA = {"inpaint": 0.5, "denoise": 0.06, "sr": 0.3, "deblur": 0.3}
-DEFAULT_JUMP = (10, 10)  # RePaint: jump length, jump count
 
 
-def check_method(method: str, op: Operator, sigma_y: float) -> None:
-    """InputError (one line) when ``method`` does not apply to this problem."""
-    if method not in METHODS:
-        raise InputError(f"--method: unknown method '{method}' (choose from {', '.join(METHODS)})")
-    if method == "sdedit" and op.task != "denoise":
-        raise InputError(f"--method sdedit applies to denoising only (this observation is {op.task}; use ddnm, dps or repaint)")
-    if method == "sdedit" and not sigma_y > 0:
-        raise InputError("--method sdedit needs a noisy observation (noise sigma > 0 in the sidecar or --noise)")
-    if method == "repaint" and op.task == "denoise":
-        raise InputError("--method repaint does not apply to denoising (it replaces the observed part, which is everything; use ddnm, dps or sdedit)")
+@dataclass(frozen=True)
+class Observation:
+    """What a method restores from, in model space: y = A x + n with ``op`` = A and noise ``sigma_y``."""
+
+    op: Operator
+    y: torch.Tensor
+    sigma_y: float
 
 
 def check_samples(samples, return_std: bool = False) -> int:
@@ -85,11 +78,6 @@ def check_samples(samples, return_std: bool = False) -> int:
     return int(samples)
 
 
-def default_steps(method: str, process: Process) -> int:
-    n = DEFAULT_STEPS[method]
-    return min(n, process.T) if isinstance(process, DiscreteProcess) else n
-
-
 # --------------------------------------------------------------------------------------------
 # the methods: one batch in model space
 
@@ -98,9 +86,10 @@ def _f(v) -> float:
     return float(v)
 
 
-def ddnm(denoiser, x, times, op: Operator, y, sigma_y: float, noise, eta: float = 0.85, callback=None) -> torch.Tensor:
+@torch.no_grad()
+def ddnm(denoiser, x, times, generator, callback=None, *, obs: Observation, eta: float = 0.85) -> torch.Tensor:
     """DDNM (sigma_y = 0) / DDNM+ (sigma_y > 0) with DDIM steps (module docstring). NFE = steps."""
-    process = denoiser.process
+    process, op, y, sigma_y = denoiser.process, obs.op, obs.y, obs.sigma_y
     for i, (t, s) in enumerate(S._steps(times)):
         pred = denoiser(x, t)
         a_t, sg_t = _f(process.alpha(t)), _f(process.sigma(t))
@@ -114,7 +103,7 @@ def ddnm(denoiser, x, times, op: Operator, y, sigma_y: float, noise, eta: float 
         else:
             x0 = pred.x0 - op.pinv(op.A(pred.x0) - y)
         eps = (x - a_t * x0) / sg_t
-        z = S.randn_like(x, noise) if eta > 0 and s > 0 else None
+        z = S.randn_like(x, generator) if eta > 0 and s > 0 else None
         x_next = S.ddim_step(x, Prediction(eps=eps, x0=x0), t, s, process, eta, z)
         if sigma_y > 0 and sg_s > 0:
 
@@ -129,10 +118,10 @@ def ddnm(denoiser, x, times, op: Operator, y, sigma_y: float, noise, eta: float 
     return x
 
 
-def dps(denoiser, x, times, op: Operator, y, noise, zeta: float = 0.5, callback=None) -> torch.Tensor:
+def dps(denoiser, x, times, generator, callback=None, *, obs: Observation, zeta: float = 0.5) -> torch.Tensor:
     """Diffusion posterior sampling with ancestral steps (module docstring). NFE = steps, each
     with a backward pass through the network."""
-    process = denoiser.process
+    process, op, y = denoiser.process, obs.op, obs.y
     for i, (t, s) in enumerate(S._steps(times)):
         with torch.enable_grad():
             xg = x.detach().requires_grad_(True)
@@ -141,7 +130,7 @@ def dps(denoiser, x, times, op: Operator, y, noise, zeta: float = 0.5, callback=
             norm = torch.linalg.vector_norm(residual.float(), dim=1)  # per sample: batch-independent
             (grad,) = torch.autograd.grad(norm.sum(), xg)
         pred = Prediction(eps=pred.eps.detach(), x0=pred.x0.detach())
-        z = S.randn_like(x, noise) if s > 0 else None
+        z = S.randn_like(x, generator) if s > 0 else None
         x_next = S.ancestral_step(x, pred, t, s, process, "small", z)
         if s > 0:
             x_next = x_next - zeta * grad.to(x.dtype)
@@ -169,11 +158,12 @@ def repaint_path(steps: int, jump_length: int, jump_n: int) -> list[int]:
     return path
 
 
+@torch.no_grad()
 def repaint(
-    denoiser, x, times, op: Operator, y, sigma_y: float, noise, jump_length: int = 10, jump_n: int = 10, callback=None
+    denoiser, x, times, generator, callback=None, *, obs: Observation, jump_length: int = 10, jump_n: int = 10
 ) -> torch.Tensor:
     """RePaint: known-part replacement + resampling jumps (module docstring). NFE = down steps."""
-    process = denoiser.process
+    process, op, y, sigma_y = denoiser.process, obs.op, obs.y, obs.sigma_y
     times = [float(v) for v in times]
 
     def known(s, z):  # A^+ A x_s from the observation: A^+ (alpha_s y) + noise up to sigma_s per component
@@ -187,18 +177,18 @@ def repaint(
 
         return a_s * op.pinv(y) + sg_s * op.filter(z, share)
 
-    x = known(times[0], S.randn_like(x, noise)) + x - op.project(x)
+    x = known(times[0], S.randn_like(x, generator)) + x - op.project(x)
     path = repaint_path(len(times) - 1, jump_length, jump_n)
     for i, (k, k_next) in enumerate(zip(path[:-1], path[1:])):
         t, s = times[k], times[k_next]
         if k_next < k:  # jump back: x_t' ~ q(x_t' | x_s), t' = s > t here
             a_ts, var_ts = transition(process, t, s)
-            x = _f(a_ts) * x + math.sqrt(max(_f(var_ts), 0.0)) * S.randn_like(x, noise)
+            x = _f(a_ts) * x + math.sqrt(max(_f(var_ts), 0.0)) * S.randn_like(x, generator)
             continue
         pred = denoiser(x, t)
-        z = S.randn_like(x, noise) if s > 0 else None
+        z = S.randn_like(x, generator) if s > 0 else None
         x_unknown = S.ancestral_step(x, pred, t, s, process, "small", z)
-        z_known = S.randn_like(x, noise) if s > 0 else None
+        z_known = S.randn_like(x, generator) if s > 0 else None
         x = known(s, z_known) + x_unknown - op.project(x_unknown)
         if callback is not None:
             callback({"i": i, "t": t, "x": x, "x0": pred.x0})
@@ -208,9 +198,8 @@ def repaint(
 def sdedit_start(process: Process, sigma_y: float) -> float:
     """The time t* where alpha^2/sigma^2 = 1/sigma_y^2 (VP: alpha_bar = 1/(1 + sigma_y^2)); on a
     discrete process the next grid time up (so sigma_t >= alpha_t sigma_y still holds), at most t_max."""
-    t_star = _f(process.t_from_log_snr(torch.tensor(-2.0 * math.log(sigma_y), dtype=torch.float64)))
-    if isinstance(process, DiscreteProcess):
-        t_star = math.ceil(t_star * process.T - 1e-9) / process.T
+    t_star = process.t_from_log_snr(torch.tensor(-2.0 * math.log(sigma_y), dtype=torch.float64))
+    t_star = _f(process.round_t(t_star, up=True))
     return min(max(t_star, _f(process.t_min)), _f(process.t_max))
 
 
@@ -221,17 +210,18 @@ def sdedit_times(process: Process, steps: int, sigma_y: float) -> torch.Tensor:
     return torch.cat([torch.tensor([t_star], dtype=torch.float64), full[full < t_star - 1e-12]])
 
 
-def sdedit(denoiser, x, times, y, sigma_y: float, noise, eta: float = 1.0, callback=None) -> torch.Tensor:
+@torch.no_grad()
+def sdedit(denoiser, x, times, generator, callback=None, *, obs: Observation, eta: float = 1.0) -> torch.Tensor:
     """SDEdit denoising from x_t* = alpha_t* y + sqrt(sigma_t*^2 - alpha_t*^2 sigma_y^2) z
     (the square root is 0 when t* is exact), then DDIM(eta) steps to 0. NFE = len(times) - 1."""
-    process = denoiser.process
+    process, y, sigma_y = denoiser.process, obs.y, obs.sigma_y
     t0 = _f(times[0])
     a, sg = _f(process.alpha(t0)), _f(process.sigma(t0))
     extra = math.sqrt(max(sg**2 - (a * sigma_y) ** 2, 0.0))
-    x = a * y + extra * S.randn_like(y, noise)
+    x = a * y + extra * S.randn_like(y, generator)
     for i, (t, s) in enumerate(S._steps(times)):
         pred = denoiser(x, t)
-        z = S.randn_like(x, noise) if eta > 0 and s > 0 else None
+        z = S.randn_like(x, generator) if eta > 0 and s > 0 else None
         if callback is not None:
             callback({"i": i, "t": t, "x": x, "x0": pred.x0})
         x = S.ddim_step(x, pred, t, s, process, eta, z)
@@ -239,42 +229,298 @@ def sdedit(denoiser, x, times, y, sigma_y: float, noise, eta: float = 1.0, callb
 
 
 # --------------------------------------------------------------------------------------------
-# the driver: batches, per-sample seeds, data units
+# the registry: one record per method
 
 
-def plan(method: str, process: Process, steps: int, sigma_m: float = 0.0, jump_length: int = 10, jump_n: int = 10) -> tuple[torch.Tensor, int]:
-    """(time grid, NFE per image) of a method: ``steps`` grid steps (sdedit: those below t*;
-    repaint: plus the resampled ones)."""
-    if method == "sdedit":
-        times = sdedit_times(process, steps, sigma_m)
-    else:
-        times = S.make_times(process, steps)
-    k = len(times) - 1
-    if method == "repaint":
-        path = repaint_path(k, jump_length, jump_n)
-        return times, sum(1 for a, b in zip(path[:-1], path[1:]) if b > a)
-    return times, k
+def _grid(process: Process, steps: int, sigma_y: float) -> torch.Tensor:
+    return S.make_times(process, steps)
+
+
+def _down_steps(k: int, options: Mapping[str, Any]) -> int:
+    path = repaint_path(k, options["jump_length"], options["jump_n"])
+    return sum(1 for a, b in zip(path[:-1], path[1:]) if b > a)
+
+
+def _default_zeta(task: str, steps: int) -> float:
+    return DEFAULT_ZETA[task] * 1000.0 / steps
+
+
+@dataclass(frozen=True)
+class Method:
+    """A restoration method ``fn(denoiser, x, times, generator, callback=None, *, obs, **options)``:
+    the sampler signature plus the observation."""
+
+    name: str
+    fn: Callable
+    steps: int  # default steps (at most T on a process with T steps)
+    help: str
+    options: Mapping[str, Any] = field(default_factory=dict)  # keyword -> default (a callable: of (task, steps))
+    tasks: tuple[str, ...] = TASKS  # the tasks it applies to
+    refusal: str = ""  # why it refuses the others ({others}: the methods that take them)
+    noisy: bool = False  # needs a noisy observation
+    times: Callable[[Process, int, float], torch.Tensor] = _grid  # its grid for (process, steps, sigma_y)
+    nfe: Callable[[int, Mapping[str, Any]], int] = lambda k, options: k
+    hint: str = ""  # added to the error when the result is not finite
+
+    def check(self, op: Operator, sigma_y: float) -> None:
+        """InputError (one line) when the method does not apply to this problem."""
+        if op.task not in self.tasks:
+            others = [m.name for m in METHODS.values() if op.task in m.tasks]
+            others = ", ".join(others[:-1]) + " or " + others[-1] if len(others) > 1 else others[0]
+            raise InputError(f"--method {self.name} " + self.refusal.format(task=op.task, others=others))
+        if self.noisy and not sigma_y > 0:
+            raise InputError(
+                f"--method {self.name} needs a noisy observation (noise sigma > 0 in the sidecar or --noise)"
+            )
+
+    def default_steps(self, process: Process) -> int:
+        return self.steps if process.max_steps is None else min(self.steps, process.max_steps)
+
+
+METHODS: dict[str, Method] = {
+    m.name: m
+    for m in (
+        Method("ddnm", ddnm, 100, "null-space projection; DDNM+ for noisy y", {"eta": 0.85}),
+        Method("dps", dps, 1000, "posterior sampling", {"zeta": _default_zeta}, hint=" (try a smaller --zeta)"),
+        Method(
+            "repaint",
+            repaint,
+            250,
+            "inpainting with resampling",
+            {"jump_length": 10, "jump_n": 10},
+            ("inpaint", "sr", "deblur"),
+            nfe=_down_steps,
+            refusal="does not apply to denoising (it replaces the observed part, which is everything; use {others})",
+        ),
+        Method(
+            "sdedit",
+            sdedit,
+            100,
+            "denoising",
+            {"eta": 1.0},
+            ("denoise",),
+            noisy=True,
+            times=sdedit_times,
+            refusal="applies to denoising only (this observation is {task}; use {others})",
+        ),
+    )
+}
+_CASTS = {"eta": float, "zeta": float, "jump_length": int, "jump_n": int}
+
+
+def get_method(name: str) -> Method:
+    if name not in METHODS:
+        raise InputError(f"--method: unknown method '{name}' (choose from {', '.join(METHODS)})")
+    return METHODS[name]
+
+
+def check_method(method: str, op: Operator, sigma_y: float) -> None:
+    """InputError (one line) when ``method`` does not apply to this problem."""
+    get_method(method).check(op, sigma_y)
+
+
+# --------------------------------------------------------------------------------------------
+# planning and running: the batch driver of ``sampling``
+
+
+@dataclass(frozen=True)
+class RestoreOptions:
+    """``restore``'s options besides the model, observation, method, steps, seed, batch and device.
+    The method options (eta, zeta, jump_length, jump_n) apply to the methods that take them; None
+    is the method's default."""
+
+    eta: float | None = None
+    zeta: float | None = None
+    jump_length: int | None = None
+    jump_n: int | None = None
+    clip: bool = True
+    amp: bool | None = None
+    samples: int = 1
+    return_std: bool = False
+
+    def check(self) -> None:
+        """The ranges of the given method options (checked whatever the method)."""
+        if self.eta is not None and not 0 <= self.eta <= 1:
+            raise InputError(f"--eta: must lie in [0, 1], got {self.eta}")
+        jump_length = 10 if self.jump_length is None else int(self.jump_length)
+        jump_n = 10 if self.jump_n is None else int(self.jump_n)
+        if jump_length < 0 or jump_n < 1:
+            raise InputError(f"--jump-length must be >= 0 and --jump-n >= 1, got {jump_length} and {jump_n}")
+        if self.zeta is not None and self.zeta < 0:
+            raise InputError(f"--zeta: must be >= 0, got {self.zeta}")
+
+
+@dataclass(frozen=True)
+class RestorePlan:
+    """A checked ``restore`` run: the method, its grid and options, and the rows to restore."""
+
+    method: Method
+    times: torch.Tensor
+    options: dict  # keywords of ``method.fn``
+    n: int  # observations
+    batch: int
+    sigma_m: float  # the observation's noise in model space
+    settings: RestoreOptions
+
+    @property
+    def nfe(self) -> int:
+        """Network evaluations per restoration."""
+        return self.method.nfe(len(self.times) - 1, self.options)
+
+    @property
+    def progress_total(self) -> int:
+        """Steps over all batches (the progress bar's total)."""
+        return self.nfe * math.ceil(self.n * self.settings.samples / self.batch)
+
+
+def plan_restore(
+    model,
+    op: Operator,
+    sigma_y: float,
+    method: str = "ddnm",
+    steps: int | None = None,
+    n: int = 1,
+    batch: int | None = None,
+    options: RestoreOptions = RestoreOptions(),
+) -> RestorePlan:
+    """Check a ``restore`` run and fill in its defaults (InputError naming the option)."""
+    samples = check_samples(options.samples, options.return_std)
+    record = get_method(method)
+    record.check(op, sigma_y)
+    options.check()
+    steps = record.default_steps(model.process) if steps is None else int(steps)
+    total = n * samples
+    batch = min(total, 64) if batch is None else int(batch)
+    if batch < 1:
+        raise InputError(f"--batch: must be >= 1, got {batch}")
+    sigma_m = abs(float(model.normalization.scale)) * float(sigma_y)
+    times = record.times(model.process, steps, sigma_m)
+    kwargs = {}
+    for k, default in record.options.items():
+        value = default if getattr(options, k) is None else getattr(options, k)
+        kwargs[k] = _CASTS[k](value(op.task, len(times) - 1) if callable(value) else value)
+    return RestorePlan(record, times, kwargs, n, batch, sigma_m, options)
+
+
+def check_observation(model, y_file, op: Operator) -> np.ndarray:
+    """The observations as an array, checked against the model and the operator."""
+    shape = tuple(model.data_shape)
+    if tuple(op.x_shape) != shape:
+        raise InputError(f"the observation's operator works on data shaped {op.x_shape}, the checkpoint on {shape}")
+    y_file = np.asarray(y_file)
+    if tuple(y_file.shape[1:]) != tuple(op.y_shape):
+        raise InputError(
+            f"observation shape {tuple(y_file.shape)} does not fit {op.describe()} "
+            f"(expected (N, {', '.join(map(str, op.y_shape))}))"
+        )
+    if not np.isfinite(y_file).all():
+        raise InputError("observation contains NaN or inf values")
+    return y_file
+
+
+def restore(
+    model,
+    y_file: np.ndarray,
+    op: Operator,
+    sigma_y: float = 0.0,
+    method: str = "ddnm",
+    steps: int | None = None,
+    *,
+    seed: int = 0,
+    batch: int | None = None,
+    device: str | torch.device | None = None,
+    progress: Callable[..., None] | None = None,
+    **options,
+):
+    """Restore the observations ``y_file`` (the array ``ddpmctl degrade`` wrote; data units) with
+    ``model`` (a ``checkpoint.LoadedModel`` or anything with ``process``, ``normalization``,
+    ``data_kind``, ``data_shape`` and ``denoiser()``). ``options`` are the fields of
+    ``RestoreOptions`` (``eta``, ``zeta``, ``jump_length``, ``jump_n``, ``clip``, ``amp``,
+    ``samples``, ``return_std``). Returns (x in data units, info), or (x, std, info) with ``return_std``.
+
+    Images come back float32 clipped to [0, 1] (``clip``). Sample i draws all its noise from its own
+    generator seeded from (seed, i), so the result does not depend on ``batch``.
+
+    ``samples = K``: restore every observation K times with independent noise (restoration j of
+    observation i seeded by ``restoration_seed(seed, i, j)``; j = 0 is the single-sample run) and
+    return the mean of the K (clipped) restorations, a Monte-Carlo estimate of the posterior mean
+    E[x | y]; ``return_std`` adds their per-pixel standard deviation (ddof = 1; K >= 2). The K N
+    restorations go through the batched loop in chunks of ``batch`` (observation-major), so the
+    result does not depend on ``batch`` either. Cost: K times the NFE."""
+    y_file = check_observation(model, y_file, op)
+    job = plan_restore(model, op, sigma_y, method, steps, int(y_file.shape[0]), batch, RestoreOptions(**options))
+    return run_restore(model, job, y_file, op, sigma_y, seed, device, progress)
+
+
+def run_restore(
+    model, job: RestorePlan, y_file: np.ndarray, op: Operator, sigma_y: float, seed: int = 0, device=None, progress=None
+):
+    """Run a planned ``restore`` (see there)."""
+    if seed < 0:
+        raise InputError(f"--seed: must be >= 0, got {seed}")
+    dev, dtype = place_model(model, device)
+    settings, k, n, norm = job.settings, job.settings.samples, job.n, model.normalization
+    amp = dev.type == "cuda" and dtype != torch.float64 if settings.amp is None else settings.amp
+    denoiser = model.denoiser()
+    shape = tuple(model.data_shape)
+    out = np.empty((n, *shape), dtype=np.float32) if k == 1 else None
+    moments = _Moments(n, shape, k, settings.return_std) if k > 1 else None
+
+    def callback(info):
+        if progress is not None:
+            progress(advance=1)
+
+    def prepare(start, stop):  # row r = restoration r % K of observation r // K
+        rows = np.divmod(np.arange(start, stop), k)[0]
+        bop = op.select(slice(start, stop) if k == 1 else torch.from_numpy(rows)).to(dev)
+        y_rows = y_file[start:stop] if k == 1 else y_file[rows]
+        y = bop.decode(torch.from_numpy(np.ascontiguousarray(y_rows)).to(device=dev, dtype=torch.float64))
+        obs = Observation(bop, bop.to_model_observation(y, float(norm.scale), float(norm.shift)).to(dtype), job.sigma_m)
+        return lambda x, stream: job.method.fn(denoiser, x, job.times, stream, callback, obs=obs, **job.options)
+
+    def sink(start, stop, x_data):
+        if moments is None:
+            out[start:stop] = x_data
+        else:
+            moments.add(*np.divmod(np.arange(start, stop), k), x_data)
+
+    seeds = [restoration_seed(seed, i, j) for i, j in zip(*np.divmod(np.arange(n * k), k))]
+    run = Batches(
+        model,
+        denoiser,
+        seeds,
+        job.batch,
+        dev,
+        dtype,
+        S.start_std(model.process, job.times[0]),
+        amp,
+        inference=False,
+        clip=settings.clip,
+        failure=f"{job.method.name} produced NaN or inf{job.method.hint}",
+    )
+    nfes, seconds = drive(run, prepare, sink)
+    info = {
+        "method": job.method.name, "task": op.task, "operator": op.params(), "noise": float(sigma_y),
+        "steps": len(job.times) - 1, "nfe": int(max(nfes)), "n": n, "samples": k, "batch": job.batch,
+        "seed": int(seed), "seconds": seconds, "seconds_per_image": seconds / n, "device": str(dev),
+        "process": model.process.describe(), **job.options,
+    }  # fmt: skip
+    if job.method.times is not _grid:
+        info["t_start"] = float(job.times[0])
+    if settings.return_std:
+        return moments.mean(), moments.std(), info
+    return (out if moments is None else moments.mean()), info
 
 
 def restoration_seed(seed: int, index: int, j: int = 0) -> int:
     """The seed of restoration ``j`` of observation ``index``: j = 0 is the sample's own seed
-    ``samplers.sample_seed(seed, index)`` (so one sample per observation is the plain run), j >= 1
+    ``sampling.sample_seed(seed, index)`` (so one sample per observation is the plain run), j >= 1
     the SeedSequence of (seed, index) with spawn key (j,) (its j-th child; never the same entropy)."""
     if j == 0:
-        return S.sample_seed(seed, index)
+        return sample_seed(seed, index)
     ss = np.random.SeedSequence([int(seed) & 0xFFFFFFFFFFFFFFFF, int(index)], spawn_key=(int(j),))
     state = ss.generate_state(2, np.uint32)
     return (int(state[0]) << 31) ^ int(state[1])
-
-
-class SeededNoise(S.NoiseStream):
-    """A ``samplers.NoiseStream`` whose row b draws from a generator seeded with ``seeds[b]``
-    (same blocks, so a row's noise does not depend on the batch it is in)."""
-
-    def __init__(self, seeds, shape: tuple, device="cpu", dtype=torch.float32):
-        super().__init__(0, [], shape, device=device, dtype=dtype)
-        self.indices = list(range(len(seeds)))
-        self.generators = [torch.Generator().manual_seed(int(s)) for s in seeds]
 
 
 class _Moments:
@@ -322,160 +568,3 @@ def comparison_rows(sets: list[np.ndarray], width: int = 16, fill: float = 1.0) 
                 chunk = np.concatenate([chunk, pad])
             rows.append(chunk)
     return np.concatenate(rows).astype(np.float32), width
-
-
-def restore(
-    model,
-    y_file: np.ndarray,
-    op: Operator,
-    sigma_y: float = 0.0,
-    method: str = "ddnm",
-    steps: int | None = None,
-    *,
-    eta: float | None = None,
-    zeta: float | None = None,
-    jump_length: int | None = None,
-    jump_n: int | None = None,
-    seed: int = 0,
-    batch: int | None = None,
-    device: str | torch.device | None = None,
-    clip: bool = True,
-    amp: bool | None = None,
-    progress: Callable[..., None] | None = None,
-    samples: int = 1,
-    return_std: bool = False,
-):
-    """Restore the observations ``y_file`` (the array ``ddpmctl degrade`` wrote; data units) with
-    ``model`` (a ``checkpoint.LoadedModel`` or anything with ``process``, ``normalization``,
-    ``data_kind``, ``data_shape`` and ``denoiser()``). Returns (x in data units, info), or
-    (x, std, info) with ``return_std``.
-
-    Images come back float32 clipped to [0, 1] (``clip``). Sample i draws all its noise from its own
-    generator seeded from (seed, i), so the result does not depend on ``batch``.
-
-    ``samples = K``: restore every observation K times with independent noise (restoration j of
-    observation i seeded by ``restoration_seed(seed, i, j)``; j = 0 is the single-sample run) and
-    return the mean of the K (clipped) restorations, a Monte-Carlo estimate of the posterior mean
-    E[x | y]; ``return_std`` adds their per-pixel standard deviation (ddof = 1; K >= 2). The K N
-    restorations go through the batched loop in chunks of ``batch`` (observation-major), so the
-    result does not depend on ``batch`` either. Cost: K times the NFE."""
-    samples = check_samples(samples, return_std)
-    check_method(method, op, sigma_y)
-    shape = tuple(model.data_shape)
-    if tuple(op.x_shape) != shape:
-        raise InputError(f"the observation's operator works on data shaped {op.x_shape}, the checkpoint on {shape}")
-    y_file = np.asarray(y_file)
-    n = int(y_file.shape[0])
-    if tuple(y_file.shape[1:]) != tuple(op.y_shape):
-        raise InputError(f"observation shape {tuple(y_file.shape)} does not fit {op.describe()} (expected (N, {', '.join(map(str, op.y_shape))}))")
-    if not np.isfinite(y_file).all():
-        raise InputError("observation contains NaN or inf values")
-    process = model.process
-    steps = default_steps(method, process) if steps is None else int(steps)
-    eta = DEFAULT_ETA.get(method, 0.0) if eta is None else float(eta)
-    jump_length = DEFAULT_JUMP[0] if jump_length is None else int(jump_length)
-    jump_n = DEFAULT_JUMP[1] if jump_n is None else int(jump_n)
-    if not 0 <= eta <= 1:
-        raise InputError(f"--eta: must lie in [0, 1], got {eta}")
-    if jump_length < 0 or jump_n < 1:
-        raise InputError(f"--jump-length must be >= 0 and --jump-n >= 1, got {jump_length} and {jump_n}")
-    if seed < 0:
-        raise InputError(f"--seed: must be >= 0, got {seed}")
-    total = n * samples
-    batch = min(total, 64) if batch is None else int(batch)
-    if batch < 1:
-        raise InputError(f"--batch: must be >= 1, got {batch}")
-
-    norm = model.normalization
-    sigma_m = abs(float(norm.scale)) * float(sigma_y)
-    times, _ = plan(method, process, steps, sigma_m, jump_length, jump_n)
-    zeta = DEFAULT_ZETA[op.task] * 1000.0 / (len(times) - 1) if zeta is None else float(zeta)
-    if zeta < 0:
-        raise InputError(f"--zeta: must be >= 0, got {zeta}")
-
-    dev, dtype = place_model(model, device)
-    if amp is None:
-        amp = dev.type == "cuda" and dtype != torch.float64
-    denoiser = model.denoiser()
-    prior_std = S.start_std(process, times[0])
-
-    from ddpmctl.device import autocast
-
-    out = np.empty((n, *shape), dtype=np.float32) if samples == 1 else None
-    moments = _Moments(n, shape, samples, return_std) if samples > 1 else None
-    nfes = []
-    t_start = time.perf_counter()
-    for start in range(0, total, batch):  # row r = restoration r % K of observation r // K
-        stop = min(total, start + batch)
-        obs, js = np.divmod(np.arange(start, stop), samples)
-        if samples == 1:
-            bop = op.select(slice(start, stop)).to(dev)
-            y_rows = y_file[start:stop]
-            stream = S.NoiseStream(seed, range(start, stop), shape, device=dev, dtype=dtype)
-        else:
-            bop = op.select(torch.from_numpy(obs)).to(dev)
-            y_rows = y_file[obs]
-            seeds = [restoration_seed(seed, i, j) for i, j in zip(obs.tolist(), js.tolist())]
-            stream = SeededNoise(seeds, shape, device=dev, dtype=dtype)
-        y = bop.decode(torch.from_numpy(np.ascontiguousarray(y_rows)).to(device=dev, dtype=torch.float64))
-        y_m = bop.to_model_observation(y, float(norm.scale), float(norm.shift)).to(dtype)
-        x = prior_std * stream()
-
-        def callback(info):
-            if progress is not None:
-                progress(advance=1)
-
-        denoiser.reset()
-        before = denoiser.nfe
-        grad = method == "dps"
-        ctx = torch.no_grad() if not grad else torch.enable_grad()
-        with ctx, autocast(dev, enabled=amp):
-            if method == "ddnm":
-                x = ddnm(denoiser, x, times, bop, y_m, sigma_m, stream, eta, callback)
-            elif method == "dps":
-                x = dps(denoiser, x, times, bop, y_m, stream, zeta, callback)
-            elif method == "repaint":
-                x = repaint(denoiser, x, times, bop, y_m, sigma_m, stream, jump_length, jump_n, callback)
-            else:
-                x = sdedit(denoiser, x, times, y_m, sigma_m, stream, eta, callback)
-        nfes.append(denoiser.nfe - before)
-        if not torch.isfinite(x).all():
-            raise RunError(f"{method} produced NaN or inf" + (" (try a smaller --zeta)" if method == "dps" else ""))
-        x_data = norm.to_data(x.detach().float()).cpu().numpy()
-        if clip and model.data_kind == "images":
-            x_data = np.clip(x_data, 0.0, 1.0)
-        if moments is None:
-            out[start:stop] = x_data
-        else:
-            moments.add(obs, js, x_data)
-    if moments is not None:
-        out = moments.mean()
-    seconds = time.perf_counter() - t_start
-    info = {
-        "method": method,
-        "task": op.task,
-        "operator": op.params(),
-        "noise": float(sigma_y),
-        "steps": len(times) - 1,
-        "nfe": int(max(nfes)),
-        "n": n,
-        "samples": samples,
-        "batch": batch,
-        "seed": int(seed),
-        "seconds": seconds,
-        "seconds_per_image": seconds / n,
-        "device": str(dev),
-        "process": process.describe(),
-    }
-    if method in ("ddnm", "sdedit"):
-        info["eta"] = eta
-    if method == "dps":
-        info["zeta"] = zeta
-    if method == "repaint":
-        info.update(jump_length=jump_length, jump_n=jump_n)
-    if method == "sdedit":
-        info["t_start"] = float(times[0])
-    if return_std:
-        return out, moments.std(), info
-    return out, info
-

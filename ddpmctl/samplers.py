@@ -10,9 +10,11 @@ the signature
 
 ``x`` is the starting state at ``times[0]`` (noise times the prior std), ``times`` a decreasing
 float64 grid (``make_times``) that ends with 0 when the sampler should finish with a denoising
-step, ``generator`` the noise source (``NoiseStream`` for per-sample seeds, a ``torch.Generator``
-or None), and ``callback({"i", "t", "x", "x0"})`` is called once per step with the state before
-the step and its predicted x0.
+step, ``generator`` the noise source (``sampling.NoiseStream`` for per-sample seeds, a
+``torch.Generator`` or None), and ``callback({"i", "t", "x", "x0"})`` is called once per step with
+the state before the step and its predicted x0. Each sampler (and each ODE solver) is one record of
+the registry at the end of this module, from which the CLI, the man pages, docs/sample.md's table
+and ``expected_nfe`` are derived: adding a sampler touches this file only.
 
 The last step, to t = 0, is a *denoising step* in every sampler: it returns the predicted
 ``x0 = E[x_0 | x_t]`` (Tweedie). For ddpm/ddim this is what their formulas give at s = 0
@@ -29,176 +31,30 @@ Langevin dynamics; seed 000).
 from __future__ import annotations
 
 import math
-from typing import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
 
-import numpy as np
 import torch
 
 from ddpmctl.diffusion import Denoiser, Prediction, posterior, transition
-from ddpmctl.errors import InputError
-from ddpmctl.schedules import DiscreteProcess, Process
+from ddpmctl.errors import InputError, RunError
+from ddpmctl.schedules import SPACINGS, Process, make_times, sigma_tilde, start_std  # noqa: F401 (grids)
 
-SAMPLERS = ("ddpm", "ddim", "sde", "pc", "ode", "langevin")
-SOLVERS = ("euler", "heun", "dpm++2m", "dpm++3m", "rk45")
-SPACINGS = ("uniform", "quadratic", "logsnr", "karras")
-KARRAS_SIGMA_MAX = 80.0  # EDM (Karras et al. 2022), Table 1: where the karras ramp starts at most
 VARIANCES = ("small", "large")
-
-# what each sampler uses by default (chosen by measurement on the exact mixture model:
-# benchmarks/sampler_quality.py; docs/sample.md)
-DEFAULT_SOLVER = "dpm++3m"
-DEFAULT_SPACING = {"ddpm": "uniform", "ddim": "uniform", "sde": "uniform", "pc": "uniform", "ode": "logsnr", "langevin": "uniform"}
-DEFAULT_STEPS = {"ddpm": 1000, "ddim": 50, "sde": 1000, "pc": 500, "langevin": 100}
-# pc: score_sde's r = 0.16 with one corrector step; langevin: measured (docs/sample.md)
-SAMPLER_DEFAULTS = {"pc": {"snr": 0.16, "corrector_steps": 1}, "langevin": {"snr": 0.5, "corrector_steps": 2}}
-DEFAULT_ODE_STEPS = {"euler": 50, "heun": 10, "dpm++2m": 20, "dpm++3m": 20, "rk45": 20}
-
-
-# --------------------------------------------------------------------------------------------
-# noise: per-sample streams
-
-
-def sample_seed(seed: int, index: int) -> int:
-    """The seed of sample ``index``'s own generator: a hash of (seed, index) (numpy SeedSequence)."""
-    state = np.random.SeedSequence([int(seed) & 0xFFFFFFFFFFFFFFFF, int(index)]).generate_state(2, np.uint32)
-    return (int(state[0]) << 31) ^ int(state[1])
-
-
-class NoiseStream:
-    """Standard normal noise where sample i has its own generator, seeded from (seed, i).
-
-    Each call returns the next noise tensor (B, *shape): row b comes from sample ``indices[b]``'s
-    generator. Every generator draws blocks of ``block`` vectors, a size that depends only on the
-    sample shape, so sample i sees the same sequence whatever the batch it is in (or the process
-    that samples it). Noise is drawn in float32 on the CPU and moved to ``device``/``dtype``.
-    """
-
-    def __init__(self, seed: int, indices, shape: tuple, device="cpu", dtype=torch.float32):
-        self.indices = [int(i) for i in indices]
-        self.shape = tuple(int(s) for s in shape)
-        self.device, self.dtype = torch.device(device), dtype
-        self.generators = [torch.Generator().manual_seed(sample_seed(seed, i)) for i in self.indices]
-        numel = max(1, int(np.prod(self.shape)))
-        self.block = max(1, min(256, (1 << 14) // numel))
-        self._buf: torch.Tensor | None = None
-        self._pos = self.block
-        self.draws = 0
-
-    def __call__(self) -> torch.Tensor:
-        if self._pos >= self.block:
-            self._buf = torch.stack([torch.randn((self.block, *self.shape), generator=g) for g in self.generators], 1)
-            self._pos = 0
-        out = self._buf[self._pos]
-        self._pos += 1
-        self.draws += 1
-        return out.to(device=self.device, dtype=self.dtype)
 
 
 def randn_like(x: torch.Tensor, generator) -> torch.Tensor:
-    """Noise shaped like x from a NoiseStream, a torch.Generator (one stream for the batch) or None."""
-    if isinstance(generator, NoiseStream):
-        z = generator()
-        if z.shape != x.shape:
-            raise ValueError(f"noise stream gives {tuple(z.shape)}, state is {tuple(x.shape)}")
-        return z.to(device=x.device, dtype=x.dtype)
+    """Noise shaped like x from a noise stream (a callable such as ``sampling.NoiseStream``: a
+    generator per sample), a torch.Generator (one stream for the batch) or None."""
+    if generator is None:
+        return torch.randn_like(x)
     if isinstance(generator, torch.Generator):
         return torch.randn(x.shape, generator=generator, device=generator.device, dtype=x.dtype).to(x.device)
-    return torch.randn_like(x)
-
-
-# --------------------------------------------------------------------------------------------
-# time grids
-
-
-def make_times(process: Process, steps: int, spacing: str = "uniform", rho: float = 7.0, zero: bool = True) -> torch.Tensor:
-    """``steps`` decreasing times from ``process.t_max`` (karras: at most sigma~ = 80) to
-    ``process.t_min``, then 0 (``zero``):
-    each sampler takes one step per interval, so ``steps`` is the number of steps.
-
-    With ``u`` evenly spaced in [0, 1]:
-
-    * ``uniform``:   t = t_max + u (t_min - t_max)
-    * ``quadratic``: sqrt(t) uniform (denser near the data; DDIM's and DPM-Solver's "quadratic")
-    * ``logsnr``:    lambda(t) uniform (DPM-Solver's default)
-    * ``karras``:    sigma~^(1/rho) uniform, sigma~ = sigma/alpha (EDM eq. 5, rho = 7), from
-                     min(sigma~(t_max), 80) down to sigma~(t_min). Where sigma~(t_max) > 80 (VP,
-                     sub-VP, DDPM: a cosine DDPM's sigma~(1) is about 2e4, and a ramp from there
-                     puts most steps at pure noise) the grid starts at the time where sigma~ = 80,
-                     EDM's sigma_max, and sampling starts there (``start_std``).
-
-    On a discrete DDPM process the times are its integer steps t = i/T (the network was trained
-    only there; like DDIM's respacing): ``discrete_steps`` picks ``steps`` distinct steps that
-    follow the spacing as closely as possible, so ``steps`` is always the number of steps (and
-    the NFE) and uniform spacing with steps = T is exactly DDPM's t = T, ..., 1.
-    """
-    steps = int(steps)
-    if steps < 1:
-        raise InputError(f"--steps: must be >= 1, got {steps}")
-    if spacing not in SPACINGS:
-        raise InputError(f"--spacing: unknown spacing '{spacing}' (choose from {', '.join(SPACINGS)})")
-    if rho <= 0:
-        raise InputError(f"--rho: must be > 0, got {rho}")
-    discrete = isinstance(process, DiscreteProcess)
-    if discrete and steps > process.T:
-        raise InputError(f"--steps: this ddpm process has T = {process.T} steps; asked for {steps}")
-    t_max, t_min = float(process.t_max), float(process.t_min)
-    u = torch.linspace(0.0, 1.0, steps, dtype=torch.float64) if steps > 1 else torch.zeros(1, dtype=torch.float64)
-    if spacing == "uniform":
-        t = t_max + u * (t_min - t_max)
-    elif spacing == "quadratic":
-        t = (math.sqrt(t_max) + u * (math.sqrt(t_min) - math.sqrt(t_max))) ** 2
-    elif spacing == "logsnr":
-        lam_max, lam_min = float(process.log_snr(t_min)), float(process.log_snr(t_max))
-        t = process.t_from_log_snr(lam_min + u * (lam_max - lam_min))
-    else:  # karras
-        s_max, s_min = float(sigma_tilde(process, t_max)), float(sigma_tilde(process, t_min))
-        if s_max > KARRAS_SIGMA_MAX:  # start where sigma~ = 80 (EDM), not at t_max
-            s_max = KARRAS_SIGMA_MAX
-            t_max = float(process.t_from_log_snr(torch.tensor(-2 * math.log(s_max), dtype=torch.float64)))
-        s = (s_max ** (1 / rho) + u * (s_min ** (1 / rho) - s_max ** (1 / rho))) ** rho
-        t = process.t_from_log_snr(-2 * torch.log(s))
-    t = t.clamp(t_min, t_max)
-    t[0], t[-1] = t_max, (t_min if steps > 1 else t_max)
-    if discrete:
-        t = discrete_steps(t * process.T, process.T).to(torch.float64) / process.T
-    if zero:
-        t = torch.cat([t, torch.zeros(1, dtype=torch.float64)])
-    return t
-
-
-def start_std(process: Process, t0: float) -> float:
-    """Standard deviation of the Gaussian that sampling starts from at the grid's first time
-    ``t0``: the process's prior at t_max; below it (a karras grid started at sigma~ = 80) the
-    noise level sigma(t0), which leaves out the data's share alpha(t0)^2 Var(x0) as the prior
-    does (there alpha(t0) <= 1/80)."""
-    t0 = float(t0)
-    if t0 >= float(process.t_max):
-        return float(process.prior_std())
-    return float(process.sigma(torch.tensor(t0, dtype=torch.float64)))
-
-
-def discrete_steps(target: torch.Tensor, T: int) -> torch.Tensor:
-    """``K = len(target)`` distinct integer steps in [1, T], decreasing, as close as possible to
-    the decreasing real positions ``target`` (first T, last 1): step j is rounded and kept in
-    [K - j, T - j], so there is room for the others (where the spacing is denser than the
-    integers at the high-noise end, e.g. log-SNR on a cosine schedule, whose clipped last beta
-    makes lambda drop fast near t = 1, the steps become T, T - 1, T - 2, ...); then, from the
-    low-noise end, a step that collides with the one after it moves up to the next free integer
-    (log-SNR near t = 1/T: consecutive steps there). On the exact mixture model the solvers do as
-    well on these steps as on the exact (non-integer) times of the spacing (docs/sample.md)."""
-    k = len(target)
-    if k > T:
-        raise InputError(f"--steps: this ddpm process has T = {T} steps; asked for {k}")
-    j = torch.arange(k)
-    idx = torch.minimum(torch.maximum(torch.round(target).long(), k - j), T - j).tolist()
-    for i in range(k - 2, -1, -1):
-        idx[i] = max(idx[i], idx[i + 1] + 1)
-    return torch.tensor(idx, dtype=torch.long)
-
-
-def sigma_tilde(process: Process, t) -> torch.Tensor:
-    """sigma~(t) = sigma_t / alpha_t: the noise level of x / alpha_t (EDM's sigma; exp(-lambda/2))."""
-    return process.sigma(t) / process.alpha(t)
+    z = generator()
+    if z.shape != x.shape:
+        raise ValueError(f"noise stream gives {tuple(z.shape)}, state is {tuple(x.shape)}")
+    return z.to(device=x.device, dtype=x.dtype)
 
 
 # --------------------------------------------------------------------------------------------
@@ -209,9 +65,8 @@ def _f(v) -> float:
     return float(v)
 
 
-def ancestral_step(
-    x: torch.Tensor, pred: Prediction, t, s, process: Process, variance: str = "small", noise: torch.Tensor | None = None
-) -> torch.Tensor:
+def ancestral_step(x: torch.Tensor, pred: Prediction, t, s, process: Process, variance: str = "small",
+                   noise: torch.Tensor | None = None) -> torch.Tensor:
     """One DDPM step x_t -> x_s: a draw from q(x_s | x_t, x0 = pred.x0) (DDPM eq. 6-7, seed 004):
 
         x_s = c_xt x_t + c_x0 x0 + sigma z,
@@ -232,7 +87,9 @@ def ancestral_step(
     return out
 
 
-def ddim_step(x: torch.Tensor, pred: Prediction, t, s, process: Process, eta: float = 0.0, noise: torch.Tensor | None = None) -> torch.Tensor:
+def ddim_step(
+    x: torch.Tensor, pred: Prediction, t, s, process: Process, eta: float = 0.0, noise: torch.Tensor | None = None
+) -> torch.Tensor:
     """One DDIM step x_t -> x_s (Song et al. 2021a, eq. 12 and 16, written with alpha/sigma):
 
         x_s = alpha_s x0 + sqrt(sigma_s^2 - c^2) eps + c z,   c^2 = eta^2 sigma_{t|s}^2 sigma_s^2 / sigma_t^2.
@@ -283,8 +140,6 @@ def sample_ddpm(denoiser: Denoiser, x, times, generator=None, callback=None, var
 @torch.no_grad()
 def sample_ddim(denoiser: Denoiser, x, times, generator=None, callback=None, eta: float = 0.0) -> torch.Tensor:
     """DDIM (Song et al. 2021a) with stochasticity eta in [0, 1]. NFE = steps."""
-    if not 0.0 <= eta <= 1.0:
-        raise InputError(f"--eta: must lie in [0, 1], got {eta}")
     process = denoiser.process
     for i, (t, s) in enumerate(_steps(times)):
         pred = denoiser(x, t)
@@ -323,15 +178,12 @@ def sample_pc(
 
     Predictor, the reverse-diffusion step of the discretised forward step x_t = alpha_{t|s} x_s + sigma_{t|s} z:
         x_s = (2 - alpha_{t|s}) x_t + sigma_{t|s}^2 score(x_t, t) + sigma_{t|s} z
-    (VE: x + (sigma_t^2 - sigma_s^2) s + sqrt(sigma_t^2 - sigma_s^2) z; VP: (2 - sqrt(1 - beta)) x + beta s + sqrt(beta) z).
+    (VE: x + (sigma_t^2 - sigma_s^2) s + sqrt(sigma_t^2 - sigma_s^2) z;
+    VP: (2 - sqrt(1 - beta)) x + beta s + sqrt(beta) z).
     Corrector, ``corrector_steps`` Langevin steps at s with the signal-to-noise step size
         x <- x + e score(x, s) + sqrt(2 e) z,   e = 2 alpha_{t|s}^2 (r sigma_s)^2,
     which is score_sde's e = 2 alpha (r ||z|| / ||score||)^2 with the norms at their values for a
     correct score (||score|| = ||z|| / sigma); r = ``snr``. NFE = steps + corrector_steps * (steps - 1)."""
-    if snr <= 0:
-        raise InputError(f"--snr: must be > 0, got {snr}")
-    if corrector_steps < 0:
-        raise InputError(f"--corrector-steps: must be >= 0, got {corrector_steps}")
     process = denoiser.process
     for i, (t, s) in enumerate(_steps(times)):
         pred = denoiser(x, t)
@@ -361,12 +213,6 @@ def sample_langevin(
     i.e. SMLD's alpha_i = 2 e_i = eps sigma_i^2 / sigma_L^2 with eps = (2 r sigma_L)^2 (r = ``snr``),
     then NCSNv2's final denoising step. NFE = levels * corrector_steps + 1."""
     process = denoiser.process
-    if process.kind != "ve":
-        raise InputError(f"--sampler langevin does not apply to a {process.kind} model: annealed Langevin dynamics (SMLD) needs a ve process")
-    if snr <= 0:
-        raise InputError(f"--snr: must be > 0, got {snr}")
-    if corrector_steps < 1:
-        raise InputError(f"--corrector-steps: langevin needs >= 1 step per noise level, got {corrector_steps}")
     for i, (t, s) in enumerate(_steps(times)):
         sig = _f(process.sigma(t))
         step = 2 * (snr * sig) ** 2
@@ -438,7 +284,9 @@ def _phis(h: float) -> tuple[float, float, float]:
 RATIO_ORDER_2, RATIO_ORDER_1 = 1.5, 2.0
 
 
-def dpmpp_update(x: torch.Tensor, x0s: list, lams: list, lam_s: float, sigma_ratio: float, alpha_s: float, order: int) -> torch.Tensor:
+def dpmpp_update(
+    x: torch.Tensor, x0s: list, lams: list, lam_s: float, sigma_ratio: float, alpha_s: float, order: int
+) -> torch.Tensor:
     """One DPM-Solver++ multistep update from lambda_t = ``lams[-1]`` to ``lam_s`` (``sigma_ratio``
     = sigma_s / sigma_t, ``alpha_s``), with the predicted x0 ``x0s`` at ``lams`` (newest last; the
     last ``order`` are used). See ``ode_dpmpp``."""
@@ -502,9 +350,35 @@ def ode_dpmpp(denoiser: Denoiser, x, times, callback=None, order: int = 2) -> to
     return x
 
 
+@torch.no_grad()
 def ode_dpmpp_2m(denoiser: Denoiser, x, times, callback=None) -> torch.Tensor:
-    """DPM-Solver++(2M) (Lu et al. 2022, Algorithm 2; k-diffusion ``sample_dpmpp_2m``): ``ode_dpmpp`` of order 2."""
-    return ode_dpmpp(denoiser, x, times, callback, order=2)
+    """DPM-Solver++(2M), Lu et al. 2022 Algorithm 2 (k-diffusion ``sample_dpmpp_2m``), in
+    lambda = log(alpha/sigma), step i from t_{i-1} to t_i with the data predictions x0_{i-1}, x0_{i-2}:
+
+        h_i = lambda_{t_i} - lambda_{t_{i-1}},   r_i = h_{i-1} / h_i
+        D_i = (1 + 1/(2 r_i)) x0_{i-1} - 1/(2 r_i) x0_{i-2}     (first step: D_1 = x0_0)
+        x_i = (sigma_{t_i} / sigma_{t_{i-1}}) x_{i-1} - alpha_{t_i} (e^{-h_i} - 1) D_i
+
+    D_i is computed as x0_{i-1} + (x0_{i-1} - x0_{i-2}) / (2 r_i), the same value in the operation
+    order of ``ode_dpmpp``. A step more than twice as wide in lambda as the previous one uses
+    D_i = x0_{i-1} (``RATIO_ORDER_1``). The step to t = 0 returns x0. NFE = steps."""
+    process = denoiser.process
+    lam_prev, x0_prev = None, None
+    for i, (t, s) in enumerate(_steps(times)):
+        pred = denoiser(x, t)
+        _cb(callback, i, t, x, pred)
+        if s == 0:
+            x = pred.x0
+            continue
+        lam_t, lam_s = 0.5 * _f(process.log_snr(t)), 0.5 * _f(process.log_snr(s))
+        h = lam_s - lam_t
+        d = pred.x0
+        if lam_prev is not None and not h / (lam_t - lam_prev) > RATIO_ORDER_1:
+            r = (lam_t - lam_prev) / h
+            d = pred.x0 + (pred.x0 - x0_prev) / (2 * r)
+        x = _f(process.sigma(s)) / _f(process.sigma(t)) * x - _f(process.alpha(s)) * math.expm1(-h) * d
+        lam_prev, x0_prev = lam_t, pred.x0
+    return x
 
 
 def ode_dpmpp_3m(denoiser: Denoiser, x, times, callback=None) -> torch.Tensor:
@@ -537,102 +411,239 @@ def ode_rk45(denoiser: Denoiser, x, times, callback=None, rtol: float = 1e-5, at
 
     y0 = x.detach().to(torch.float64).cpu().numpy().reshape(-1)
     if len(knots) > 1 and knots[0] != knots[-1]:
-        sol = solve_ivp(fun, (knots[0], knots[-1]), y0, method="RK45", rtol=rtol, atol=atol, t_eval=knots if callback else None)
+        sol = solve_ivp(
+            fun, (knots[0], knots[-1]), y0, method="RK45", rtol=rtol, atol=atol, t_eval=knots if callback else None
+        )
         if not sol.success:
-            from ddpmctl.errors import RunError
-
             raise RunError(f"rk45: the ODE solver failed ({sol.message})")
         ys = sol.y
     else:
         ys = y0[:, None]
     if callback is not None:
-        for i in range(ys.shape[1]):
-            xi = torch.from_numpy(ys[:, i]).reshape(shape).to(device=device, dtype=dtype)
-            pred = denoiser(xi, knots[i])
-            denoiser.nfe -= 1  # bookkeeping for the trajectory, not part of the sampler
-            _cb(callback, i, knots[i], xi, pred)
+        with denoiser.uncounted():  # the x0 of the reported states: bookkeeping, not the sampler's cost
+            for i in range(ys.shape[1]):
+                xi = torch.from_numpy(ys[:, i]).reshape(shape).to(device=device, dtype=dtype)
+                _cb(callback, i, knots[i], xi, denoiser(xi, knots[i]))
     x = torch.from_numpy(ys[:, -1].copy()).reshape(shape).to(device=device, dtype=dtype)
     if final_zero:
         x = denoiser(x, knots[-1]).x0
     return x
 
 
-ODE_SOLVERS: dict[str, Callable] = {
-    "euler": ode_euler,
-    "heun": ode_heun,
-    "dpm++2m": ode_dpmpp_2m,
-    "dpm++3m": ode_dpmpp_3m,
-    "rk45": ode_rk45,
-}
+# --------------------------------------------------------------------------------------------
+# the registry: one record per ODE solver and per sampler; the CLI, the man pages, docs/sample.md's
+# table and ``expected_nfe`` are derived from it. Default steps and solver: docs/sample.md.
+
+
+def _check_tolerances(options: Mapping[str, Any]) -> None:
+    if options["rtol"] <= 0 or options["atol"] <= 0:
+        raise InputError(f"--rtol/--atol: must be > 0, got {options['rtol']}, {options['atol']}")
+
+
+@dataclass(frozen=True)
+class Solver:
+    """An ODE solver ``fn(denoiser, x, times, callback=None, **options)`` of ``sample_ode``."""
+
+    name: str
+    fn: Callable
+    steps: int  # default steps
+    nfe: Callable[[int], int | None]  # NFE of a run of k steps (None: adaptive)
+    nfe_text: str
+    help: str
+    options: Mapping[str, Any] = field(default_factory=dict)  # keyword -> default
+    check: Callable[[Mapping[str, Any]], None] | None = None
+    free_report: bool = True  # False: the callback's x0 costs extra (uncounted) evaluations
+
+
+ODE_SOLVERS: dict[str, Solver] = {
+    s.name: s
+    for s in (
+        Solver("euler", ode_euler, 50, lambda k: k, "steps", "Euler in sigma~ (= DDIM eta 0)"),
+        Solver("heun", ode_heun, 10, lambda k: 2 * k - 1, "2 steps - 1", "Heun, EDM Algorithm 1"),
+        Solver("dpm++2m", ode_dpmpp_2m, 20, lambda k: k, "steps", "DPM-Solver++(2M), Lu et al. Algorithm 2"),
+        Solver("dpm++3m", ode_dpmpp_3m, 20, lambda k: k, "steps", "DPM-Solver++(3M)"),
+        Solver("rk45", ode_rk45, 20, lambda k: None, "adaptive", "adaptive Runge-Kutta 4(5), scipy",
+               options={"rtol": 1e-5, "atol": 1e-5}, check=_check_tolerances, free_report=False),
+    )
+}  # fmt: skip
+SOLVERS = tuple(ODE_SOLVERS)
+DEFAULT_SOLVER = "dpm++3m"
 
 
 @torch.no_grad()
-def sample_ode(
-    denoiser: Denoiser, x, times, generator=None, callback=None, solver: str = DEFAULT_SOLVER, rtol: float = 1e-5, atol: float = 1e-5
-) -> torch.Tensor:
+def sample_ode(denoiser: Denoiser, x, times, generator=None, callback=None, solver: str = DEFAULT_SOLVER, **options):
     """The probability-flow ODE dx = [f x - g^2 score / 2] dt (deterministic: ``generator`` is unused
-    after the initial noise) with ``solver`` euler | heun | dpm++2m | dpm++3m | rk45."""
-    if solver not in ODE_SOLVERS:
-        raise InputError(f"--solver: unknown ODE solver '{solver}' (choose from {', '.join(SOLVERS)})")
-    if solver == "rk45":
-        if rtol <= 0 or atol <= 0:
-            raise InputError(f"--rtol/--atol: must be > 0, got {rtol}, {atol}")
-        return ode_rk45(denoiser, x, times, callback, rtol=rtol, atol=atol)
-    return ODE_SOLVERS[solver](denoiser, x, times, callback)
+    after the initial noise) with ``solver``, one of ``ODE_SOLVERS``, and its ``options``."""
+    return ODE_SOLVERS[solver].fn(denoiser, x, times, callback, **options)
 
 
-SAMPLER_FUNCTIONS: dict[str, Callable] = {
-    "ddpm": sample_ddpm,
-    "ddim": sample_ddim,
-    "sde": sample_sde,
-    "pc": sample_pc,
-    "ode": sample_ode,
-    "langevin": sample_langevin,
-}
-
-# the options each sampler takes (name -> keyword of its function)
-SAMPLER_OPTIONS = {
-    "ddpm": ("variance",),
-    "ddim": ("eta",),
-    "sde": (),
-    "pc": ("snr", "corrector_steps"),
-    "ode": ("solver", "rtol", "atol"),
-    "langevin": ("snr", "corrector_steps"),
-}
+def _check_eta(options: Mapping[str, Any]) -> None:
+    if not 0.0 <= options["eta"] <= 1.0:
+        raise InputError(f"--eta: must lie in [0, 1], got {options['eta']}")
 
 
-def check_sampler(sampler: str, process: Process, solver: str | None = None) -> None:
-    """InputError if ``sampler`` (or ``solver``) is unknown or not defined for ``process``."""
-    if sampler not in SAMPLER_FUNCTIONS:
-        raise InputError(f"--sampler: unknown sampler '{sampler}' (choose from {', '.join(SAMPLERS)})")
-    if sampler == "langevin" and process.kind != "ve":
-        raise InputError(
-            f"--sampler langevin does not apply to a {process.kind} model: annealed Langevin dynamics (SMLD) needs a ve process"
-        )
-    if solver is not None and solver not in ODE_SOLVERS:
-        raise InputError(f"--solver: unknown ODE solver '{solver}' (choose from {', '.join(SOLVERS)})")
+def _check_variance(options: Mapping[str, Any]) -> None:
+    if options["variance"] not in VARIANCES:
+        raise InputError(f"--variance: unknown variance '{options['variance']}' (choose from {', '.join(VARIANCES)})")
+
+
+def _check_langevin(options: Mapping[str, Any], least: int) -> None:
+    if options["snr"] <= 0:
+        raise InputError(f"--snr: must be > 0, got {options['snr']}")
+    if options["corrector_steps"] < least:
+        raise InputError(f"--corrector-steps: must be >= {least}, got {options['corrector_steps']}")
+
+
+@dataclass(frozen=True)
+class Sampler:
+    """A sampler ``fn(denoiser, x, times, generator, callback=None, **options)`` and what it needs."""
+
+    name: str
+    fn: Callable
+    steps: int | None  # default steps (None: the solver's)
+    nfe: Callable[[int, Mapping[str, Any]], int | None]  # NFE of k steps with these options
+    nfe_text: str
+    help: str
+    source: str
+    options: Mapping[str, Any] = field(default_factory=dict)  # keyword -> default
+    check: Callable[[Mapping[str, Any]], None] | None = None
+    spacing: str = "uniform"  # default spacing
+    all_steps: bool = False  # default on a process with T steps: all of them (else at most T)
+    processes: tuple[str, ...] = ()  # the process kinds it is defined for (empty: every one)
+    why: str = ""  # why it needs those processes
+
+    def check_process(self, process: Process) -> None:
+        if self.processes and process.kind not in self.processes:
+            raise InputError(f"--sampler {self.name} does not apply to a {process.kind} model: {self.why}")
+
+    def default_steps(self, process: Process, solver: Solver | None = None) -> int:
+        """Steps when --steps is not given: on a process with T steps all T (``all_steps``: DDPM's
+        Algorithm 2) or at most T; the ODE's default is the solver's (about 20 NFE)."""
+        n = solver.steps if self.steps is None else self.steps
+        if process.max_steps is None:
+            return n
+        return process.max_steps if self.all_steps else min(n, process.max_steps)
+
+
+def _solver_nfe(k: int, options: Mapping[str, Any]) -> int | None:
+    return ODE_SOLVERS[options["solver"]].nfe(k)
+
+
+def _solver_nfe_text() -> str:
+    """``euler, dpm++2m, dpm++3m: steps; heun: 2 steps - 1; rk45: adaptive``."""
+    texts = dict.fromkeys(s.nfe_text for s in ODE_SOLVERS.values())
+    return "; ".join(f"{', '.join(n for n, s in ODE_SOLVERS.items() if s.nfe_text == t)}: {t}" for t in texts)
+
+
+SAMPLERS_BY_NAME: dict[str, Sampler] = {
+    s.name: s
+    for s in (
+        Sampler("ddpm", sample_ddpm, 1000, lambda k, o: k, "steps", "ancestral, Algorithm 2",
+                "Ho et al. 2020, Algorithm 2 (seeds 000, 001, 004)",
+                options={"variance": "small"}, check=_check_variance, all_steps=True),
+        Sampler("ddim", sample_ddim, 50, lambda k, o: k, "steps", "--eta", "Song, Meng & Ermon 2021 (DDIM), eq. 12, 16",
+                options={"eta": 0.0}, check=_check_eta),
+        Sampler("sde", sample_sde, 1000, lambda k, o: k, "steps", "reverse-SDE Euler-Maruyama",
+                "Song et al. 2021 (score SDE), eq. 6; Euler-Maruyama (seeds 000, 001)", all_steps=True),
+        Sampler("pc", sample_pc, 500, lambda k, o: k + o["corrector_steps"] * (k - 1), "steps + M (steps - 1)",
+                "predictor-corrector", "Song et al. 2021, Algorithms 2-3 (seed 001)",
+                options={"snr": 0.16, "corrector_steps": 1}, check=lambda o: _check_langevin(o, 0), all_steps=True),
+        Sampler("ode", sample_ode, None, _solver_nfe, _solver_nfe_text(), "probability-flow ODE, --solver",
+                "Song et al. 2021 eq. 13; Karras et al. 2022; Lu et al. 2022",
+                options={"solver": DEFAULT_SOLVER}, spacing="logsnr"),
+        Sampler("langevin", sample_langevin, 100, lambda k, o: k * o["corrector_steps"] + 1, "levels x M + 1",
+                "annealed Langevin", "Song & Ermon 2019, Algorithm 1 (SMLD, seed 000)",
+                options={"snr": 0.5, "corrector_steps": 2}, check=lambda o: _check_langevin(o, 1),
+                processes=("ve",), why="annealed Langevin dynamics (SMLD) needs a ve process"),
+    )
+}  # fmt: skip
+SAMPLERS = tuple(SAMPLERS_BY_NAME)
+
+
+def get_sampler(name: str) -> Sampler:
+    if name not in SAMPLERS_BY_NAME:
+        raise InputError(f"--sampler: unknown sampler '{name}' (choose from {', '.join(SAMPLERS)})")
+    return SAMPLERS_BY_NAME[name]
+
+
+def get_solver(name: str) -> Solver:
+    if name not in ODE_SOLVERS:
+        raise InputError(f"--solver: unknown ODE solver '{name}' (choose from {', '.join(SOLVERS)})")
+    return ODE_SOLVERS[name]
+
+
+@dataclass(frozen=True)
+class Plan:
+    """A checked sampler run: the record(s), the time grid and the sampler function's options."""
+
+    sampler: Sampler
+    solver: Solver | None
+    spacing: str
+    times: torch.Tensor
+    options: dict  # keywords of ``sampler.fn`` (the solver's name and options included)
+
+    @property
+    def steps(self) -> int:
+        return len(self.times) - 1
+
+    @property
+    def nfe(self) -> int | None:
+        """Network evaluations per sample (None for an adaptive solver)."""
+        return self.sampler.nfe(self.steps, self.options)
+
+    @property
+    def free_report(self) -> bool:
+        """Whether reporting each step's state and x0 (trajectories, progress) costs nothing extra."""
+        return self.solver is None or self.solver.free_report
+
+    def run(self, denoiser: Denoiser, x, generator=None, callback=None) -> torch.Tensor:
+        return self.sampler.fn(denoiser, x, self.times, generator, callback=callback, **self.options)
+
+
+def _options(defaults: Mapping[str, Any], given: Mapping[str, Any]) -> dict:
+    """``defaults`` with the ``given`` values that are not None, cast to the default's type."""
+    return {k: v if given.get(k) is None else type(v)(given[k]) for k, v in defaults.items()}
+
+
+def plan(
+    process: Process, sampler: str, steps: int | None = None, spacing: str | None = None, rho: float = 7.0, **options
+) -> Plan:
+    """Check ``sampler`` and its ``options`` (``solver``, ``eta``, ``snr``, ...; those it does not
+    take are ignored, except ``solver``) against ``process``, fill in the defaults and make the
+    time grid."""
+    record = get_sampler(sampler)
+    record.check_process(process)
+    solver = None
+    if "solver" in record.options:
+        solver = get_solver(options.get("solver") or record.options["solver"])
+    elif options.get("solver") is not None:
+        raise InputError(f"--solver: only the ode sampler takes a solver (got --sampler {sampler})")
+    kwargs = {**_options(record.options, options), **(_options(solver.options, options) if solver else {})}
+    for check in (record.check, solver.check if solver else None):
+        if check is not None:
+            check(kwargs)
+    steps = record.default_steps(process, solver) if steps is None else int(steps)
+    spacing = spacing or record.spacing
+    return Plan(record, solver, spacing, make_times(process, steps, spacing, rho=rho), kwargs)
 
 
 def default_steps(sampler: str, process: Process, solver: str | None = None) -> int:
-    """Steps a sampler takes when --steps is not given: DDPM on a discrete process uses all T
-    steps (Algorithm 2); the ODE's default is about 20 NFE (dpm++3m/2m: 20 steps, heun: 10 steps = 19 NFE)."""
-    if sampler == "ode":
-        return DEFAULT_ODE_STEPS[solver or DEFAULT_SOLVER]
-    n = DEFAULT_STEPS[sampler]
-    if isinstance(process, DiscreteProcess):
-        return process.T if sampler in ("ddpm", "sde", "pc") else min(n, process.T)
-    return n
+    """Steps a sampler takes when --steps is not given (``Sampler.default_steps``)."""
+    record = get_sampler(sampler)
+    return record.default_steps(process, get_solver(solver or DEFAULT_SOLVER) if record.steps is None else None)
 
 
-def expected_nfe(sampler: str, steps: int, solver: str | None = None, corrector_steps: int = 1, zero: bool = True) -> int | None:
-    """The NFE a fixed-step run takes (None for rk45, which adapts)."""
-    if sampler == "ode":
-        solver = solver or DEFAULT_SOLVER
-        if solver == "rk45":
-            return None
-        return 2 * steps - 1 if solver == "heun" else steps
-    if sampler == "pc":
-        return steps + corrector_steps * (steps - 1)
-    if sampler == "langevin":
-        return steps * corrector_steps + (1 if zero else 0)
-    return steps
+def expected_nfe(sampler: str, steps: int, solver: str | None = None, **options) -> int | None:
+    """The NFE of a ``steps``-step run (None for an adaptive solver), options at their defaults
+    unless given."""
+    record = get_sampler(sampler)
+    return record.nfe(int(steps), _options(record.options, dict(options, solver=solver)))
+
+
+def markdown_table() -> str:
+    """docs/sample.md's table of samplers (a test keeps the two equal)."""
+    rows = ["| sampler | defined for | NFE | source |", "|---|---|---|---|"]
+    for s in SAMPLERS_BY_NAME.values():
+        where = " and ".join(k.upper() for k in s.processes) + " only" if s.processes else "every process"
+        rows.append(f"| `{s.name}` | {where} | {s.nfe_text} | {s.source} |")
+    return "\n".join(rows) + "\n"

@@ -1,4 +1,5 @@
-"""Generating samples from a model: batching, per-sample seeds, NFE accounting, trajectories.
+"""Generating samples from a model: the batch driver shared with restoration, per-sample seeds,
+NFE accounting, trajectories.
 
 ``generate(model, sampler, n, ...)`` runs one of ``ddpmctl.samplers`` over ``n`` samples in batches
 and returns them in data units. ``model`` is a ``checkpoint.LoadedModel`` or an
@@ -6,39 +7,300 @@ and returns them in data units. ``model`` is a ``checkpoint.LoadedModel`` or an
 ``denoiser(clip)``).
 
 Sample i starts from, and draws all its noise from, its own generator seeded from (seed, i)
-(``samplers.NoiseStream``), so it is the same whatever ``batch`` is, and a run split over several
-processes (``start_index``) gives the same samples as one run.
+(``NoiseStream``), so it is the same whatever ``batch`` is, and a run split over several
+processes (``start_index``) gives the same samples as one run. ``drive`` is the batch loop that
+``generate`` and ``restore.restore`` share.
 """
 
 from __future__ import annotations
 
+import math
 import time
-from typing import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
 
 from ddpmctl import samplers as S
-from ddpmctl.errors import InputError
+from ddpmctl.device import autocast
+from ddpmctl.diffusion import Denoiser
+from ddpmctl.errors import InputError, RunError
+
+# --------------------------------------------------------------------------------------------
+# noise: per-sample streams
 
 
-def resolve_options(model, sampler: str, steps: int | None = None, solver: str | None = None, spacing: str | None = None) -> dict:
-    """Check the sampler against the model's process and fill in the defaults: returns
-    {"sampler", "solver", "steps", "spacing"}."""
-    process = model.process
-    if sampler == "ode":
-        solver = solver or S.DEFAULT_SOLVER
-    elif solver is not None:
-        raise InputError(f"--solver: only the ode sampler takes a solver (got --sampler {sampler})")
-    S.check_sampler(sampler, process, solver)
-    if steps is None:
-        steps = S.default_steps(sampler, process, solver)
-    if int(steps) < 1:
-        raise InputError(f"--steps: must be >= 1, got {steps}")
-    spacing = spacing or S.DEFAULT_SPACING[sampler]
-    if spacing not in S.SPACINGS:
-        raise InputError(f"--spacing: unknown spacing '{spacing}' (choose from {', '.join(S.SPACINGS)})")
-    return {"sampler": sampler, "solver": solver, "steps": int(steps), "spacing": spacing}
+def sample_seed(seed: int, index: int) -> int:
+    """The seed of sample ``index``'s own generator: a hash of (seed, index) (numpy SeedSequence)."""
+    state = np.random.SeedSequence([int(seed) & 0xFFFFFFFFFFFFFFFF, int(index)]).generate_state(2, np.uint32)
+    return (int(state[0]) << 31) ^ int(state[1])
+
+
+class NoiseStream:
+    """Standard normal noise where row b of every draw has its own generator, seeded with ``seeds[b]``.
+
+    Each call returns the next noise tensor (B, *shape). Every generator draws blocks of ``block``
+    vectors, a size that depends only on the sample shape, so a row sees the same sequence
+    whatever the batch it is in (or the process that samples it). Noise is drawn in float32 on
+    the CPU and moved to ``device``/``dtype``. ``for_samples(seed, indices, ...)`` gives sample i
+    of a run the seed ``sample_seed(seed, i)``.
+    """
+
+    def __init__(self, seeds: Sequence[int], shape: tuple, device="cpu", dtype=torch.float32):
+        self.shape = tuple(int(s) for s in shape)
+        self.device, self.dtype = torch.device(device), dtype
+        self.generators = [torch.Generator().manual_seed(int(s)) for s in seeds]
+        numel = max(1, int(np.prod(self.shape)))
+        self.block = max(1, min(256, (1 << 14) // numel))
+        self._buf: torch.Tensor | None = None
+        self._pos = self.block
+        self.draws = 0
+
+    @classmethod
+    def for_samples(cls, seed: int, indices, shape: tuple, device="cpu", dtype=torch.float32) -> NoiseStream:
+        """The stream of samples ``indices`` of the run seeded with ``seed``."""
+        return cls([sample_seed(seed, i) for i in indices], shape, device=device, dtype=dtype)
+
+    def __call__(self) -> torch.Tensor:
+        if self._pos >= self.block:
+            self._buf = torch.stack([torch.randn((self.block, *self.shape), generator=g) for g in self.generators], 1)
+            self._pos = 0
+        out = self._buf[self._pos]
+        self._pos += 1
+        self.draws += 1
+        return out.to(device=self.device, dtype=self.dtype)
+
+
+# --------------------------------------------------------------------------------------------
+# the batch driver
+
+
+@dataclass
+class Batches:
+    """One batched run: row r of the output starts from, and draws all its noise from, a generator
+    seeded with ``seeds[r]``; ``start_std`` scales its first draw (``samplers.start_std``)."""
+
+    model: Any
+    denoiser: Denoiser
+    seeds: Sequence[int]
+    batch: int
+    device: torch.device
+    dtype: torch.dtype
+    start_std: float
+    amp: bool = False
+    inference: bool = True  # torch.inference_mode; False: no_grad (a method that takes gradients inside)
+    clip: bool = True  # clip images to [0, 1]
+    failure: str = "produced NaN or inf"
+
+
+def drive(run: Batches, prepare: Callable, sink: Callable) -> tuple[list[int], float]:
+    """The batch loop: for rows [start, stop), ``prepare(start, stop)`` returns the step
+    ``(x, stream) -> x`` (the sampler or method, run under no-grad and autocast from the first noise
+    ``x``), and ``sink(start, stop, x_data)`` takes the result in data units. Returns (the NFE of
+    each batch, seconds)."""
+    shape, norm, n = tuple(run.model.data_shape), run.model.normalization, len(run.seeds)
+    nfes: list[int] = []
+    t0 = time.perf_counter()
+    for start in range(0, n, run.batch):
+        stop = min(n, start + run.batch)
+        step = prepare(start, stop)
+        stream = NoiseStream(run.seeds[start:stop], shape, device=run.device, dtype=run.dtype)
+        x = run.start_std * stream()
+        run.denoiser.reset()
+        before = run.denoiser.nfe
+        with torch.inference_mode() if run.inference else torch.no_grad(), autocast(run.device, enabled=run.amp):
+            x = step(x, stream)
+        nfes.append(run.denoiser.nfe - before)
+        if not torch.isfinite(x).all():
+            raise RunError(run.failure)
+        x_data = norm.to_data(x.detach().float()).cpu().numpy()
+        if run.clip and run.model.data_kind == "images":
+            x_data = np.clip(x_data, 0.0, 1.0)
+        sink(start, stop, x_data)
+    return nfes, time.perf_counter() - t0
+
+
+# --------------------------------------------------------------------------------------------
+# sampling
+
+
+@dataclass(frozen=True)
+class SampleOptions:
+    """Everything ``generate`` takes besides the model, sampler, n, steps, seed, batch and device.
+    The sampler options (``solver`` ... ``atol``) apply to the samplers that take them
+    (``samplers.SAMPLERS_BY_NAME``); None is the sampler's default."""
+
+    solver: str | None = None
+    spacing: str | None = None
+    rho: float = 7.0
+    eta: float = 0.0
+    variance: str = "small"
+    snr: float | None = None
+    corrector_steps: int | None = None
+    rtol: float = 1e-5
+    atol: float = 1e-5
+    clip_x0: bool | None = None
+    trajectory: int = 0
+    start_index: int = 0
+    amp: bool = False
+    guide: Any = None
+    guidance: float = 1.0
+
+
+# the options of every sampler and ODE solver (``SampleOptions`` has a field for each)
+SAMPLER_KEYWORDS = tuple(
+    dict.fromkeys(k for r in (*S.SAMPLERS_BY_NAME.values(), *S.ODE_SOLVERS.values()) for k in r.options)
+)
+
+
+@dataclass(frozen=True)
+class SamplePlan:
+    """A checked ``generate`` run: the sampler's plan, the number of samples and the batch size."""
+
+    plan: S.Plan
+    n: int
+    batch: int
+    options: SampleOptions
+
+    @property
+    def progress_total(self) -> int | None:
+        """Steps over all batches (the progress bar's total; None where steps are not reported)."""
+        return self.plan.steps * math.ceil(self.n / self.batch) if self.plan.free_report else None
+
+    @property
+    def label(self) -> str:
+        return self.plan.sampler.name + (f"/{self.plan.solver.name}" if self.plan.solver else "")
+
+
+def plan_sample(model, sampler: str = "ode", n: int = 64, steps: int | None = None, batch: int | None = None,
+                options: SampleOptions = SampleOptions()) -> SamplePlan:
+    """Check a ``generate`` run and fill in its defaults (InputError naming the option)."""
+    n = int(n)
+    if n < 1:
+        raise InputError(f"-n: must be >= 1, got {n}")
+    batch = int(batch) if batch is not None else min(n, 256)
+    if batch < 1:
+        raise InputError(f"--batch: must be >= 1, got {batch}")
+    if options.trajectory < 0:
+        raise InputError(f"--trajectory: must be >= 0, got {options.trajectory}")
+    if options.guide is not None:
+        check_guide(model, options.guide, options.guidance)
+    given = {k: getattr(options, k) for k in SAMPLER_KEYWORDS}
+    plan = S.plan(model.process, sampler, steps, options.spacing, options.rho, **given)
+    return SamplePlan(plan, n, batch, options)
+
+
+def generate(model, sampler: str = "ode", n: int = 64, steps: int | None = None, seed: int = 0,
+             batch: int | None = None, device: str | torch.device | None = None, *,
+             progress: Callable[..., None] | None = None, **options) -> tuple[np.ndarray, dict]:
+    """Draw ``n`` samples; returns (samples in data units, info). ``options`` are the fields of
+    ``SampleOptions`` (``solver``, ``spacing``, ``eta``, ``trajectory``, ``guide``, ...).
+
+    Images come back as float32 (N, C, H, W) clipped to [0, 1], points as float32 (N, D) as they
+    are. ``info`` holds the sampler settings, ``nfe`` (network evaluations per sample; the max
+    over batches for rk45), ``times`` (the grid), ``seconds`` and, with ``trajectory = K``,
+    ``trajectory`` (float32 (N, K, 2, *shape): [:, k, 0] the state x_t and [:, k, 1] its predicted
+    x0, in data units, not clipped) and ``trajectory_times`` (K times; 0 is the output).
+    ``progress(advance=1)`` is called after every step of every batch.
+
+    ``guide`` (a model of the same process and data, typically smaller or trained for less) with
+    ``guidance`` = w > 1 samples with autoguidance (Karras et al. 2024): the denoiser's x0 becomes
+    x0_guide + w (x0 - x0_guide); every step then costs 2 network evaluations (counted in ``nfe``).
+    """
+    job = plan_sample(model, sampler, n, steps, batch, SampleOptions(**options))
+    return run_sample(model, job, seed, device, progress)
+
+
+def _sample_denoiser(model, options: SampleOptions, device: torch.device) -> Denoiser:
+    denoiser = model.denoiser(clip=options.clip_x0)
+    if options.guide is not None:
+        place_model(options.guide, device)
+        denoiser.set_guide(options.guide.denoiser(clip=False), options.guidance)
+    return denoiser
+
+
+def run_sample(model, job: SamplePlan, seed: int = 0, device=None, progress=None) -> tuple[np.ndarray, dict]:
+    """Run a planned ``generate`` (see there)."""
+    if seed < 0:
+        raise InputError(f"--seed: must be >= 0, got {seed}")
+    plan, opts, n = job.plan, job.options, job.n
+    dev, dtype = place_model(model, device)
+    # bf16 autocast only when asked: a sampler compounds the network's errors over many steps
+    amp = bool(opts.amp) and dev.type == "cuda" and dtype != torch.float64
+    denoiser = _sample_denoiser(model, opts, dev)
+    shape, norm, n_steps = tuple(model.data_shape), model.normalization, plan.steps
+    frames = trajectory_frames(n_steps, opts.trajectory) if opts.trajectory else []
+    out = np.empty((n, *shape), dtype=np.float32)
+    traj = np.empty((n, len(frames), 2, *shape), dtype=np.float32) if frames else None
+    report = bool(frames) or plan.free_report  # rk45 pays extra evaluations for reported states
+    kept: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
+
+    def callback(info):
+        if info["i"] in frames:
+            kept[info["i"]] = (info["x"].detach().clone(), info["x0"].detach().clone())
+        if progress is not None:
+            progress(advance=1)
+
+    def prepare(start, stop):
+        def step(x, stream):
+            kept.clear()
+            x = plan.run(denoiser, x, stream, callback if report else None)
+            if not report and progress is not None:
+                progress(advance=n_steps)
+            kept[n_steps] = (x, x)
+            return x
+
+        return step
+
+    def sink(start, stop, x_data):
+        out[start:stop] = x_data
+        for j, f in enumerate(frames):
+            xs, x0s = kept[f] if f in kept else kept[n_steps]
+            traj[start:stop, j, 0] = norm.to_data(xs.float()).cpu().numpy()
+            traj[start:stop, j, 1] = norm.to_data(x0s.float()).cpu().numpy()
+
+    seeds = [sample_seed(seed, opts.start_index + i) for i in range(n)]
+    hint = "--steps, --no-clip-x0" if opts.clip_x0 else "--steps"
+    failure = f"sampler {plan.sampler.name} produced NaN or inf (try more {hint})"
+    run = Batches(
+        model, denoiser, seeds, job.batch, dev, dtype, S.start_std(model.process, plan.times[0]), amp, failure=failure
+    )
+    nfes, seconds = drive(run, prepare, sink)
+    info = _sample_info(model, job, seed, nfes, seconds, dev, denoiser)
+    if traj is not None:
+        info["trajectory"] = traj
+        info["trajectory_times"] = [float(plan.times[f]) if f < n_steps else 0.0 for f in frames]
+    return out, info
+
+
+def _sample_info(model, job: SamplePlan, seed: int, nfes: list[int], seconds: float, dev, denoiser) -> dict:
+    plan = job.plan
+    info = {
+        "sampler": plan.sampler.name,
+        "solver": plan.solver.name if plan.solver else None,
+        "steps": plan.steps,
+        "spacing": plan.spacing,
+        "nfe": int(max(nfes)),
+        "process": model.process.describe(),
+        "n": job.n,
+        "batch": job.batch,
+        "seed": int(seed),
+        "seconds": seconds,
+        "seconds_per_sample": seconds / job.n,
+        "device": str(dev),
+        "times": [float(v) for v in plan.times],
+        "options": {k: v for k, v in plan.options.items() if k != "solver"},
+        "clip_x0": denoiser.clip is not None,
+    }
+    if denoiser.guide is not None:
+        info["guidance"] = float(job.options.guidance)
+    if len(set(nfes)) > 1:
+        info["nfe_per_batch"] = nfes
+    if plan.spacing == "karras":
+        info["rho"] = job.options.rho
+    return info
 
 
 def trajectory_frames(n_steps: int, k: int) -> list[int]:
@@ -51,21 +313,25 @@ def trajectory_frames(n_steps: int, k: int) -> list[int]:
 def check_guide(model, guide, guidance: float) -> None:
     """InputError unless ``guide`` can guide ``model``: the same process (schedule, T, ...) and
     the same data shape, kind and normalisation; ``guidance`` finite and >= 0."""
-    import math
-
     if not (math.isfinite(guidance) and guidance >= 0):
         raise InputError(f"--guidance: must be a finite number >= 0, got {guidance}")
     mine, theirs = model.process.to_dict(), guide.process.to_dict()
     if mine != theirs:
-        raise InputError(f"--guide: the guide's process ({guide.process.describe()}) differs from the model's "
-                         f"({model.process.describe()}); guide with a model trained with the same --sde/--schedule/-T")
+        raise InputError(
+            f"--guide: the guide's process ({guide.process.describe()}) differs from the model's "
+            f"({model.process.describe()}); guide with a model trained with the same --sde/--schedule/-T"
+        )
     for what in ("data_kind", "data_shape"):
         if tuple(np.atleast_1d(getattr(model, what))) != tuple(np.atleast_1d(getattr(guide, what))):
-            raise InputError(f"--guide: the guide's {what.replace('_', ' ')} {getattr(guide, what)} differs from "
-                             f"the model's {getattr(model, what)}")
+            raise InputError(
+                f"--guide: the guide's {what.replace('_', ' ')} {getattr(guide, what)} differs from "
+                f"the model's {getattr(model, what)}"
+            )
     if model.normalization.as_dict() != guide.normalization.as_dict():
-        raise InputError(f"--guide: the guide's data normalisation {guide.normalization.as_dict()} differs from "
-                         f"the model's {model.normalization.as_dict()}")
+        raise InputError(
+            f"--guide: the guide's data normalisation {guide.normalization.as_dict()} differs from "
+            f"the model's {model.normalization.as_dict()}"
+        )
 
 
 def place_model(model, device) -> tuple[torch.device, torch.dtype]:
@@ -80,164 +346,6 @@ def place_model(model, device) -> tuple[torch.device, torch.dtype]:
     else:
         dev = getattr(model, "device", torch.device("cpu"))
     return dev, getattr(model, "dtype", torch.float32)
-
-
-def generate(
-    model,
-    sampler: str = "ode",
-    n: int = 64,
-    steps: int | None = None,
-    seed: int = 0,
-    batch: int | None = None,
-    device: str | torch.device | None = None,
-    *,
-    solver: str | None = None,
-    spacing: str | None = None,
-    rho: float = 7.0,
-    eta: float = 0.0,
-    variance: str = "small",
-    snr: float | None = None,
-    corrector_steps: int | None = None,
-    rtol: float = 1e-5,
-    atol: float = 1e-5,
-    clip_x0: bool | None = None,
-    trajectory: int = 0,
-    start_index: int = 0,
-    amp: bool = False,
-    guide=None,
-    guidance: float = 1.0,
-    progress: Callable[..., None] | None = None,
-) -> tuple[np.ndarray, dict]:
-    """Draw ``n`` samples; returns (samples in data units, info).
-
-    Images come back as float32 (N, C, H, W) clipped to [0, 1], points as float32 (N, D) as they
-    are. ``info`` holds the sampler settings, ``nfe`` (network evaluations per sample; the max
-    over batches for rk45), ``times`` (the grid), ``seconds`` and, with ``trajectory = K``,
-    ``trajectory`` (float32 (N, K, 2, *shape): [:, k, 0] the state x_t and [:, k, 1] its predicted
-    x0, in data units, not clipped) and ``trajectory_times`` (K times; 0 is the output).
-    ``progress(advance=1)`` is called after every step of every batch.
-
-    ``guide`` (a model of the same process and data, typically smaller or trained for less) with
-    ``guidance`` = w > 1 samples with autoguidance (Karras et al. 2024): the denoiser's x0 becomes
-    x0_guide + w (x0 - x0_guide); every step then costs 2 network evaluations (counted in ``nfe``).
-    """
-    n = int(n)
-    if n < 1:
-        raise InputError(f"-n: must be >= 1, got {n}")
-    batch = int(batch) if batch is not None else min(n, 256)
-    if batch < 1:
-        raise InputError(f"--batch: must be >= 1, got {batch}")
-    if seed < 0:
-        raise InputError(f"--seed: must be >= 0, got {seed}")
-    if trajectory < 0:
-        raise InputError(f"--trajectory: must be >= 0, got {trajectory}")
-    opts = resolve_options(model, sampler, steps, solver, spacing)
-    process = model.process
-    times = S.make_times(process, opts["steps"], opts["spacing"], rho=rho)
-    n_steps = len(times) - 1
-
-    kwargs: dict = {}
-    if sampler == "ddpm":
-        if variance not in S.VARIANCES:
-            raise InputError(f"--variance: unknown variance '{variance}' (choose from {', '.join(S.VARIANCES)})")
-        kwargs["variance"] = variance
-    elif sampler == "ddim":
-        if not 0 <= eta <= 1:
-            raise InputError(f"--eta: must lie in [0, 1], got {eta}")
-        kwargs["eta"] = eta
-    elif sampler in ("pc", "langevin"):
-        d = S.SAMPLER_DEFAULTS[sampler]
-        kwargs["snr"] = float(d["snr"] if snr is None else snr)
-        kwargs["corrector_steps"] = int(d["corrector_steps"] if corrector_steps is None else corrector_steps)
-    elif sampler == "ode":
-        kwargs["solver"] = opts["solver"]
-        if opts["solver"] == "rk45":
-            kwargs.update(rtol=float(rtol), atol=float(atol))
-
-    dev, dtype = place_model(model, device)
-    exact = dtype == torch.float64
-    # bf16 autocast only when asked: a sampler compounds the network's errors over many steps
-    amp = bool(amp) and dev.type == "cuda" and not exact
-    denoiser = model.denoiser(clip=clip_x0)
-    if guide is not None:
-        check_guide(model, guide, guidance)
-        place_model(guide, dev)
-        denoiser.set_guide(guide.denoiser(clip=False), guidance)
-    fn = S.SAMPLER_FUNCTIONS[sampler]
-    shape = tuple(model.data_shape)
-    norm = model.normalization
-    prior_std = S.start_std(process, times[0])
-
-    frames = trajectory_frames(n_steps, trajectory) if trajectory else []
-    out = np.empty((n, *shape), dtype=np.float32)
-    traj = np.empty((n, len(frames), 2, *shape), dtype=np.float32) if frames else None
-    nfes: list[int] = []
-    t0 = time.perf_counter()
-    from ddpmctl.device import autocast
-
-    for start in range(0, n, batch):
-        stop = min(n, start + batch)
-        stream = S.NoiseStream(seed, range(start_index + start, start_index + stop), shape, device=dev, dtype=dtype)
-        x = prior_std * stream()
-        kept: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
-
-        def callback(info, _kept=kept):
-            if info["i"] in frames:
-                _kept[info["i"]] = (info["x"].detach().clone(), info["x0"].detach().clone())
-            if progress is not None:
-                progress(advance=1)
-
-        denoiser.reset()
-        before = denoiser.nfe
-        # rk45 evaluates x0 at the reported states only for a trajectory (extra, uncounted evaluations)
-        cb = None if (sampler == "ode" and opts["solver"] == "rk45" and not frames) else callback
-        with torch.inference_mode(), autocast(dev, enabled=amp):
-            x = fn(denoiser, x, times, stream, callback=cb, **kwargs)
-        if cb is None and progress is not None:
-            progress(advance=n_steps)
-        nfes.append(denoiser.nfe - before)
-        if not torch.isfinite(x).all():
-            from ddpmctl.errors import RunError
-
-            raise RunError(f"sampler {sampler} produced NaN or inf (try more --steps{', --no-clip-x0' if clip_x0 else ''})")
-        x_data = norm.to_data(x.float()).cpu().numpy()
-        if model.data_kind == "images":
-            x_data = np.clip(x_data, 0.0, 1.0)
-        out[start:stop] = x_data
-        if traj is not None:
-            kept[n_steps] = (x, x)
-            for j, f in enumerate(frames):
-                xs, x0s = kept[f] if f in kept else (x, x)
-                traj[start:stop, j, 0] = norm.to_data(xs.float()).cpu().numpy()
-                traj[start:stop, j, 1] = norm.to_data(x0s.float()).cpu().numpy()
-    seconds = time.perf_counter() - t0
-    info = {
-        "sampler": sampler,
-        "solver": opts["solver"],
-        "steps": n_steps,
-        "spacing": opts["spacing"],
-        "nfe": int(max(nfes)),
-        "process": process.describe(),
-        "n": n,
-        "batch": batch,
-        "seed": int(seed),
-        "seconds": seconds,
-        "seconds_per_sample": seconds / n,
-        "device": str(dev),
-        "times": [float(v) for v in times],
-        "options": {k: v for k, v in kwargs.items() if k != "solver"},
-        "clip_x0": denoiser.clip is not None,
-    }
-    if denoiser.guide is not None:
-        info["guidance"] = float(guidance)
-    if len(set(nfes)) > 1:
-        info["nfe_per_batch"] = nfes
-    if opts["spacing"] == "karras":
-        info["rho"] = rho
-    if traj is not None:
-        info["trajectory"] = traj
-        info["trajectory_times"] = [float(times[f]) if f < n_steps else 0.0 for f in frames]
-    return out, info
 
 
 # --------------------------------------------------------------------------------------------
@@ -290,7 +398,9 @@ def save_trajectory_png(path, traj: np.ndarray, times: list[float], data_kind: s
     io.write_bytes(path, buf.getvalue())
 
 
-def generate_to_npy(model, sampler: str, n: int, batch: int, output: str, keep: int | None = 64, progress=None, **options):
+def generate_to_npy(
+    model, sampler: str, n: int, batch: int, output: str, keep: int | None = 64, progress=None, **options
+):
     """``generate`` batch by batch, appending each batch to the .npy ``output`` (``-``: stdout) as
     it comes: memory holds one batch, not ``n`` samples. Sample i is the same as in one
     ``generate`` call (per-sample seeds, ``start_index``); the file appears atomically at the end

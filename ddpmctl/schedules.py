@@ -182,7 +182,7 @@ def summarize(name: str, betas: np.ndarray) -> ScheduleSummary:
 # processes
 
 
-def _t(t, like: torch.Tensor | None = None) -> torch.Tensor:
+def _t(t) -> torch.Tensor:
     if isinstance(t, torch.Tensor):
         return t.to(torch.float64)
     return torch.as_tensor(t, dtype=torch.float64)
@@ -198,6 +198,24 @@ class Process(abc.ABC):
     kind: str = ""
     t_min: float = 0.0  # smallest time trained and sampled (eps of the continuous SDEs, 1/T for DDPM)
     t_max: float = 1.0
+    max_steps: int | None = None  # most steps a sampling grid can have (a discrete process: T)
+
+    # -- time: where the network was trained ---------------------------------------------------
+    def round_t(self, t, up: bool = False) -> torch.Tensor:
+        """The trained time nearest to ``t`` (``up``: the smallest one >= t), as float64 (EDM's
+        ``round_sigma``, k-diffusion's ``quantize``); every t in [0, 1] for a continuous process."""
+        return _t(t)
+
+    def grid(self, t: torch.Tensor) -> torch.Tensor:
+        """A decreasing time grid (first t_max, last t_min) moved to trained times without
+        merging any two of them; unchanged for a continuous process."""
+        return t
+
+    def training_times(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """``n`` training times (float64, on the CPU; ``generator`` a CPU generator): uniform in
+        [t_min, t_max] (Song et al. 2021)."""
+        u = torch.rand(n, generator=generator, dtype=torch.float64)
+        return self.t_min + (self.t_max - self.t_min) * u
 
     # -- marginal ---------------------------------------------------------------------------
     @abc.abstractmethod
@@ -273,6 +291,22 @@ class DiscreteProcess(Process):
         self._log_ab = torch.from_numpy(np.concatenate([[0.0], np.log(self.alpha_bar)]))
         self.t_min = 1.0 / self.T
         self.t_max = 1.0
+        self.max_steps = self.T
+
+    def round_t(self, t, up: bool = False) -> torch.Tensor:
+        """The grid time i/T nearest to t (``up``: the first at or above t; 1e-9 absorbs rounding)."""
+        pos = _t(t) * self.T
+        return (torch.ceil(pos - 1e-9) if up else torch.round(pos)) / self.T
+
+    def grid(self, t: torch.Tensor) -> torch.Tensor:
+        """The steps of ``discrete_steps`` for the real positions t T, as times i/T."""
+        return discrete_steps(t * self.T, self.T).to(torch.float64) / self.T
+
+    def training_times(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Uniform over the T grid times: step index i ~ U{0..T-1}, t = (i + 1) / T (Ho et al.
+        Algorithm 1)."""
+        i = torch.randint(0, self.T, (n,), generator=generator)
+        return self.index_to_t(i)
 
     def _interp(self, t):
         t = _t(t).clamp(0.0, 1.0)
@@ -405,6 +439,27 @@ class VESDE(Process):
 
 
 PROCESS_KINDS = ("ddpm", "vp", "subvp", "ve")
+SPACINGS = ("uniform", "quadratic", "logsnr", "karras")
+KARRAS_SIGMA_MAX = 80.0  # EDM (Karras et al. 2022), Table 1: where the karras ramp starts at most
+
+
+def discrete_steps(target: torch.Tensor, T: int) -> torch.Tensor:
+    """``K = len(target)`` distinct integer steps in [1, T], decreasing, as close as possible to
+    the decreasing real positions ``target`` (first T, last 1): step j is rounded and kept in
+    [K - j, T - j], so there is room for the others (where the spacing is denser than the
+    integers at the high-noise end, e.g. log-SNR on a cosine schedule, whose clipped last beta
+    makes lambda drop fast near t = 1, the steps become T, T - 1, T - 2, ...); then, from the
+    low-noise end, a step that collides with the one after it moves up to the next free integer
+    (log-SNR near t = 1/T: consecutive steps there). docs/sample.md compares these steps with the
+    exact times of the spacing."""
+    k = len(target)
+    if k > T:
+        raise InputError(f"--steps: this ddpm process has T = {T} steps; asked for {k}")
+    j = torch.arange(k)
+    idx = torch.minimum(torch.maximum(torch.round(target).long(), k - j), T - j).tolist()
+    for i in range(k - 2, -1, -1):
+        idx[i] = max(idx[i], idx[i + 1] + 1)
+    return torch.tensor(idx, dtype=torch.long)
 
 
 def process_from_dict(d: dict) -> Process:
@@ -448,3 +503,79 @@ def make_process(
     if sde == "ve":
         return VESDE(0.01 if sigma_min is None else sigma_min, 50.0 if sigma_max is None else sigma_max, **kw)
     raise InputError(f"unknown process '{sde}' (choose from ddpm, vp, subvp, ve)")
+
+
+# --------------------------------------------------------------------------------------------
+# time grids: where a sampler evaluates the network
+
+
+def make_times(
+    process: Process, steps: int, spacing: str = "uniform", rho: float = 7.0, zero: bool = True
+) -> torch.Tensor:
+    """``steps`` decreasing times from ``process.t_max`` (karras: at most sigma~ = 80) to
+    ``process.t_min``, then 0 (``zero``):
+    each sampler takes one step per interval, so ``steps`` is the number of steps.
+
+    With ``u`` evenly spaced in [0, 1]:
+
+    * ``uniform``:   t = t_max + u (t_min - t_max)
+    * ``quadratic``: sqrt(t) uniform (denser near the data; DDIM's and DPM-Solver's "quadratic")
+    * ``logsnr``:    lambda(t) uniform (DPM-Solver's default)
+    * ``karras``:    sigma~^(1/rho) uniform, sigma~ = sigma/alpha (EDM eq. 5, rho = 7), from
+                     min(sigma~(t_max), 80) down to sigma~(t_min). Where sigma~(t_max) > 80 (VP,
+                     sub-VP, DDPM: a cosine DDPM's sigma~(1) is about 2e4, and a ramp from there
+                     puts most steps at pure noise) the grid starts at the time where sigma~ = 80,
+                     EDM's sigma_max, and sampling starts there (``start_std``).
+
+    The process then moves the times to where its network was trained (``Process.grid``): on a
+    discrete DDPM process its integer steps t = i/T (like DDIM's respacing), ``steps`` distinct
+    steps that follow the spacing as closely as possible, so ``steps`` is always the number of
+    steps (and the NFE) and uniform spacing with steps = T is exactly DDPM's t = T, ..., 1.
+    """
+    steps = int(steps)
+    if steps < 1:
+        raise InputError(f"--steps: must be >= 1, got {steps}")
+    if spacing not in SPACINGS:
+        raise InputError(f"--spacing: unknown spacing '{spacing}' (choose from {', '.join(SPACINGS)})")
+    if rho <= 0:
+        raise InputError(f"--rho: must be > 0, got {rho}")
+    if process.max_steps is not None and steps > process.max_steps:
+        raise InputError(f"--steps: this {process.kind} process has T = {process.max_steps} steps; asked for {steps}")
+    t_max, t_min = float(process.t_max), float(process.t_min)
+    u = torch.linspace(0.0, 1.0, steps, dtype=torch.float64) if steps > 1 else torch.zeros(1, dtype=torch.float64)
+    if spacing == "uniform":
+        t = t_max + u * (t_min - t_max)
+    elif spacing == "quadratic":
+        t = (math.sqrt(t_max) + u * (math.sqrt(t_min) - math.sqrt(t_max))) ** 2
+    elif spacing == "logsnr":
+        lam_max, lam_min = float(process.log_snr(t_min)), float(process.log_snr(t_max))
+        t = process.t_from_log_snr(lam_min + u * (lam_max - lam_min))
+    else:  # karras
+        s_max, s_min = float(sigma_tilde(process, t_max)), float(sigma_tilde(process, t_min))
+        if s_max > KARRAS_SIGMA_MAX:  # start where sigma~ = 80 (EDM), not at t_max
+            s_max = KARRAS_SIGMA_MAX
+            t_max = float(process.t_from_log_snr(torch.tensor(-2 * math.log(s_max), dtype=torch.float64)))
+        s = (s_max ** (1 / rho) + u * (s_min ** (1 / rho) - s_max ** (1 / rho))) ** rho
+        t = process.t_from_log_snr(-2 * torch.log(s))
+    t = t.clamp(t_min, t_max)
+    t[0], t[-1] = t_max, (t_min if steps > 1 else t_max)
+    t = process.grid(t)
+    if zero:
+        t = torch.cat([t, torch.zeros(1, dtype=torch.float64)])
+    return t
+
+
+def start_std(process: Process, t0: float) -> float:
+    """Standard deviation of the Gaussian that sampling starts from at the grid's first time
+    ``t0``: the process's prior at t_max; below it (a karras grid started at sigma~ = 80) the
+    noise level sigma(t0), which leaves out the data's share alpha(t0)^2 Var(x0) as the prior
+    does (there alpha(t0) <= 1/80)."""
+    t0 = float(t0)
+    if t0 >= float(process.t_max):
+        return float(process.prior_std())
+    return float(process.sigma(torch.tensor(t0, dtype=torch.float64)))
+
+
+def sigma_tilde(process: Process, t) -> torch.Tensor:
+    """sigma~(t) = sigma_t / alpha_t: the noise level of x / alpha_t (EDM's sigma; exp(-lambda/2))."""
+    return process.sigma(t) / process.alpha(t)

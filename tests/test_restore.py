@@ -19,7 +19,15 @@ from ddpmctl.errors import InputError
 from ddpmctl.exact import ExactGMM
 from ddpmctl.gmm import GaussianMixture
 from ddpmctl.operators import degrade, make_operator
-from ddpmctl.restore import check_method, plan, repaint_path, restore, restoration_seed, sdedit_start
+from ddpmctl.restore import (
+    RestoreOptions,
+    check_method,
+    plan_restore,
+    repaint_path,
+    restoration_seed,
+    restore,
+    sdedit_start,
+)
 from ddpmctl.schedules import make_process
 
 SHAPE = (1, 4, 4)
@@ -41,8 +49,12 @@ class GaussianImages:
         self.exact = ExactGMM(GaussianMixture(np.ones(1), MU[None], SIGMA[None]), process)
 
     def denoiser(self, clip=None):
-        ex = self.exact
-        return Denoiser(lambda x, t: ex(x.reshape(x.shape[0], 16), t).reshape(x.shape), self.process, "eps", None, "t")
+        ex, bounds = self.exact, (-1.0, 1.0) if clip else None  # clip: the data range [-1, 1] of model space
+
+        def net(x, t):
+            return ex(x.reshape(x.shape[0], 16), t).reshape(x.shape)
+
+        return Denoiser(net, self.process, "eps", bounds, "t")
 
 
 @pytest.fixture(scope="module")
@@ -58,7 +70,11 @@ def truth(n, seed):
 def posterior(op, y_file, sigma):
     """Closed-form posterior mean and covariance (model space) of one observation."""
     A = op.A(torch.eye(16, dtype=torch.float64).reshape((16,) + SHAPE)).reshape(16, -1).T.numpy()
-    y = op.to_model_observation(op.decode(torch.from_numpy(np.asarray(y_file, np.float64))), 2.0, -1.0).reshape(-1).numpy()
+    y = (
+        op.to_model_observation(op.decode(torch.from_numpy(np.asarray(y_file, np.float64))), 2.0, -1.0)
+        .reshape(-1)
+        .numpy()
+    )
     rows = np.abs(A).sum(1) > 0  # a mask's unobserved rows carry nothing
     A, y = A[rows], y[rows]
     gain = SIGMA @ A.T @ np.linalg.pinv(A @ SIGMA @ A.T + (2 * sigma) ** 2 * np.eye(len(y)))
@@ -76,7 +92,12 @@ TASKS = {
     "sr": (dict(scale=2), 0.0),
     "deblur": (dict(kernel_sigma=1.0, kernel_size=3), 0.02),
 }
-METHOD_OPTS = {"ddnm": dict(steps=50), "repaint": dict(steps=30, jump_length=5, jump_n=3), "dps": dict(steps=100, zeta=0.5), "sdedit": dict(steps=200)}
+METHOD_OPTS = {
+    "ddnm": dict(steps=50),
+    "repaint": dict(steps=30, jump_length=5, jump_n=3),
+    "dps": dict(steps=100, zeta=0.5),
+    "sdedit": dict(steps=200),
+}
 
 
 # ------------------------------------------------------------------------------------------
@@ -158,7 +179,12 @@ def test_restoration_error_below_observation_error(model, task):
     y = degrade(x, op, sigma, seed=2)
     obs_mse = np.mean((observation_model_space(op, y) - x_m) ** 2)
     post_mse = np.mean([(posterior(op, y[i : i + 1], sigma)[0] - x_m[i]) ** 2 for i in range(n)])
-    methods = {"inpaint": ["ddnm", "repaint", "dps"], "denoise": ["ddnm", "dps", "sdedit"], "sr": ["ddnm", "repaint", "dps"], "deblur": ["ddnm", "dps"]}[task]
+    methods = {
+        "inpaint": ["ddnm", "repaint", "dps"],
+        "denoise": ["ddnm", "dps", "sdedit"],
+        "sr": ["ddnm", "repaint", "dps"],
+        "deblur": ["ddnm", "dps"],
+    }[task]
     for method in methods:
         out, _ = restore(model, y, op, sigma, method, clip=False, **METHOD_OPTS[method])
         mse = np.mean((out.reshape(n, -1) * 2 - 1 - x_m) ** 2)
@@ -244,10 +270,10 @@ def test_sample_mean_does_not_depend_on_batch(model):
 
 def test_one_sample_is_the_plain_run(model):
     """--samples 1 is the single-restoration run (sample i seeded from (seed, i) as in
-    samplers.NoiseStream, built here from the method function directly); with K = 2 the first
+    sampling.NoiseStream, built here from the method function directly); with K = 2 the first
     restoration is that run, so mean and std follow from it: s1 = 2 mean - s0, std = |s1 - s0| / sqrt 2."""
-    from ddpmctl import samplers as S
-    from ddpmctl.restore import ddnm
+    from ddpmctl.restore import Observation, ddnm
+    from ddpmctl.sampling import NoiseStream
 
     n, sigma = 5, 0.05
     _, x = truth(n, 8)
@@ -258,11 +284,12 @@ def test_one_sample_is_the_plain_run(model):
     assert info["samples"] == 1 and np.array_equal(one, default)
 
     process = model.process
-    times, _ = plan("ddnm", process, 12)
-    stream = S.NoiseStream(4, range(n), SHAPE, dtype=torch.float64)
+    times = plan_restore(model, op, sigma, "ddnm", 12, n).times
+    stream = NoiseStream.for_samples(4, range(n), SHAPE, dtype=torch.float64)
     y_m = op.to_model_observation(op.decode(torch.from_numpy(y).double()), 2.0, -1.0)
     with torch.no_grad():
-        ref = ddnm(model.denoiser(), float(process.prior_std()) * stream(), times, op, y_m, 2 * sigma, stream, 0.85)
+        x = float(process.prior_std()) * stream()
+        ref = ddnm(model.denoiser(), x, times, stream, obs=Observation(op, y_m, 2 * sigma), eta=0.85)
     ref = np.clip(((ref + 1) / 2).numpy(), 0, 1)
     assert np.abs(one - ref).max() < 1e-6
 
@@ -283,9 +310,12 @@ def test_repaint_schedule_counts():
     jumps = [a - b for a, b in zip(path[:-1], path[1:]) if b < a]
     assert path[0] == 0 and path[-1] == 250 and down == 2410 and len(jumps) == 216 and set(jumps) == {10}
     assert repaint_path(7, 0, 10) == list(range(8))  # no jumps
-    process = make_process("vp")
-    assert plan("repaint", process, 250, 0.0, 10, 10)[1] == 2410
-    assert plan("ddnm", process, 50)[1] == 50
+    model, op = GaussianImages(make_process("vp")), make_operator("inpaint", SHAPE, 1)
+    assert plan_restore(model, op, 0.0, "repaint", 250).nfe == 2410
+    assert (
+        plan_restore(model, op, 0.0, "repaint", 250, options=RestoreOptions(jump_length=5, jump_n=2)).nfe == 250 + 245
+    )
+    assert plan_restore(model, op, 0.0, "ddnm", 50).nfe == 50
 
 
 def test_methods_that_do_not_apply():
@@ -313,13 +343,23 @@ def files(tmp_path_factory):
 
     d = tmp_path_factory.mktemp("restore")
     torch.manual_seed(0)
-    cfg = validate_net_config({**default_net_config("images", (1, 8, 8)), "base": 8, "mults": [1, 2], "groups": 4}, (1, 8, 8))
+    cfg = validate_net_config(
+        {**default_net_config("images", (1, 8, 8)), "base": 8, "mults": [1, 2], "groups": 4}, (1, 8, 8)
+    )
     process = make_process(None, T=50)
     (d / "ck").mkdir()
-    save_model(d / "ck" / "model.safetensors", build_net(cfg), make_meta(cfg, process, "eps", "images", (1, 8, 8), IMAGE_NORMALIZATION))
+    save_model(
+        d / "ck" / "model.safetensors",
+        build_net(cfg),
+        make_meta(cfg, process, "eps", "images", (1, 8, 8), IMAGE_NORMALIZATION),
+    )
     pcfg = validate_net_config({**default_net_config("points", (2,)), "hidden": 16, "blocks": 1, "emb_dim": 16}, (2,))
     (d / "pts").mkdir()
-    save_model(d / "pts" / "model.safetensors", build_net(pcfg), make_meta(pcfg, process, "eps", "points", (2,), IDENTITY_NORMALIZATION))
+    save_model(
+        d / "pts" / "model.safetensors",
+        build_net(pcfg),
+        make_meta(pcfg, process, "eps", "points", (2,), IDENTITY_NORMALIZATION),
+    )
     x = np.zeros((2, 1, 8, 8), np.float32)
     x[:, :, 2:6, 1:7] = 1.0  # two bright bars
     np.save(d / "x.npy", x)
@@ -338,7 +378,19 @@ def test_cli_degrade_restore_psnr_subprocess(files, cli):
     d = files
     r = cli("degrade", d / "x.npy", "--task", "inpaint", "--box", "2,2,4,4", "-o", d / "y.npy")
     assert r.returncode == 0, r.stderr
-    r = cli("restore", d / "ck", d / "y.npy", "--steps", "5", "--truth", d / "x.npy", "--json", "--quiet", "-o", d / "out.npy")
+    r = cli(
+        "restore",
+        d / "ck",
+        d / "y.npy",
+        "--steps",
+        "5",
+        "--truth",
+        d / "x.npy",
+        "--json",
+        "--quiet",
+        "-o",
+        d / "out.npy",
+    )
     assert r.returncode == 0, r.stderr
     info = json.loads(r.stdout)
     out = np.load(d / "out.npy")
@@ -363,14 +415,39 @@ def test_cli_every_method_and_task_runs(files):
         r = invoke("degrade", d / "x.npy", *task_args, "-o", d / "o.npy")
         assert r.exit_code == 0, r.stderr
         for method in methods:
-            r = invoke("restore", d / "ck", d / "o.npy", "--method", method, "--steps", "4", "--truth", d / "x.npy", "-o", d / "r.png")
+            r = invoke(
+                "restore",
+                d / "ck",
+                d / "o.npy",
+                "--method",
+                method,
+                "--steps",
+                "4",
+                "--truth",
+                d / "x.npy",
+                "-o",
+                d / "r.png",
+            )
             assert r.exit_code == 0, (method, r.stderr)
             assert "PSNR" in r.stdout and "SSIM" in r.stdout and (d / "r.png").exists()
             from PIL import Image
 
             with Image.open(d / "r.png") as im:  # rows observation | restored | truth of 2 images
                 assert im.height > im.width
-    r = invoke("restore", d / "ck", d / "o.npy", "--method", "sdedit", "--steps", "4", "--noise", "0.3", "--json", "-o", d / "r.npy")
+    r = invoke(
+        "restore",
+        d / "ck",
+        d / "o.npy",
+        "--method",
+        "sdedit",
+        "--steps",
+        "4",
+        "--noise",
+        "0.3",
+        "--json",
+        "-o",
+        d / "r.npy",
+    )
     assert r.exit_code == 0 and json.loads(r.stdout)["noise"] == 0.3  # flags override the sidecar
 
 
@@ -382,8 +459,24 @@ def test_cli_restore_posterior_mean(files):
     assert r.exit_code == 0, r.stderr
     outs = {}
     for b in (2, 7):
-        r = invoke("restore", d / "ck", d / "ym.npy", "--steps", "3", "--samples", "3", "--batch", b, "--std", d / f"s{b}.npy",
-                   "--truth", d / "x.npy", "--json", "-o", d / f"m{b}.npy")
+        r = invoke(
+            "restore",
+            d / "ck",
+            d / "ym.npy",
+            "--steps",
+            "3",
+            "--samples",
+            "3",
+            "--batch",
+            b,
+            "--std",
+            d / f"s{b}.npy",
+            "--truth",
+            d / "x.npy",
+            "--json",
+            "-o",
+            d / f"m{b}.npy",
+        )
         assert r.exit_code == 0, r.stderr
         info = json.loads(r.stdout)
         outs[b] = np.load(d / f"m{b}.npy"), np.load(d / f"s{b}.npy")
@@ -426,3 +519,49 @@ def test_cli_restore_bad_input(files):
         lines = r.stderr.strip().splitlines()
         assert len(lines) == 1 and words in lines[0], lines
         assert not out.exists() and not (d / "bad_std.npy").exists() and not (d / "bad_std.png").exists()
+
+
+# ------------------------------------------------------------------------------------------
+# the registry of methods
+
+
+@pytest.mark.parametrize("method", ["ddnm", "dps", "repaint", "sdedit"])
+def test_method_record_nfe_is_the_counted_nfe(method):
+    from ddpmctl.restore import METHODS
+
+    record = METHODS[method]
+    task = record.tasks[0]
+    params, sigma = TASKS[task]
+    _, x = truth(3, 2)
+    op = make_operator(task, SHAPE, 3, **params)
+    y = degrade(x, op, max(sigma, 0.1))
+    model = GaussianImages(make_process("ddpm", T=60))
+    calls = []
+    inner = model.denoiser
+    model.denoiser = lambda clip=None: Denoiser(
+        lambda x, t: calls.append(1) or inner().net(x, t), model.process, "eps", None, "t"
+    )
+    options = RestoreOptions(jump_length=3, jump_n=2) if method == "repaint" else RestoreOptions()
+    job = plan_restore(model, op, max(sigma, 0.1), method, 12, 3, 2, options)
+    out, info = restore(
+        model, y, op, max(sigma, 0.1), method, 12, batch=2, jump_length=options.jump_length, jump_n=options.jump_n
+    )
+    assert info["nfe"] == job.nfe and len(calls) == 2 * job.nfe  # two batches
+    assert job.progress_total == 2 * job.nfe
+    assert set(job.options) == set(record.options) and all(info[k] == v for k, v in job.options.items())
+    assert record.default_steps(model.process) == min(record.steps, 60)
+
+
+def test_methods_accept_exactly_their_tasks():
+    from ddpmctl.operators import TASKS as ALL_TASKS
+    from ddpmctl.restore import METHODS
+
+    for name, record in METHODS.items():
+        for task in ALL_TASKS:
+            op = make_operator(task, SHAPE, 1, **TASKS[task][0])
+            if task in record.tasks:
+                check_method(name, op, 0.1)
+            else:
+                with pytest.raises(InputError, match=f"--method {name} .*use "):
+                    check_method(name, op, 0.1)
+    assert {t for r in METHODS.values() for t in r.tasks} == set(ALL_TASKS)

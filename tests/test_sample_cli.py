@@ -8,6 +8,7 @@ import json
 import numpy as np
 import pytest
 import torch
+from conftest import run_cli
 from typer.testing import CliRunner
 
 from ddpmctl.cli import app
@@ -15,9 +16,9 @@ from ddpmctl.gmm import GaussianMixture
 
 
 def run(*args):
-    """The real CLI in-process; returns (exit code, stdout, stderr)."""
-    r = CliRunner().invoke(app, ["sample", *[str(a) for a in args]])
-    return r.exit_code, r.stdout, r.stderr
+    """The real CLI entry point in-process; returns (exit code, stdout, stderr)."""
+    r = run_cli("sample", *args)
+    return r.returncode, r.stdout.decode(), r.stderr.decode()
 
 
 @pytest.fixture(scope="module")
@@ -43,7 +44,11 @@ def files(tmp_path_factory):
     )
     pcfg = default_net_config("points", (2,), "fourier")
     pcfg.update(hidden=32, blocks=1, emb_dim=16)
-    save_model(d / "pts.safetensors", build_net(pcfg), make_meta(pcfg, make_process("ve"), "eps", "points", (2,), IDENTITY_NORMALIZATION))
+    save_model(
+        d / "pts.safetensors",
+        build_net(pcfg),
+        make_meta(pcfg, make_process("ve"), "eps", "points", (2,), IDENTITY_NORMALIZATION),
+    )
     return d, mix
 
 
@@ -87,7 +92,9 @@ def test_every_sampler_from_the_cli(files, tmp_path, args, nfe):
 
 def test_trajectory_and_png_outputs(files, tmp_path):
     d, _ = files
-    code, out, err = run(d / "mix.npz", "-n", 40, "--sampler", "ddpm", "--steps", 20, "--trajectory", 4, "-o", tmp_path / "s.png")
+    code, out, err = run(
+        d / "mix.npz", "-n", 40, "--sampler", "ddpm", "--steps", 20, "--trajectory", 4, "-o", tmp_path / "s.png"
+    )
     assert code == 0, err
     assert "NFE 20" in out and "sliced W1" in out
     assert (tmp_path / "s.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -98,7 +105,9 @@ def test_trajectory_and_png_outputs(files, tmp_path):
 
 def test_image_checkpoint_outputs(files, tmp_path):
     d, _ = files
-    code, out, err = run(d / "img", "-n", 5, "--steps", 4, "--batch", 2, "-o", tmp_path / "x.npy", "--json", "--trajectory", 3)
+    code, out, err = run(
+        d / "img", "-n", 5, "--steps", 4, "--batch", 2, "-o", tmp_path / "x.npy", "--json", "--trajectory", 3
+    )
     assert code == 0, err
     info = json.loads(out)
     assert info["nfe"] == 4 and info["data_kind"] == "images" and info["clip_x0"] is True
@@ -106,7 +115,17 @@ def test_image_checkpoint_outputs(files, tmp_path):
     assert x.shape == (5, 1, 8, 8) and x.dtype == np.float32 and x.min() >= 0 and x.max() <= 1
     assert np.load(tmp_path / "x.trajectory.npy").shape == (5, 3, 2, 1, 8, 8)
     # default ddpm on a discrete process: all T = 50 steps (Algorithm 2)
-    code, out, err = run(d / "img" / "model.safetensors", "--sampler", "ddpm", "-n", 2, "-o", tmp_path / "g.png", "--json", "--no-clip-x0")
+    code, out, err = run(
+        d / "img" / "model.safetensors",
+        "--sampler",
+        "ddpm",
+        "-n",
+        2,
+        "-o",
+        tmp_path / "g.png",
+        "--json",
+        "--no-clip-x0",
+    )
     assert code == 0, err
     info = json.loads(out)
     assert info["nfe"] == 50 and info["clip_x0"] is False
@@ -118,7 +137,9 @@ def test_image_checkpoint_outputs(files, tmp_path):
 
 def test_point_checkpoint_and_stdout(files, tmp_path):
     d, _ = files
-    r = CliRunner().invoke(app, ["sample", str(d / "pts.safetensors"), "--sampler", "langevin", "--steps", 5, "-n", 6, "-o", "-"])
+    r = CliRunner().invoke(
+        app, ["sample", str(d / "pts.safetensors"), "--sampler", "langevin", "--steps", 5, "-n", 6, "-o", "-"]
+    )
     assert r.exit_code == 0, r.stderr
     x = np.load(_io.BytesIO(r.stdout_bytes), allow_pickle=False)
     assert x.shape == (6, 2)
@@ -140,11 +161,11 @@ def one_line_error(code, err, *words):
 @pytest.mark.parametrize(
     "args, words",
     [
-        (["--sampler", "foo"], ["unknown sampler 'foo'"]),
+        (["--sampler", "foo"], ["--sampler", "'foo'"]),
         (["--steps", "0"], ["--steps"]),
         (["--steps", "-3"], ["--steps"]),
         (["--sampler", "langevin"], ["langevin does not apply to a vp model"]),
-        (["--solver", "rk4"], ["unknown ODE solver"]),
+        (["--solver", "rk4"], ["--solver", "rk4"]),
         (["--sampler", "ddim", "--eta", "2"], ["--eta"]),
         (["--spacing", "cubic"], ["--spacing"]),
         (["-n", "0"], ["-n"]),
@@ -196,20 +217,61 @@ def test_autoguidance_from_the_cli(files, tmp_path):
     code, out, err = run(d / "img", "-n", 6, "--steps", 5, "--seed", 2, "-o", tmp_path / "a.npy", "--json")
     assert code == 0, err
     plain = json.loads(out)
-    code, out, err = run(d / "img", "-n", 6, "--steps", 5, "--seed", 2, "-o", tmp_path / "b.npy", "--json",
-                         "--guide", d / "img" / "model.safetensors", "--guidance", 2.5)
+    code, out, err = run(
+        d / "img",
+        "-n",
+        6,
+        "--steps",
+        5,
+        "--seed",
+        2,
+        "-o",
+        tmp_path / "b.npy",
+        "--json",
+        "--guide",
+        d / "img" / "model.safetensors",
+        "--guidance",
+        2.5,
+    )
     assert code == 0, err
     guided = json.loads(out)
     assert plain["nfe"] == 5 and guided["nfe"] == 10 and guided["guidance"] == 2.5
     assert guided["guide"].endswith("model.safetensors")
     assert np.allclose(np.load(tmp_path / "a.npy"), np.load(tmp_path / "b.npy"), atol=1e-5)
-    code, out, err = run(d / "img", "-n", 6, "--steps", 5, "--seed", 2, "-o", tmp_path / "c.npy",
-                         "--guide", d / "img", "--guidance", 1)
+    code, out, err = run(
+        d / "img", "-n", 6, "--steps", 5, "--seed", 2, "-o", tmp_path / "c.npy", "--guide", d / "img", "--guidance", 1
+    )
     assert code == 0 and "NFE 5" in out and "autoguidance w=" not in out, err
     code, out, err = run(d / "img", "-n", 2, "--steps", 3, "-o", tmp_path / "d.npy", "--guide", d / "img")
     assert code == 0 and "autoguidance w=3" in out and "NFE 6" in out, err
-    for guide, word in [(d / "mix.npz", "same kind"), (d / "pts.safetensors", "the guide's process"),
-                        (tmp_path / "nothing", "nothing")]:
+    for guide, word in [
+        (d / "mix.npz", "same kind"),
+        (d / "pts.safetensors", "the guide's process"),
+        (tmp_path / "nothing", "nothing"),
+    ]:
         code, _, err = run(d / "img", "-n", 2, "-o", tmp_path / "e.npy", "--guide", guide)
         one_line_error(code, err, word)
     assert not (tmp_path / "e.npy").exists()
+
+
+def test_cli_choices_are_the_registries():
+    import typer
+
+    from ddpmctl import restore
+    from ddpmctl import samplers as S
+
+    group = typer.main.get_command(app)
+    expected = {
+        ("sample", "--sampler"): S.SAMPLERS,
+        ("sample", "--solver"): S.SOLVERS,
+        ("sample", "--spacing"): S.SPACINGS,
+        ("sample", "--variance"): S.VARIANCES,
+        ("restore", "--method"): tuple(restore.METHODS),
+    }
+    for (cmd, flag), choices in expected.items():
+        (param,) = [p for p in group.commands[cmd].params if flag in p.opts]
+        assert tuple(param.metavar.split("|")) == tuple(choices), (cmd, flag)
+        for choice in choices:
+            assert choice in param.help or flag in ("--variance", "--spacing"), (flag, choice)
+    r = run_cli("sample", "mix.npz", "--sampler", "euler")
+    assert r.returncode == 2 and "--sampler" in r.stderr.decode()

@@ -15,8 +15,8 @@ from ddpmctl.diffusion import Denoiser
 from ddpmctl.errors import InputError
 from ddpmctl.exact import ExactGMM, mixture_quality, mmd2, sliced_wasserstein
 from ddpmctl.gmm import GaussianMixture
-from ddpmctl.sampling import generate, trajectory_frames
-from ddpmctl.schedules import DiscreteProcess, get_betas, make_process
+from ddpmctl.sampling import NoiseStream, generate, trajectory_frames
+from ddpmctl.schedules import DiscreteProcess, discrete_steps, get_betas, make_process
 
 N = 2000
 
@@ -32,7 +32,7 @@ def exact(mixture, kind="vp", **kw):
 
 def _ode_reference(model):
     """200 initial points and their ODE solutions by 3M with 1000 steps (error ~1e-7)."""
-    x = S.NoiseStream(3, range(200), (2,), dtype=torch.float64)()
+    x = NoiseStream.for_samples(3, range(200), (2,), dtype=torch.float64)()
     return x, S.sample_ode(model.denoiser(), x, S.make_times(model.process, 1000, "logsnr"), None, solver="dpm++3m")
 
 
@@ -179,24 +179,28 @@ def test_discrete_grid_has_exactly_the_requested_steps(ddpm_reference, spacing):
     m = Counting(model)
     _, info = generate(m, "ode", solver="dpm++3m", steps=20, spacing=spacing, n=8, batch=8)
     assert info["nfe"] == 20 == m.calls and info["steps"] == 20
-    errs = [float((S.sample_ode(model.denoiser(), x, S.make_times(p, k, spacing), None, solver="dpm++3m") - ref).norm(dim=1).median())
-            for k in (10, 20, 40)]  # fmt: skip
+    errs = []
+    for k in (10, 20, 40):
+        y = S.sample_ode(model.denoiser(), x, S.make_times(p, k, spacing), None, solver="dpm++3m")
+        errs.append(float((y - ref).norm(dim=1).median()))
     assert errs[0] > 2 * errs[1] > 4 * errs[2], errs
 
 
 def test_discrete_steps_moves_collisions_to_the_next_free_integer():
     target = torch.tensor([10.0, 6.2, 2.4, 1.3, 1.1, 1.0])
-    assert S.discrete_steps(target, 10).tolist() == [10, 6, 4, 3, 2, 1]
-    assert S.discrete_steps(torch.linspace(10, 1, 10), 10).tolist() == list(range(10, 0, -1))
-    assert S.discrete_steps(torch.tensor([10.0, 9.9, 9.8, 1.0]), 10).tolist() == [10, 9, 8, 1]  # room kept below T
+    assert discrete_steps(target, 10).tolist() == [10, 6, 4, 3, 2, 1]
+    assert discrete_steps(torch.linspace(10, 1, 10), 10).tolist() == list(range(10, 0, -1))
+    assert discrete_steps(torch.tensor([10.0, 9.9, 9.8, 1.0]), 10).tolist() == [10, 9, 8, 1]  # room kept below T
     with pytest.raises(InputError, match="T = 3"):
-        S.discrete_steps(torch.linspace(3, 1, 4), 3)
+        discrete_steps(torch.linspace(3, 1, 4), 3)
 
 
 def test_make_times_full_ddpm_grid_and_errors():
     p = DiscreteProcess(get_betas("linear", 100))
     t = S.make_times(p, 100)
-    assert torch.equal(t, torch.cat([torch.arange(100, 0, -1, dtype=torch.float64) / 100, torch.zeros(1, dtype=torch.float64)]))
+    assert torch.equal(
+        t, torch.cat([torch.arange(100, 0, -1, dtype=torch.float64) / 100, torch.zeros(1, dtype=torch.float64)])
+    )
     with pytest.raises(InputError, match="T = 100"):
         S.make_times(p, 101)
     with pytest.raises(InputError, match="--steps"):
@@ -229,12 +233,12 @@ def algorithm_2(eps_model, betas: np.ndarray, x_T: torch.Tensor, noise, large: b
 def test_ddpm_sampler_is_algorithm_2_on_the_full_grid(mixture, variance):
     betas = get_betas("linear", 200, beta_end=0.05)
     m = ExactGMM(mixture, DiscreteProcess(betas))
-    stream = S.NoiseStream(5, range(300), (2,), dtype=torch.float64)
+    stream = NoiseStream.for_samples(5, range(300), (2,), dtype=torch.float64)
     x_T = stream()
     den = m.denoiser()
     ours = S.sample_ddpm(den, x_T, S.make_times(m.process, 200), stream, variance=variance)
     assert den.nfe == 200
-    ref_stream = S.NoiseStream(5, range(300), (2,), dtype=torch.float64)
+    ref_stream = NoiseStream.for_samples(5, range(300), (2,), dtype=torch.float64)
     ref = algorithm_2(m, betas, ref_stream(), ref_stream, large=(variance == "large"))
     assert stream.draws == ref_stream.draws == 200  # x_T and the 199 z's of steps t > 1
     assert torch.allclose(ours, ref, rtol=1e-10, atol=1e-10)
@@ -246,7 +250,7 @@ def test_ddim_eta_1_is_ddpm_with_posterior_variance(mixture, kind):
     times = S.make_times(m.process, 40)
     runs = []
     for fn, kw in ((S.sample_ddim, {"eta": 1.0}), (S.sample_ddpm, {"variance": "small"})):
-        stream = S.NoiseStream(1, range(100), (2,), dtype=torch.float64)
+        stream = NoiseStream.for_samples(1, range(100), (2,), dtype=torch.float64)
         x = m.process.prior_std() * stream()
         runs.append(fn(m.denoiser(), x, times, stream, **kw))
     assert torch.allclose(runs[0], runs[1], rtol=1e-9, atol=1e-9)
@@ -256,7 +260,7 @@ def test_euler_ode_is_ddim_eta_0(mixture):
     for kind in ("vp", "subvp", "ve"):
         m = exact(mixture, kind)
         times = S.make_times(m.process, 30, "logsnr")
-        x = m.process.prior_std() * S.NoiseStream(2, range(50), (2,), dtype=torch.float64)()
+        x = m.process.prior_std() * NoiseStream.for_samples(2, range(50), (2,), dtype=torch.float64)()
         a = S.sample_ddim(m.denoiser(), x, times, None, eta=0.0)
         b = S.sample_ode(m.denoiser(), x, times, None, solver="euler")
         assert torch.allclose(a, b, rtol=1e-9, atol=1e-9)
@@ -266,7 +270,7 @@ def test_ddim_eta_0_and_the_ode_solvers_agree_at_high_nfe(mixture):
     """Deterministic samplers integrate the same probability-flow ODE: from the same x_T they end at
     the same point, and DDIM's error shrinks as its steps grow."""
     m = exact(mixture, "vp")
-    x = S.NoiseStream(3, range(300), (2,), dtype=torch.float64)()
+    x = NoiseStream.for_samples(3, range(300), (2,), dtype=torch.float64)()
     ref = S.sample_ode(m.denoiser(), x, S.make_times(m.process, 2), None, solver="rk45", rtol=1e-8, atol=1e-8)
 
     def err(y):
@@ -277,7 +281,9 @@ def test_ddim_eta_0_and_the_ode_solvers_agree_at_high_nfe(mixture):
     assert ddim[50] > 2.5 * ddim[200] > 2.5 * 2.5 * ddim[800]  # first order: error ~ 1/steps
     for solver in ("heun", "dpm++2m", "dpm++3m"):  # second/third order: 100 steps do better than DDIM's 800
         assert err(S.sample_ode(m.denoiser(), x, S.make_times(m.process, 100, "logsnr"), None, solver=solver)) < 0.03
-    assert err(S.sample_ode(m.denoiser(), x, S.make_times(m.process, 2), None, solver="rk45")) < 0.005  # default tolerances
+    assert (
+        err(S.sample_ode(m.denoiser(), x, S.make_times(m.process, 2), None, solver="rk45")) < 0.005
+    )  # default tolerances
 
 
 def test_dpmpp_3m_converges_faster_than_2m(vp_reference):
@@ -364,7 +370,8 @@ def test_nfe_is_exact(mixture, sampler, kind, kw, expected):
     _, info = generate(model, sampler, n=10, batch=5, **kw)
     assert sum(info.get("nfe_per_batch", [info["nfe"]] * 2)) == model.calls  # two batches
     if expected is not None:
-        assert info["nfe"] == expected == S.expected_nfe(sampler, kw["steps"], kw.get("solver"), kw.get("corrector_steps", 1))
+        options = {k: v for k, v in kw.items() if k in ("solver", "corrector_steps")}
+        assert info["nfe"] == expected == S.expected_nfe(sampler, kw["steps"], **options)
     else:
         assert info["nfe"] > 10
 
@@ -373,7 +380,9 @@ def test_nfe_is_exact(mixture, sampler, kind, kw, expected):
 # per-sample seeds
 
 
-@pytest.mark.parametrize("sampler, kw", [("ddpm", {"steps": 30}), ("pc", {"steps": 15}), ("ode", {"steps": 8}), ("langevin", {"steps": 10})])
+@pytest.mark.parametrize(
+    "sampler, kw", [("ddpm", {"steps": 30}), ("pc", {"steps": 15}), ("ode", {"steps": 8}), ("langevin", {"steps": 10})]
+)
 def test_sample_i_is_the_same_whatever_the_batch(mixture, sampler, kw):
     m = exact(mixture, "ve")
     a, _ = generate(m, sampler, n=23, batch=23, seed=11, **kw)
@@ -392,7 +401,7 @@ def test_sample_i_is_the_same_whatever_the_batch(mixture, sampler, kw):
 
 
 def test_noise_stream_is_standard_normal_and_independent():
-    s = S.NoiseStream(0, range(4000), (3,))
+    s = NoiseStream.for_samples(0, range(4000), (3,))
     z = torch.cat([s() for _ in range(3)], 0).numpy()  # 12000 x 3
     assert abs(z.mean()) < 0.03 and abs(z.std() - 1) < 0.03
     c = np.corrcoef(z.reshape(3, 4000, 3).transpose(1, 0, 2).reshape(4000, 9).T)
@@ -417,7 +426,11 @@ CASES = [
 ]
 
 
-@pytest.mark.parametrize("sampler, kind, kw, few, many", CASES, ids=[f"{c[0]}-{c[1]}-{c[2].get('solver', c[2].get('variance', ''))}" for c in CASES])
+@pytest.mark.parametrize(
+    "sampler, kind, kw, few, many",
+    CASES,
+    ids=[f"{c[0]}-{c[1]}-{c[2].get('solver', c[2].get('variance', ''))}" for c in CASES],
+)
 def test_sampler_reproduces_the_mixture(mixture, sampler, kind, kw, few, many):
     m = exact(mixture, kind)
     x, info = generate(m, sampler, n=N, steps=many or None, batch=N, seed=0, **kw)
@@ -549,8 +562,13 @@ def test_autoguidance_extrapolates_x0_and_eps_from_the_guide(mixture):
         assert torch.allclose(alpha * p.x0 + sigma * p.eps, x, atol=1e-9)
         assert d.nfe == 2
     with pytest.raises(ValueError, match="must not clip"):
-        Denoiser(lambda x, t: x, good.process, "eps", guide=Denoiser(lambda x, t: x, good.process, "eps", clip=(-1, 1)),
-                 guidance=2.0)
+        Denoiser(
+            lambda x, t: x,
+            good.process,
+            "eps",
+            guide=Denoiser(lambda x, t: x, good.process, "eps", clip=(-1, 1)),
+            guidance=2.0,
+        )
 
 
 def test_autoguidance_identities_and_sharpening(mixture):
@@ -589,3 +607,72 @@ def test_autoguidance_refuses_a_guide_that_does_not_fit(mixture):
     for w in (-1.0, float("nan"), float("inf")):
         with pytest.raises(InputError, match="--guidance"):
             generate(good, "ode", n=2, guide=good, guidance=w)
+
+
+# ------------------------------------------------------------------------------------------
+# the registry
+
+
+REGISTRY_CASES = [(name, None) for name in S.SAMPLERS if name != "ode"] + [("ode", solver) for solver in S.SOLVERS]
+
+
+@pytest.mark.parametrize("sampler, solver", REGISTRY_CASES)
+def test_registry_nfe_formula_is_the_counted_nfe(mixture, sampler, solver):
+    record = S.SAMPLERS_BY_NAME[sampler]
+    kind = record.processes[0] if record.processes else "vp"
+    model = Counting(exact(mixture, kind))
+    options = {"corrector_steps": 3} if "corrector_steps" in record.options else {}
+    x, info = generate(model, sampler, n=4, batch=4, steps=7, solver=solver, **options)
+    plan = S.plan(model.process, sampler, 7, solver=solver, **options)
+    assert info["nfe"] == model.calls and info["steps"] == plan.steps == 7
+    assert plan.nfe == S.expected_nfe(sampler, 7, solver, **options)
+    if plan.nfe is None:  # adaptive (rk45): a trajectory's extra evaluations are not counted
+        assert not plan.free_report and plan.solver.name == "rk45"
+        calls = model.calls
+        y, traj = generate(model, sampler, n=4, batch=4, steps=7, solver=solver, trajectory=3)
+        assert traj["nfe"] == info["nfe"] and model.calls > calls + info["nfe"] and np.array_equal(x, y)
+    else:
+        assert info["nfe"] == plan.nfe
+
+
+def test_registry_defaults_and_processes(mixture):
+    ddpm = make_process("ddpm", T=40)
+    for name, record in S.SAMPLERS_BY_NAME.items():
+        assert record.fn.__name__ == f"sample_{name}" and record.spacing in S.SPACINGS
+        if name == "ode":
+            assert S.default_steps(name, make_process("vp"), "heun") == S.ODE_SOLVERS["heun"].steps == 10
+            continue
+        assert S.default_steps(name, make_process("vp")) == record.steps
+        assert S.default_steps(name, ddpm) == (40 if record.all_steps else min(record.steps, 40))
+    with pytest.raises(InputError, match="langevin .*ve process"):
+        S.plan(make_process("vp"), "langevin")
+    assert S.plan(make_process("ve"), "langevin").options == {"snr": 0.5, "corrector_steps": 2}
+    assert S.plan(make_process("vp"), "ode", solver="rk45").options == {"solver": "rk45", "rtol": 1e-5, "atol": 1e-5}
+    assert S.plan(make_process("vp"), "ode").options == {"solver": S.DEFAULT_SOLVER}
+    # generate takes every option of every record
+    from dataclasses import fields
+
+    from ddpmctl.sampling import SAMPLER_KEYWORDS, SampleOptions
+
+    records = (*S.SAMPLERS_BY_NAME.values(), *S.ODE_SOLVERS.values())
+    assert set(SAMPLER_KEYWORDS) == {k for r in records for k in r.options}
+    assert set(SAMPLER_KEYWORDS) <= {f.name for f in fields(SampleOptions)}
+
+
+def test_docs_sampler_table_is_the_registry():
+    from pathlib import Path
+
+    docs = (Path(__file__).resolve().parent.parent / "docs" / "sample.md").read_text()
+    assert S.markdown_table() in docs
+    for name in S.SAMPLERS:
+        assert f"| `{name}` |" in S.markdown_table()
+
+
+def test_dpmpp_2m_is_the_order_2_multistep_solver(vp_reference):
+    """Algorithm 2 written out gives the generic multistep solver's order-2 result, bit for bit."""
+    m, x, _ = vp_reference
+    for spacing in ("logsnr", "karras", "uniform"):
+        times = S.make_times(m.process, 9, spacing)
+        a = S.ode_dpmpp_2m(m.denoiser(), x, times)
+        b = S.ode_dpmpp(m.denoiser(), x, times, order=2)
+        assert torch.equal(a, b), spacing

@@ -11,10 +11,10 @@ from hypothesis import strategies as st
 from ddpmctl.errors import InputError
 from ddpmctl.schedules import (
     SCHEDULES,
-    DiscreteProcess,
-    SubVPSDE,
     VESDE,
     VPSDE,
+    DiscreteProcess,
+    SubVPSDE,
     get_betas,
     make_process,
     process_from_dict,
@@ -96,7 +96,8 @@ def test_discrete_process_on_grid_equals_alpha_bar():
     assert p.alpha(0.0) == 1 and p.sigma(0.0) == 0
 
 
-@pytest.mark.parametrize("proc", [VPSDE(), SubVPSDE(), VESDE(), make_process(None, "linear", 97)])  # t off the grid (kinks)
+# a discrete process with t off its grid (kinks)
+@pytest.mark.parametrize("proc", [VPSDE(), SubVPSDE(), VESDE(), make_process(None, "linear", 97)])
 def test_sde_coefficients_match_marginal(proc):
     """f = d log alpha/dt and g^2 = d sigma^2/dt - 2 f sigma^2 (moments of a linear SDE), checked
     by finite differences; and t_from_log_snr inverts log_snr."""
@@ -119,3 +120,45 @@ def test_vp_closed_form_and_roundtrip():
         np.testing.assert_allclose(r.sigma(t), q.sigma(t))
     with pytest.raises(InputError):
         process_from_dict({"kind": "what"})
+
+
+# ------------------------------------------------------------------------------------------
+# discrete time belongs to the process: round_t, grid, training times, max_steps
+
+
+def test_discrete_process_rounds_to_its_grid_and_has_T_steps():
+    p = DiscreteProcess(get_betas("linear", 10))
+    assert p.max_steps == 10
+    t = torch.tensor([0.0, 0.04, 0.05 + 1e-12, 0.26, 0.3, 0.99, 1.0], dtype=torch.float64)
+    assert p.round_t(t).tolist() == pytest.approx([0.0, 0.0, 0.1, 0.3, 0.3, 1.0, 1.0])
+    assert p.round_t(t, up=True).tolist() == pytest.approx([0.0, 0.1, 0.1, 0.3, 0.3, 1.0, 1.0])  # 0.3 stays
+    # a grid keeps its length: steps that would merge move to the next free step
+    g = p.grid(torch.tensor([1.0, 0.6, 0.14, 0.12, 0.1], dtype=torch.float64))
+    assert (g * 10).round().tolist() == [10, 6, 3, 2, 1]
+
+
+@pytest.mark.parametrize("kind", ["vp", "subvp", "ve"])
+def test_continuous_process_keeps_every_time(kind):
+    p = make_process(kind)
+    assert p.max_steps is None
+    t = torch.tensor([0.0123456789, 0.5, 1.0], dtype=torch.float64)
+    assert torch.equal(p.round_t(t), t) and torch.equal(p.round_t(t, up=True), t) and torch.equal(p.grid(t), t)
+
+
+def test_training_times_discrete_grid_and_continuous_interval():
+    g = torch.Generator().manual_seed(0)
+    d = DiscreteProcess(get_betas("linear", 20))
+    t = d.training_times(4000, g)
+    assert t.dtype == torch.float64 and t.shape == (4000,)
+    steps = (t * 20).round()
+    assert torch.allclose(t * 20, steps) and set(steps.long().tolist()) == set(range(1, 21))  # every step, only steps
+    c = make_process("vp")
+    t = c.training_times(4000, torch.Generator().manual_seed(0))
+    assert float(t.min()) >= c.t_min and float(t.max()) <= c.t_max
+    assert len(set(t.tolist())) == 4000 and abs(float(t.mean()) - (c.t_min + c.t_max) / 2) < 0.02
+    # objectives.sample_times is the process's method (training code calls it)
+    from ddpmctl.objectives import sample_times
+
+    assert torch.equal(
+        sample_times(d, 50, torch.Generator().manual_seed(3)), d.training_times(50, torch.Generator().manual_seed(3))
+    )

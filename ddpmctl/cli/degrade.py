@@ -16,19 +16,35 @@ from ddpmctl.errors import InputError
 from ddpmctl.operators import TASKS, degrade, make_operator, observation_meta, sidecar_path
 
 
+# options with long help, declared here so that ``command``'s signature reads as a list
+CLEAN = typer.Argument(..., help="Clean images (.npy, image file or folder) or points (.npy (N, D)); - for stdin.")
+BOX = typer.Option(None, "--box", help=(
+    "inpaint: hide the box x,y,w,h (column, row, width, height) (default: the centre box of half the size)."))
+KEEP = typer.Option(
+    None, "--keep", help="inpaint: keep this random fraction of pixels (a new mask per image, from --seed)."
+)
+MASK = typer.Option(None, "--mask", help="inpaint: mask file (.npy or .png; 1/white = known, 0/black = missing).")
+KERNEL_SIGMA = typer.Option(None, "--kernel-sigma", help="deblur: Gaussian kernel sigma in pixels (default: 2).")
+KERNEL_SIZE = typer.Option(None, "--kernel-size", help="deblur: odd kernel size (default: 2 ceil(3 sigma) + 1).")
+NOISE = typer.Option(0.0, "--noise", help="Standard deviation of the Gaussian noise n, in image units ([0, 1]).")
+OUTPUT = typer.Option(
+    ..., "--output", "-o", help="Observation .npy (with a sidecar .json next to it), a .png picture, or - (stdout)."
+)
+
+
 @handle_errors("degrade")
 def command(
-    clean: str = typer.Argument(..., help="Clean images (.npy, image file or folder) or points (.npy (N, D)); - for stdin."),
+    clean: str = CLEAN,
     task: str = typer.Option(..., "--task", help=f"Degradation: {', '.join(TASKS)}."),
-    box: Optional[str] = typer.Option(None, "--box", help="inpaint: hide the box x,y,w,h (column, row, width, height) (default: the centre box of half the size)."),
-    keep: Optional[float] = typer.Option(None, "--keep", help="inpaint: keep this random fraction of pixels (a new mask per image, from --seed)."),
-    mask: Optional[str] = typer.Option(None, "--mask", help="inpaint: mask file (.npy or .png; 1/white = known, 0/black = missing)."),
+    box: Optional[str] = BOX,
+    keep: Optional[float] = KEEP,
+    mask: Optional[str] = MASK,
     scale: Optional[int] = typer.Option(None, "--scale", help="sr: downsampling factor (average pooling) (default: 4)."),
-    kernel_sigma: Optional[float] = typer.Option(None, "--kernel-sigma", help="deblur: Gaussian kernel sigma in pixels (default: 2)."),
-    kernel_size: Optional[int] = typer.Option(None, "--kernel-size", help="deblur: odd kernel size (default: 2 ceil(3 sigma) + 1)."),
-    noise: float = typer.Option(0.0, "--noise", help="Standard deviation of the Gaussian noise n, in image units ([0, 1])."),
+    kernel_sigma: Optional[float] = KERNEL_SIGMA,
+    kernel_size: Optional[int] = KERNEL_SIZE,
+    noise: float = NOISE,
     seed: int = typer.Option(0, "--seed", help=HELP_SEED),
-    output: str = typer.Option(..., "--output", "-o", help="Observation .npy (with a sidecar .json next to it), a .png picture, or - (stdout)."),
+    output: str = OUTPUT,
     json_out: bool = typer.Option(False, "--json", help=HELP_JSON),
 ) -> None:
     """Degrade clean data into an observation y = A x + n for 'ddpmctl restore'.
@@ -41,7 +57,7 @@ def command(
 
     Example: ddpmctl degrade tri.npy --task inpaint --box 8,8,16,16 -o y.npy
 
-    Example: ddpmctl degrade tri.npy --task sr --scale 4 --noise 0.02 -o y.npy && ddpmctl restore ckpt/ y.npy --truth tri.npy -o out.png
+    Example: ddpmctl degrade tri.npy --task sr --scale 4 --noise 0.02 -o y.npy
     """
     kind_out = io.output_kind(output)
     if kind_out == "folder":
@@ -61,7 +77,7 @@ def command(
     op = make_operator(
         task, x.shape[1:], x.shape[0], box=box, keep=keep, mask=mask_arr, mask_name=mask or "--mask",
         mask_seed=seed, scale=scale, kernel_sigma=kernel_sigma, kernel_size=kernel_size,
-    )
+    )  # fmt: skip
     y = degrade(x, op, noise, seed)
     meta = observation_meta(op, noise, seed, x.shape, y.shape, kind)
     side = None

@@ -9,39 +9,75 @@ import torch
 import typer
 
 from ddpmctl import io
-from ddpmctl.cli.common import HELP_JSON, HELP_OUTPUT, HELP_QUIET, HELP_SEED, emit_json, fail, handle_errors, progress
+from ddpmctl.cli.common import (
+    HELP_OUTPUT,
+    at_least,
+    choice_option,
+    emit_json,
+    handle_errors,
+    json_option,
+    progress,
+    quiet_option,
+    seed_option,
+    steps_option,
+)
 from ddpmctl.diffusion import IDENTITY_NORMALIZATION, IMAGE_NORMALIZATION, forward_noise, q_sample_sequential
-from ddpmctl.schedules import DiscreteProcess, make_process
+from ddpmctl.errors import InputError
+from ddpmctl.schedules import make_process
 
 
 def _parse_times(text: str) -> list[float]:
     try:
         vals = [float(v) for v in text.replace(" ", "").split(",") if v]
     except ValueError:
-        fail(f"--t: expected comma-separated numbers, got '{text}'")
+        raise InputError(f"--t: expected comma-separated numbers, got '{text}'") from None
     if not vals:
-        fail("--t: expected at least one value")
+        raise InputError("--t: expected at least one value")
     return vals
+
+
+def _values(t: Optional[str], steps: Optional[int], top, continuous: bool) -> list:
+    """The --t values, or --steps K evenly spaced ones, in [0, top]: times of a ``continuous``
+    process (top = 1), else the steps 0..T of DDPM."""
+    if steps is not None:
+        grid = np.linspace(0, top, steps)
+        values = list(grid) if continuous else sorted(set(grid.round().astype(int).tolist()))
+    else:
+        values = _parse_times(t)
+    for v in values:
+        if continuous and not 0 <= v <= 1:
+            raise InputError(f"--t: times of a continuous process lie in [0, 1], got {v:g}")
+        if not continuous and (v != int(v) or not 0 <= v <= top):
+            raise InputError(f"--t: steps must be integers in 0..{top}, got {v:g}")
+    return values
 
 
 @handle_errors("noise")
 def command(
     input: str = typer.Argument(..., help="Images (.npy, a PNG/JPEG file, a folder) or points (.npy), or - for stdin."),
-    schedule: str = typer.Option("linear", "--schedule", "-s", help="Schedule name or .npy file of betas (see 'ddpmctl schedule')."),
-    T: int = typer.Option(1000, "--T", "-T", help="Number of diffusion steps of a named schedule."),
+    schedule: str = typer.Option(
+        "linear", "--schedule", "-s", help="Schedule name or .npy file of betas (see 'ddpmctl schedule')."
+    ),
+    T: int = typer.Option(
+        1000, "--T", "-T", callback=at_least("--T", 1), help="Number of diffusion steps of a named schedule."
+    ),
     t: Optional[str] = typer.Option(
         None, "--t", help="Comma-separated steps t in 0..T (0 is the clean input). With --sde: times in [0, 1]."
     ),
-    steps: Optional[int] = typer.Option(None, "--steps", help="Instead of --t: K evenly spaced steps from 0 to T."),
-    sde: Optional[str] = typer.Option(None, "--sde", help="Use a continuous process instead: vp, subvp or ve."),
+    steps: Optional[int] = steps_option("Instead of --t: K evenly spaced steps from 0 to T."),
+    sde: Optional[str] = choice_option(
+        None, "--sde", ("vp", "subvp", "ve"), "Use a continuous process instead: vp, subvp or ve."
+    ),
     sequential: bool = typer.Option(
         False, "--sequential", help="Run the Markov chain x_t = sqrt(1-beta_t) x_{t-1} + sqrt(beta_t) eps step by step."
     ),
-    rows: int = typer.Option(8, "--rows", help="PNG output: how many images (rows) to show."),
+    rows: int = typer.Option(
+        8, "--rows", callback=at_least("--rows", 1), help="PNG output: how many images (rows) to show."
+    ),
     output: str = typer.Option("noised.npy", "--output", "-o", help=HELP_OUTPUT),
-    seed: int = typer.Option(0, "--seed", help=HELP_SEED),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help=HELP_QUIET),
-    json_out: bool = typer.Option(False, "--json", help=HELP_JSON),
+    seed: int = seed_option(),
+    quiet: bool = quiet_option(),
+    json_out: bool = json_option(),
 ) -> None:
     """Noise data with the forward process q(x_t | x_0) = N(sqrt(alpha_bar_t) x_0, (1 - alpha_bar_t) I).
 
@@ -56,30 +92,13 @@ def command(
     Example: ddpmctl make-data triangles --n 64 -o - | ddpmctl noise - --t 500 -o noisy.npy
     """
     if (t is None) == (steps is None):
-        fail("give exactly one of --t and --steps")
-    if T < 1:
-        fail(f"--T must be >= 1, got {T}")
-    if steps is not None and steps < 1:
-        fail(f"--steps must be >= 1, got {steps}")
-    if rows < 1:
-        fail(f"--rows must be >= 1, got {rows}")
+        raise InputError("give exactly one of --t and --steps")
     if sequential and sde is not None:
-        fail("--sequential runs the discrete chain; it does not combine with --sde")
-    if sde is not None and sde not in ("vp", "subvp", "ve"):
-        fail(f"--sde: unknown process '{sde}' (choose from vp, subvp, ve)")
+        raise InputError("--sequential runs the discrete chain; it does not combine with --sde")
     kind_out = io.output_kind(output)
     process = make_process(sde, schedule, T)
-    continuous = sde is not None
-    top = 1.0 if continuous else (process.T if isinstance(process, DiscreteProcess) else 1)
-    if steps is not None:
-        values = list(np.linspace(0, top, steps)) if continuous else sorted(set(np.linspace(0, top, steps).round().astype(int).tolist()))
-    else:
-        values = _parse_times(t)
-    for v in values:
-        if continuous and not 0 <= v <= 1:
-            fail(f"--t: times of a continuous process lie in [0, 1], got {v:g}")
-        if not continuous and (v != int(v) or not 0 <= v <= top):
-            fail(f"--t: steps must be integers in 0..{top}, got {v:g}")
+    top = 1.0 if sde is not None else process.max_steps  # times in [0, 1], or the steps 0..T of DDPM
+    values = _values(t, steps, top, sde is not None)
     data, kind = io.read_data(input)
     n_keep = min(len(data), rows) if kind_out == "png" else len(data)
     x0 = np.array(data[:n_keep], dtype=np.float32)  # a writable copy (inputs may be memory maps)
@@ -92,8 +111,15 @@ def command(
             chain = q_sample_sequential(process, xm, wanted, generator=gen, callback=lambda i: update())
         out = torch.stack([norm.to_data(chain[v]) for v in wanted], dim=1).numpy().astype(np.float32)
     else:
-        times = [float(v) if continuous else float(v) / top for v in values]
-        out = forward_noise(process, x0, times, gen, norm)
+        out = forward_noise(process, x0, [float(v) / top for v in values], gen, norm)
+    _write(output, kind_out, kind, out, values)
+    if json_out:
+        emit_json(
+            {"input": input, "output": output, "t": values, "shape": list(out.shape), "process": process.describe()}
+        )
+
+
+def _write(output: str, kind_out: str, kind: str, out: np.ndarray, values: list) -> None:
     if kind_out == "png" and kind == "images":
         n, k = out.shape[:2]
         io.save_grid(output, out.reshape((n * k,) + out.shape[2:]), nrow=k)
@@ -101,5 +127,3 @@ def command(
         io.save_scatter(output, [out[:, j] for j in range(out.shape[1])], titles=[f"t = {v:g}" for v in values])
     else:
         io.save_output(output, out[:, 0] if len(values) == 1 else out)
-    if json_out:
-        emit_json({"input": input, "output": output, "t": values, "shape": list(out.shape), "process": process.describe()})

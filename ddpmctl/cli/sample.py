@@ -2,30 +2,48 @@
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Optional
 
 import typer
 
-from ddpmctl import io
+from ddpmctl import io, sampling
+from ddpmctl import samplers as S
 from ddpmctl.cli.common import (
-    HELP_BATCH,
-    HELP_DEVICE,
-    HELP_JSON,
     HELP_OUTPUT,
-    HELP_QUIET,
-    HELP_SEED,
+    batch_option,
+    choice_option,
+    device_option,
     emit_json,
+    flag_option,
     handle_errors,
+    json_option,
+    n_option,
     progress,
+    quiet_option,
     report_stream,
+    seed_option,
+    steps_option,
 )
 from ddpmctl.errors import InputError
 
-SAMPLER_HELP = (
-    "ddpm (ancestral, Algorithm 2), ddim (--eta), sde (reverse-SDE Euler-Maruyama), pc (predictor-corrector), "
-    "ode (probability-flow ODE, --solver), langevin (annealed Langevin, VE models only)."
+SAMPLER_HELP = ", ".join(
+    f"{s.name} ({s.help}{', ' + '/'.join(k.upper() for k in s.processes) + ' models only' if s.processes else ''})"
+    for s in S.SAMPLERS_BY_NAME.values()
+) + "."
+SOLVER_HELP = (
+    "ode: " + ", ".join(f"{s.name} ({s.help})" for s in S.ODE_SOLVERS.values()) + f" [default: {S.DEFAULT_SOLVER}]."
+)
+STEPS_HELP = (
+    "Steps (intervals of the time grid; K steps are K NFE for ddpm, ddim, sde, euler, dpm++) [default: ode "
+    + ", ".join(f"{s.name} {s.steps}" for s in S.ODE_SOLVERS.values()) + "; "
+    + "; ".join(f"{s.name} {'T or ' if s.all_steps else ''}{s.steps}" for s in S.SAMPLERS_BY_NAME.values() if s.steps)
+    + "; at most T]."
+)
+SPACING_HELP = (
+    f"Time grid: {', '.join(S.SPACINGS)} [default: "
+    + ", ".join(f"{s.spacing} for {s.name}" for s in S.SAMPLERS_BY_NAME.values() if s.spacing != "uniform")
+    + ", else uniform]."
 )
 
 
@@ -67,78 +85,117 @@ def _load(ckpt: str, device: str, process: Optional[str], schedule: Optional[str
         proc = make_process(process or "vp", schedule or "linear", 1000 if T is None else T)
         return ExactGMM(mixture, proc, device=dev), dev
     if ckpt.lower().endswith(".npy"):
-        raise InputError(f"{ckpt}: is an .npy array, not a checkpoint (give a checkpoint folder or .safetensors file, or a mixture .npz)")
+        raise InputError(
+            f"{ckpt}: is an .npy array, not a checkpoint "
+            "(give a checkpoint folder or .safetensors file, or a mixture .npz)"
+        )
     for value, flag in ((process, "--process"), (schedule, "--schedule"), (T, "--T")):
         if value is not None:
-            raise InputError(f"{flag}: only for the exact model of a mixture .npz (a checkpoint records its own process)")
-    try:
-        from ddpmctl.checkpoint import load_model
-    except ImportError as e:  # pragma: no cover - only while the checkpoint module is missing
-        raise InputError(f"{ckpt}: cannot load checkpoints in this build ({e})") from None
+            raise InputError(
+                f"{flag}: only for the exact model of a mixture .npz (a checkpoint records its own process)"
+            )
+    from ddpmctl.checkpoint import load_model
+
     return load_model(ckpt, device=dev), dev
+
+
+# options with long help, declared here so that ``command``'s signature reads as a list
+CHECKPOINT = typer.Argument(
+    ..., metavar="CKPT",
+    help="Checkpoint folder or .safetensors file; or a mixture .npz (make-data gmm) to sample its exact model.",
+)  # fmt: skip
+SNR = typer.Option(
+    None,
+    "--snr",
+    help="pc, langevin: Langevin signal-to-noise ratio r [default: "
+    + ", ".join(f"{s.name} {s.options['snr']}" for s in S.SAMPLERS_BY_NAME.values() if "snr" in s.options)
+    + "].",
+)
+CORRECTOR_STEPS = typer.Option(
+    None,
+    "--corrector-steps",
+    help=(
+        "pc: Langevin steps after each predictor step; langevin: steps per noise level [default: "
+        + ", ".join(
+            f"{s.name} {s.options['corrector_steps']}"
+            for s in S.SAMPLERS_BY_NAME.values()
+            if "corrector_steps" in s.options
+        )
+        + "]."
+    ),
+)
+CLIP_X0 = flag_option(
+    "--clip-x0/--no-clip-x0",
+    default=None,
+    help="Clip the predicted x0 to the data range [default: on for images, off for points].",
+)
+GUIDE = typer.Option(
+    None, "--guide", metavar="GUIDE",
+    help="Autoguidance (Karras et al. 2024): a weaker model of the same data and process (a checkpoint, or a "
+         "train --snapshot file) that the samples are steered away from; 2 NFE per step.",
+)  # fmt: skip
+GUIDANCE = typer.Option(
+    None,
+    "--guidance",
+    help="With --guide: weight w of x0 = x0_guide + w (x0 - x0_guide); 1 = no guidance [default: 3].",
+)
+TRAJECTORY = typer.Option(
+    0,
+    "--trajectory",
+    help="Also save K intermediate states and predicted x0 to OUT.trajectory.npy (N, K, 2, ...) and .png.",
+)
+PROCESS = typer.Option(None, "--process", "--sde", help="Mixture .npz only: ddpm, vp, subvp or ve [default: vp].")
+SCHEDULE = typer.Option(None, "--schedule", help="Mixture .npz with --process ddpm: beta schedule [default: linear].")
+STEPS_T = typer.Option(None, "--T", "-T", help="Mixture .npz with --process ddpm: number of steps [default: 1000].")
+PREVIEW = typer.Option(
+    None,
+    "--preview",
+    help="Also write a PNG picture of the samples (a grid of the first 64 images, or a scatter plot).",
+)
 
 
 @handle_errors("sample")
 def command(
-    checkpoint: str = typer.Argument(
-        ..., help="Checkpoint folder or .safetensors file; or a mixture .npz (make-data gmm) to sample its exact model.", metavar="CKPT"
+    checkpoint: str = CHECKPOINT,
+    sampler: str = choice_option("ode", "--sampler", S.SAMPLERS, SAMPLER_HELP),
+    solver: Optional[str] = choice_option(None, "--solver", S.SOLVERS, SOLVER_HELP),
+    steps: Optional[int] = steps_option(STEPS_HELP),
+    n: int = n_option(64),
+    batch: int = batch_option(256),
+    seed: int = seed_option(0, "Sample i is the same whatever --batch."),
+    device: str = device_option(),
+    spacing: Optional[str] = choice_option(None, "--spacing", S.SPACINGS, SPACING_HELP),
+    rho: float = typer.Option(
+        7.0, "--rho", help="karras spacing: sigma~^(1/rho) is uniform, from sigma~ = 80 (EDM) or less."
     ),
-    sampler: str = typer.Option("ode", "--sampler", help=SAMPLER_HELP),
-    solver: Optional[str] = typer.Option(None, "--solver", help="ode: euler, heun, dpm++2m, dpm++3m or rk45 (adaptive) [default: dpm++3m]."),
-    steps: Optional[int] = typer.Option(
-        None,
-        "--steps",
-        help="Steps (intervals of the time grid; K steps are K NFE for ddpm, ddim, sde, euler, dpm++) [default: ode dpm++3m/2m 20, heun 10, euler 50; ddpm T or 1000; ddim 50; sde 1000; pc 500; langevin 100].",
-    ),
-    n: int = typer.Option(64, "--n", "-n", help="Number of samples."),
-    batch: int = typer.Option(256, "--batch", help=HELP_BATCH),
-    seed: int = typer.Option(0, "--seed", help=HELP_SEED + " Sample i is the same whatever --batch."),
-    device: str = typer.Option("auto", "--device", help=HELP_DEVICE),
-    spacing: Optional[str] = typer.Option(
-        None, "--spacing", help="Time grid: uniform, quadratic, logsnr or karras [default: logsnr for ode, else uniform]."
-    ),
-    rho: float = typer.Option(7.0, "--rho", help="karras spacing: sigma~^(1/rho) is uniform, from sigma~ = 80 (EDM) or less."),
     eta: float = typer.Option(0.0, "--eta", help="ddim: stochasticity in [0, 1] (1 = ancestral DDPM)."),
-    variance: str = typer.Option("small", "--variance", help="ddpm: small (beta-tilde, the posterior) or large (beta_t)."),
-    snr: Optional[float] = typer.Option(None, "--snr", help="pc, langevin: Langevin signal-to-noise ratio r [default: pc 0.16, langevin 0.5]."),
-    corrector_steps: Optional[int] = typer.Option(
-        None, "--corrector-steps", help="pc: Langevin steps after each predictor step; langevin: steps per noise level [default: 1, 2]."
+    variance: str = choice_option(
+        "small", "--variance", S.VARIANCES, "ddpm: small (beta-tilde, the posterior) or large (beta_t)."
     ),
+    snr: Optional[float] = SNR,
+    corrector_steps: Optional[int] = CORRECTOR_STEPS,
     rtol: float = typer.Option(1e-5, "--rtol", help="ode rk45: relative tolerance."),
     atol: float = typer.Option(1e-5, "--atol", help="ode rk45: absolute tolerance."),
-    clip_x0: Optional[bool] = typer.Option(
-        None, "--clip-x0/--no-clip-x0", help="Clip the predicted x0 to the data range [default: on for images, off for points]."
-    ),
-    guide: Optional[str] = typer.Option(
-        None, "--guide", metavar="GUIDE",
-        help="Autoguidance (Karras et al. 2024): a weaker model of the same data and process (a checkpoint, or a "
-             "train --snapshot file) that the samples are steered away from; 2 NFE per step.",
-    ),
-    guidance: Optional[float] = typer.Option(
-        None, "--guidance", help="With --guide: weight w of x0 = x0_guide + w (x0 - x0_guide); 1 = no guidance [default: 3]."
-    ),
-    trajectory: int = typer.Option(
-        0, "--trajectory", help="Also save K intermediate states and predicted x0 to OUT.trajectory.npy (N, K, 2, ...) and .png."
-    ),
-    process: Optional[str] = typer.Option(None, "--process", "--sde", help="Mixture .npz only: ddpm, vp, subvp or ve [default: vp]."),
-    schedule: Optional[str] = typer.Option(None, "--schedule", help="Mixture .npz with --process ddpm: beta schedule [default: linear]."),
-    T: Optional[int] = typer.Option(None, "--T", "-T", help="Mixture .npz with --process ddpm: number of steps [default: 1000]."),
+    clip_x0: Optional[bool] = CLIP_X0,
+    guide: Optional[str] = GUIDE,
+    guidance: Optional[float] = GUIDANCE,
+    trajectory: int = TRAJECTORY,
+    process: Optional[str] = PROCESS,
+    schedule: Optional[str] = SCHEDULE,
+    T: Optional[int] = STEPS_T,
     output: str = typer.Option("samples.npy", "--output", "-o", help=HELP_OUTPUT),
-    preview: Optional[str] = typer.Option(None, "--preview", help="Also write a PNG picture of the samples (a grid of the first 64 images, or a scatter plot)."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help=HELP_QUIET),
-    json_out: bool = typer.Option(False, "--json", help=HELP_JSON),
+    preview: Optional[str] = PREVIEW,
+    quiet: bool = quiet_option(),
+    json_out: bool = json_option(),
 ) -> None:
     """Generate samples from a trained checkpoint alone, with any sampler; reports the exact NFE.
 
-    Samplers: ddpm (ancestral, DDPM Algorithm 2), ddim (--eta), sde (Euler-Maruyama on the
-    reverse SDE), pc (reverse-diffusion predictor + Langevin corrector), ode (probability-flow
-    ODE: --solver euler | heun | dpm++2m | dpm++3m | rk45) and langevin (annealed Langevin
-    dynamics, VE models). The default is the ODE with DPM-Solver++(3M), 20 steps on a log-SNR
-    grid (20 NFE). --steps K is always K steps (on a DDPM checkpoint: K distinct training steps).
-    Images are written in [0, 1], points as they are: .npy, a .png grid (points: a scatter plot)
-    or a folder of PNGs. Given a mixture .npz (make-data gmm), samples its exact model: a perfect
-    denoiser in closed form, to see what a sampler does with a perfect score (and reports how
-    close the samples are to the mixture).
+    The default is the ODE with DPM-Solver++(3M), 20 steps on a log-SNR grid (20 NFE). --steps K
+    is always K steps (on a DDPM checkpoint: K distinct training steps). Images are written in
+    [0, 1], points as they are: .npy, a .png grid (points: a scatter plot) or a folder of PNGs.
+    Given a mixture .npz (make-data gmm), samples its exact model: a perfect denoiser in closed
+    form, to see what a sampler does with a perfect score (and reports how close the samples are
+    to the mixture).
 
     Example: ddpmctl sample runs/triangles -n 64 -o samples.png
 
@@ -146,73 +203,66 @@ def command(
 
     Example: ddpmctl sample runs/tri --guide runs/tri/snapshot-20.safetensors --guidance 3 -o guided.png
     """
-    if n < 1:
-        raise InputError(f"-n: must be >= 1, got {n}")
-    if steps is not None and steps < 1:
-        raise InputError(f"--steps: must be >= 1, got {steps}")
-    if batch < 1:
-        raise InputError(f"--batch: must be >= 1, got {batch}")
-    if seed < 0:
-        raise InputError(f"--seed: must be >= 0, got {seed}")
+    _check_outputs(output, preview, trajectory, json_out)
+    if guidance is not None and guide is None:
+        raise InputError("--guidance: needs --guide (the weaker model to guide with)")
+    model, dev = _load(checkpoint, device, process, schedule, T)
+    guide_model = _load_guide(guide, checkpoint, device, process, schedule, T)
+    guidance = (DEFAULT_GUIDANCE if guide is not None else 1.0) if guidance is None else guidance
+    if model.data_kind == "points" and io.output_kind(output) == "folder":
+        raise InputError(f"{output}: points cannot be written as a folder of images; use .npy or .png")
+    options = dict(
+        solver=solver, spacing=spacing, rho=rho, eta=eta, variance=variance, snr=snr, corrector_steps=corrector_steps,
+        rtol=rtol, atol=atol, clip_x0=clip_x0, trajectory=trajectory, guide=guide_model, guidance=guidance,
+    )  # fmt: skip
+    job = sampling.plan_sample(model, sampler, n, steps, batch, sampling.SampleOptions(**options))
+    label = job.label + (f", autoguidance w={guidance:g}" if guide_model is not None and guidance != 1.0 else "")
+    with progress(job.progress_total, f"sample {label}", quiet=quiet) as update:
+        if io.output_kind(output) == "npy" and not trajectory:  # streamed: memory holds one batch, not n samples
+            keep = None if _is_mixture(checkpoint) else PREVIEW_IMAGES
+            options.pop("trajectory")
+            samples, info = sampling.generate_to_npy(
+                model, sampler, n, batch, output, keep, update, steps=steps, seed=seed, device=dev, **options
+            )
+        else:
+            samples, info = sampling.generate(model, sampler, n, steps, seed, batch, dev, progress=update, **options)
+            io.save_output(output, samples)
+    result = _result(model, checkpoint, guide, output, preview, samples, info)
+    if json_out:
+        emit_json(result)
+    else:
+        _report(result, model, label)
+
+
+def _check_outputs(output: str, preview: Optional[str], trajectory: int, json_out: bool) -> None:
     if preview is not None and not preview.lower().endswith(".png"):
         raise InputError(f"--preview: {preview}: must be a .png file")
-    if trajectory < 0:
-        raise InputError(f"--trajectory: must be >= 0, got {trajectory}")
-    out_kind = io.output_kind(output)
     _check_output_folder(output)
     if json_out and output == io.STDIO:
         raise InputError("--json: stdout carries the samples (-o -); write them to a file to get the JSON report")
     if trajectory and output == io.STDIO:
         raise InputError("--trajectory: needs a file or folder output (-o), not stdout")
-    from ddpmctl import sampling
-    from ddpmctl import samplers as S
 
-    if sampler not in S.SAMPLERS:
-        raise InputError(f"--sampler: unknown sampler '{sampler}' (choose from {', '.join(S.SAMPLERS)})")
-    if guidance is not None and guide is None:
-        raise InputError("--guidance: needs --guide (the weaker model to guide with)")
-    if guide is not None and _is_mixture(guide) != _is_mixture(checkpoint):
+
+def _load_guide(guide: Optional[str], checkpoint: str, device: str, process, schedule, T):
+    """The --guide model (None without --guide), of the same kind as CKPT."""
+    if guide is None:
+        return None
+    if _is_mixture(guide) != _is_mixture(checkpoint):
         raise InputError(f"--guide: {guide}: give a guide of the same kind as CKPT (a checkpoint, or a mixture .npz)")
-    model, dev = _load(checkpoint, device, process, schedule, T)
-    guide_model = None
-    if guide is not None:
-        guidance = DEFAULT_GUIDANCE if guidance is None else guidance
-        try:
-            guide_model, _ = _load(guide, device, process, schedule, T)
-        except InputError as e:
-            raise InputError(f"--guide: {e}") from None
-        sampling.check_guide(model, guide_model, guidance)
-    if model.data_kind == "points" and out_kind == "folder":
-        raise InputError(f"{output}: points cannot be written as a folder of images; use .npy or .png")
-    opts = sampling.resolve_options(model, sampler, steps, solver, spacing)
-    total_steps = None
-    if not (sampler == "ode" and opts["solver"] == "rk45"):
-        total_steps = len(S.make_times(model.process, opts["steps"], opts["spacing"], rho=rho)) - 1
-        total_steps *= math.ceil(n / batch)
-    label = sampler + (f"/{opts['solver']}" if opts["solver"] else "")
-    if guide_model is not None and guidance != 1.0:
-        label += f", autoguidance w={guidance:g}"
-    gen_options = dict(
-        steps=opts["steps"], seed=seed, device=dev, solver=opts["solver"], spacing=opts["spacing"], rho=rho, eta=eta,
-        variance=variance, snr=snr, corrector_steps=corrector_steps, rtol=rtol, atol=atol, clip_x0=clip_x0,
-        guide=guide_model, guidance=1.0 if guidance is None else guidance,
-    )  # fmt: skip
-    with progress(total_steps, f"sample {label}", quiet=quiet) as update:
-        if out_kind == "npy" and not trajectory:  # streamed: memory holds one batch, not n samples
-            samples, info = sampling.generate_to_npy(
-                model, sampler, n, batch, output, keep=None if _is_mixture(checkpoint) else PREVIEW_IMAGES, progress=update,
-                **gen_options
-            )
-        else:
-            samples, info = sampling.generate(
-                model, sampler, n=n, batch=batch, trajectory=trajectory, progress=update, **gen_options
-            )
-            io.save_output(output, samples)
+    try:
+        return _load(guide, device, process, schedule, T)[0]
+    except InputError as e:
+        raise InputError(f"--guide: {e}") from None
+
+
+def _result(model, checkpoint: str, guide: Optional[str], output: str, preview: Optional[str], samples, info) -> dict:
+    """Write the preview and the trajectory; the JSON report."""
     traj = info.pop("trajectory", None)
     if preview is not None:
         io.save_output(preview, samples[:PREVIEW_IMAGES] if samples.ndim == 4 else samples)
     result = {k: v for k, v in info.items() if k != "times"}
-    result.update(output=output, model=checkpoint, data_kind=model.data_kind, shape=[n, *model.data_shape])
+    result.update(output=output, model=checkpoint, data_kind=model.data_kind, shape=[len(samples), *model.data_shape])
     if guide is not None:
         result["guide"] = guide
     if traj is not None:
@@ -224,20 +274,27 @@ def command(
         from ddpmctl.exact import mixture_quality
 
         result["quality"] = mixture_quality(samples, model.mixture)
-    if json_out:
-        emit_json(result)
-        return
+    return result
+
+
+def _report(result: dict, model, label: str) -> None:
+    output = result["output"]
     out = report_stream(output == io.STDIO)
     where = "stdout" if output == io.STDIO else output
     out.write(
-        f"wrote {n} samples {tuple(model.data_shape)} to {where}: {label}, {info['steps']} steps ({info['spacing']}), "
-        f"NFE {info['nfe']}, {info['seconds']:.2f} s ({1000 * info['seconds_per_sample']:.2f} ms/sample) on {info['device']}\n"
+        f"wrote {result['n']} samples {tuple(model.data_shape)} to {where}: {label}, {result['steps']} steps "
+        f"({result['spacing']}), NFE {result['nfe']}, {result['seconds']:.2f} s "
+        f"({1000 * result['seconds_per_sample']:.2f} ms/sample) on {result['device']}\n"
     )
-    if traj is not None:
-        out.write(f"trajectory: {result['trajectory_npy']} {tuple(traj.shape)} (N, K, [x_t, x0], ...) and {result['trajectory_png']}\n")
+    if "trajectory_npy" in result:
+        out.write(
+            f"trajectory: {result['trajectory_npy']} {tuple(result['trajectory_shape'])} (N, K, [x_t, x0], ...) "
+            f"and {result['trajectory_png']}\n"
+        )
     if "quality" in result:
         q = result["quality"]
         out.write(
-            f"vs the exact mixture: sliced W1 {q['swd']:.4f} (exact samples: {q['swd_floor']:.4f}), MMD^2 {q['mmd2']:.2e} (exact: 0), "
-            f"weight error {q['weight_error']:.4f}, mean error {q['mean_error']:.3f} std, covariance error {100 * q['cov_error']:.1f}%\n"
+            f"vs the exact mixture: sliced W1 {q['swd']:.4f} (exact samples: {q['swd_floor']:.4f}), "
+            f"MMD^2 {q['mmd2']:.2e} (exact: 0), weight error {q['weight_error']:.4f}, "
+            f"mean error {q['mean_error']:.3f} std, covariance error {100 * q['cov_error']:.1f}%\n"
         )
