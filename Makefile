@@ -8,11 +8,12 @@ STAMP  := $(VENV)/.installed
 DEMO   ?= demo
 JOBS   ?= 2
 
-.PHONY: all demo test install man clean help
+.PHONY: all demo test lint install man clean help
 
 help:
 	@echo "make demo   - run the main job (data -> schedule -> noise -> train -> sample -> fid) into $(DEMO)/"
 	@echo "make test   - run the whole test suite"
+	@echo "make lint   - ruff: the linter and the formatter's check (configured in pyproject.toml)"
 	@echo "make man    - regenerate the man pages under man/ from the CLI"
 	@echo "make install PREFIX=~/.local - install ddpmctl's man pages so 'man ddpmctl' finds them"
 
@@ -26,6 +27,10 @@ $(STAMP): pyproject.toml
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q -n $(JOBS) tests
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 
 demo: $(STAMP)
 	DDPMCTL=$(BIN)/ddpmctl OUT=$(DEMO) bash examples/demo.sh

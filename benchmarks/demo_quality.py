@@ -52,21 +52,32 @@ def main() -> int:
         if len(fs) >= 2 and len(fd) >= 2:
             from scipy.stats import ks_2samp
 
-            spread = {name: {"data": np.percentile(fd[:, i], [10, 50, 90]).round(1).tolist(),
-                             "samples": np.percentile(fs[:, i], [10, 50, 90]).round(1).tolist(),
-                             "ks_p": round(float(ks_2samp(fd[:, i], fs[:, i]).pvalue), 3)}
-                      for i, name in enumerate(FEATURES)}
+            spread = {
+                name: {
+                    "data": np.percentile(fd[:, i], [10, 50, 90]).round(1).tolist(),
+                    "samples": np.percentile(fs[:, i], [10, 50, 90]).round(1).tolist(),
+                    "ks_p": round(float(ks_2samp(fd[:, i], fs[:, i]).pvalue), 3),
+                }
+                for i, name in enumerate(FEATURES)
+            }
     if args.json:
         print(json.dumps(dict(out, spread=spread) if spread else out))
     else:
         for k, v in out.items():
-            print(f"{k}: {v['clean_fraction'] * 100:.1f}% of {v['n']} are clean filled triangles "
-                  f"({v['seconds']} s)  {v['reasons']}")
+            print(
+                f"{k}: {v['clean_fraction'] * 100:.1f}% of {v['n']} are clean filled triangles "
+                f"({v['seconds']} s)  {v['reasons']}"
+            )
         if spread:
             print("spread of the clean ones, 10/50/90th percentiles, data vs samples (KS p-value):")
-            print("  " + "; ".join(f"{k} {'/'.join(f'{q:g}' for q in v['data'])} vs "
-                                   f"{'/'.join(f'{q:g}' for q in v['samples'])} (p {v['ks_p']:.2f})"
-                                   for k, v in spread.items()))
+            print(
+                "  "
+                + "; ".join(
+                    f"{k} {'/'.join(f'{q:g}' for q in v['data'])} vs "
+                    f"{'/'.join(f'{q:g}' for q in v['samples'])} (p {v['ks_p']:.2f})"
+                    for k, v in spread.items()
+                )
+            )
     if args.min is not None and out["samples"]["clean_fraction"] < args.min:
         return 1
     return 0

@@ -28,7 +28,6 @@ import numpy as np
 import torch
 
 from ddpmctl import datasets, fid
-from ddpmctl.nets import inception
 
 PF_SCRIPT = r"""
 import json, sys, time
@@ -106,7 +105,9 @@ def main() -> None:
         for label, fuse in (("ddpmctl (default, channels_last)", False), ("ddpmctl (BN fused into convs)", True)):
             fid.inception._MODELS.clear()
             ext = fid.InceptionFeatures(device, None, "pytorch-fid", fuse=fuse)
-            out = {k: timed(lambda x: ext(x).cpu().numpy(), np.load(p), args.batch, device) for k, p in sets.items()}
+            out = {
+                k: timed(lambda x, e=ext: e(x).cpu().numpy(), np.load(p), args.batch, device) for k, p in sets.items()
+            }
             feats[label] = {k: v[0] for k, v in out.items()}
             rows[label] = np.mean([v[1] for v in out.values()], axis=0)
         with warnings.catch_warnings():

@@ -1,7 +1,8 @@
 """Peak memory (RSS) of the commands that handle large sets: make-data, sample and fid.
 
     .venv/bin/python benchmarks/memory.py                     # the defaults below (~10 min on 1 CPU core)
-    .venv/bin/python benchmarks/memory.py --make-data-n 1000000 --fid-raw-n 5000,50000 --fid-inception-n 50000 --device cuda
+    .venv/bin/python benchmarks/memory.py --make-data-n 1000000 --fid-raw-n 5000,50000 \
+        --fid-inception-n 50000 --device cuda
 
 Each command runs in a new process (``python -m ddpmctl ...``); its peak RSS is the ``ru_maxrss`` of
 ``os.wait4`` for that very child (Linux: VmHWM). The first row is the cost of starting Python
@@ -71,7 +72,11 @@ def small_checkpoint(folder: Path) -> None:
     shape = (3, 32, 32)
     cfg = validate_net_config({**default_net_config("images", shape), "base": 16, "mults": [1, 2], "attn": []}, shape)
     folder.mkdir()
-    save_model(folder / "model.safetensors", build_net(cfg), make_meta(cfg, make_process("ddpm", "linear", 1000), "eps", "images", shape, IMAGE_NORMALIZATION))
+    save_model(
+        folder / "model.safetensors",
+        build_net(cfg),
+        make_meta(cfg, make_process("ddpm", "linear", 1000), "eps", "images", shape, IMAGE_NORMALIZATION),
+    )
 
 
 def ints(text: str) -> list[int]:
@@ -80,10 +85,14 @@ def ints(text: str) -> list[int]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--make-data-n", default="100000,1000000", help="comma-separated N for make-data triangles (empty: skip)")
+    ap.add_argument(
+        "--make-data-n", default="100000,1000000", help="comma-separated N for make-data triangles (empty: skip)"
+    )
     ap.add_argument("--sample-n", default="1000,10000", help="comma-separated N for sample (empty: skip)")
     ap.add_argument("--fid-raw-n", default="5000,50000", help="comma-separated N for fid --features raw (empty: skip)")
-    ap.add_argument("--fid-inception-n", default="200,400", help="comma-separated N for fid with Inception features (empty: skip)")
+    ap.add_argument(
+        "--fid-inception-n", default="200,400", help="comma-separated N for fid with Inception features (empty: skip)"
+    )
     ap.add_argument("--device", default="cpu", help="device for sample and fid (cpu, cuda, ...)")
     ap.add_argument("--tmp", default=None, help="folder for the temporary files (default: the system's)")
     a = ap.parse_args()
@@ -110,8 +119,8 @@ def main() -> None:
             small_checkpoint(d / "ck")
             for n in ints(a.sample_n):
                 out = d / "samples.npy"
-                s, rss = run(["sample", str(d / "ck"), "-n", str(n), "--batch", "256", "--sampler", "ddim", "--steps", "2",
-                              "--device", a.device, "-o", str(out), "--quiet"])  # fmt: skip
+                args = ["sample", str(d / "ck"), "-n", str(n), "--batch", "256", "--sampler", "ddim", "--steps", "2"]
+                s, rss = run([*args, "--device", a.device, "-o", str(out), "--quiet"])
                 report(f"sample -n {n} (3x32x32, ddim 2 steps)", s, rss, f"output {out.stat().st_size / 1e6:,.0f} MB")
                 out.unlink()
 

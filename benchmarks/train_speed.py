@@ -35,7 +35,6 @@ import torch  # noqa: E402
 from ddpmctl.device import autocast, resolve_device  # noqa: E402
 from ddpmctl.nets import build_net, count_flops, count_params, default_net_config, flop_counter  # noqa: E402
 
-
 TIMER = time.perf_counter  # --cpu-time: time.process_time
 
 
@@ -79,9 +78,18 @@ def diffusers_unet(channels: tuple[int, ...], layers: int, attn_levels: tuple[in
     n = len(channels)
     down = tuple("AttnDownBlock2D" if i in attn_levels else "DownBlock2D" for i in range(n))
     up = tuple("AttnUpBlock2D" if n - 1 - i in attn_levels else "UpBlock2D" for i in range(n))
-    return DiffusersWrapper(UNet2DModel(sample_size=size, in_channels=in_ch, out_channels=in_ch,
-                                        block_out_channels=channels, layers_per_block=layers,
-                                        down_block_types=down, up_block_types=up, norm_num_groups=8))
+    return DiffusersWrapper(
+        UNet2DModel(
+            sample_size=size,
+            in_channels=in_ch,
+            out_channels=in_ch,
+            block_out_channels=channels,
+            layers_per_block=layers,
+            down_block_types=down,
+            up_block_types=up,
+            norm_num_groups=8,
+        )
+    )
 
 
 def diffusers_matched(params: int, in_ch: int, size: int):
@@ -146,11 +154,17 @@ def main() -> None:
     ap.add_argument("--size", type=int, default=32)
     ap.add_argument("--net", default=None, help="JSON keys replacing ddpmctl's default net config")
     ap.add_argument("--no-diffusers", action="store_true", help="measure ddpmctl's net only")
-    ap.add_argument("--no-reference", action="store_true",
-                    help="skip diffusers' 1.6M reference UNet2DModel (32,64,64) x2 with attention at 16x16")
-    ap.add_argument("--cpu-time", action="store_true",
-                    help="CPU only: one thread, timed in CPU seconds of this process (time.process_time), so "
-                         "other programs on a busy machine do not slow the figures down")
+    ap.add_argument(
+        "--no-reference",
+        action="store_true",
+        help="skip diffusers' 1.6M reference UNet2DModel (32,64,64) x2 with attention at 16x16",
+    )
+    ap.add_argument(
+        "--cpu-time",
+        action="store_true",
+        help="CPU only: one thread, timed in CPU seconds of this process (time.process_time), so "
+        "other programs on a busy machine do not slow the figures down",
+    )
     args = ap.parse_args()
     if args.cpu_time:
         global TIMER
@@ -166,8 +180,14 @@ def main() -> None:
     shape = (args.channels, args.size, args.size)
     torch.manual_seed(0)
 
-    print(f"device: {device}" + (f" ({torch.cuda.get_device_name(device)})" if cuda else
-                                 f", {torch.get_num_threads()} threads, mkldnn {torch.backends.mkldnn.is_available()}"))
+    print(
+        f"device: {device}"
+        + (
+            f" ({torch.cuda.get_device_name(device)})"
+            if cuda
+            else f", {torch.get_num_threads()} threads, mkldnn {torch.backends.mkldnn.is_available()}"
+        )
+    )
     # the peak is re-measured between the networks and the best value counts: on a shared
     # machine a single measurement may fall in a busy moment
     peak_dtype = torch.bfloat16 if cuda else torch.float32
@@ -204,22 +224,30 @@ def main() -> None:
             print(f"  measured {name} [{rows[-1][4]}]: {ips:.1f} images/s", file=sys.stderr, flush=True)
             peaks.append(matmul_peak(device, peak_dtype, 8192 if cuda else 2048, 10 if cuda else 8))
     peak = max(peaks)
-    print(f"{'bf16' if cuda else 'fp32'} matmul peak: {peak / 1e9:.1f} GFLOP/s (best of {len(peaks)} measurements: "
-          f"{', '.join(f'{p / 1e9:.0f}' for p in peaks)})")
+    print(
+        f"{'bf16' if cuda else 'fp32'} matmul peak: {peak / 1e9:.1f} GFLOP/s (best of {len(peaks)} measurements: "
+        f"{', '.join(f'{p / 1e9:.0f}' for p in peaks)})"
+    )
 
     print()
-    head = f"{'network':58s} {'params':>7s} {'fwd GF/img':>10s} {'train GF/img':>12s} {'format':>13s} " \
-           f"{'img/s':>7s} {'GFLOP/s':>8s} {'of peak':>7s}"
+    head = (
+        f"{'network':58s} {'params':>7s} {'fwd GF/img':>10s} {'train GF/img':>12s} {'format':>13s} "
+        f"{'img/s':>7s} {'GFLOP/s':>8s} {'of peak':>7s}"
+    )
     print(head)
     print("-" * len(head))
     for name, params, fwd, trn, fmt, ips in rows:
         achieved = trn * ips
-        print(f"{name:58s} {params / 1e6:6.2f}M {fwd / 1e9:10.3f} {trn / 1e9:12.3f} {fmt:>13s} "
-              f"{ips:7.1f} {achieved / 1e9:8.1f} {achieved / peak:7.1%}")
-    print(f"\n(batch {args.batch}, {args.size}x{args.size}x{args.channels}, "
-          f"{'bf16 autocast' if cuda else 'fp32'}; best of {args.repeats} x {args.steps} steps; "
-          f"{'1 thread, CPU time; ' if args.cpu_time else ''}"
-          f"peak {peak / 1e9:.1f} GFLOP/s)")
+        print(
+            f"{name:58s} {params / 1e6:6.2f}M {fwd / 1e9:10.3f} {trn / 1e9:12.3f} {fmt:>13s} "
+            f"{ips:7.1f} {achieved / 1e9:8.1f} {achieved / peak:7.1%}"
+        )
+    print(
+        f"\n(batch {args.batch}, {args.size}x{args.size}x{args.channels}, "
+        f"{'bf16 autocast' if cuda else 'fp32'}; best of {args.repeats} x {args.steps} steps; "
+        f"{'1 thread, CPU time; ' if args.cpu_time else ''}"
+        f"peak {peak / 1e9:.1f} GFLOP/s)"
+    )
 
 
 if __name__ == "__main__":

@@ -62,7 +62,7 @@ def contour_points(img: np.ndarray) -> np.ndarray:
     lines = contour_generator(z=z).lines(0.5)
     if not lines:
         return np.zeros((0, 2))
-    pts = np.concatenate([np.asarray(l, np.float64) for l in lines])  # (col, row) of the padded image
+    pts = np.concatenate([np.asarray(line, np.float64) for line in lines])  # (col, row) of the padded image
     return pts - 0.5  # padded index i -> pixel centre i - 1 + 0.5
 
 
@@ -95,7 +95,7 @@ def _refine(tri: np.ndarray, pts: np.ndarray, corner: float = 1.5) -> np.ndarray
         nrm = np.array([-u[1], u[0]])
         # distance of every point to each side's segment; keep the points closest to this side
         dist = np.stack([_seg_dist(pts, tri[r], tri[(r + 1) % 3]) for r in range(3)])
-        mine = (dist.argmin(0) == s)
+        mine = dist.argmin(0) == s
         along = (pts - p) @ u
         mine &= (along > corner) & (along < length - corner)
         sel = pts[mine]
@@ -157,10 +157,16 @@ def check_and_fit(img: np.ndarray, tol: float = TOL) -> tuple[bool, str, np.ndar
         return False, "not a triangle", None
     ok, why, rms = _judge(img, tri, resid, n)
     if not ok and rms < 3 * EDGE_RMS:  # a near miss: polish the fit (Nelder-Mead), then judge again
+
         def loss(p: np.ndarray) -> float:
             return float(((render(p.reshape(3, 2), h, w) - img) ** 2).sum())
-        x = optimize.minimize(loss, tri.reshape(-1), method="Nelder-Mead",
-                              options={"xatol": 1e-3, "fatol": 1e-6, "maxiter": 300, "adaptive": True}).x
+
+        x = optimize.minimize(
+            loss,
+            tri.reshape(-1),
+            method="Nelder-Mead",
+            options={"xatol": 1e-3, "fatol": 1e-6, "maxiter": 300, "adaptive": True},
+        ).x
         tri = x.reshape(3, 2)
         ok, why, _ = _judge(img, tri, img - render(tri, h, w), n)
     return ok, why, tri

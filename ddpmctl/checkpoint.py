@@ -14,7 +14,8 @@ A checkpoint directory holds
 
 * ``state.safetensors``: what ``train --resume`` needs: the raw weights (``model.*``), the EMA
   weights (``ema.*``), the AdamW moments (``optim.<i>.exp_avg``, ``optim.<i>.exp_avg_sq``, ``<i>``
-  the parameter's position in ``net.parameters()``) and update count (``optim.step``), the torch RNG state(s) (``rng.torch``, ``rng.cuda``) and, in its metadata,
+  the parameter's position in ``net.parameters()``) and update count (``optim.step``), the torch
+  RNG state(s) (``rng.torch``, ``rng.cuda``) and, in its metadata,
   the same ``"ddpmctl"`` object plus ``"state"`` (step, numpy and Python RNG states as JSON);
 * ``config.yaml`` (the effective configuration), ``metrics.jsonl`` and sample grids.
 
@@ -138,7 +139,11 @@ def parse_meta(metadata: dict[str, str], name: str) -> dict:
         if key not in meta:
             raise InputError(f"{name}: checkpoint metadata lacks '{key}'")
     data = meta["data"]
-    if not isinstance(data, dict) or data.get("kind") not in ("images", "points") or not isinstance(data.get("shape"), list):
+    if (
+        not isinstance(data, dict)
+        or data.get("kind") not in ("images", "points")
+        or not isinstance(data.get("shape"), list)
+    ):
         raise InputError(f"{name}: checkpoint metadata has a malformed 'data' entry")
     if not isinstance(meta["net"], dict) or not isinstance(meta["process"], dict):
         raise InputError(f"{name}: checkpoint metadata has a malformed 'net' or 'process' entry")
@@ -200,7 +205,9 @@ def load_weights(net: torch.nn.Module, weights: dict[str, torch.Tensor], name: s
         raise InputError(f"{name}: weights do not match the network config ({what}, {n} mismatch(es))")
     for k, v in own.items():
         if tuple(weights[k].shape) != tuple(v.shape):
-            raise InputError(f"{name}: weight {k!r} has shape {tuple(weights[k].shape)}, the network expects {tuple(v.shape)}")
+            raise InputError(
+                f"{name}: weight {k!r} has shape {tuple(weights[k].shape)}, the network expects {tuple(v.shape)}"
+            )
     net.load_state_dict(weights, strict=True)
 
 
@@ -241,7 +248,7 @@ def load_model(path: str | os.PathLike, device="cpu") -> LoadedModel:
     meta = parse_meta(metadata, str(p))
     if "state" in metadata:  # a state.safetensors: sample from its EMA (or raw) weights
         prefix = "ema." if meta.get("ema") else "model."
-        tensors = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
+        tensors = {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
     try:
         process = process_from_dict(meta["process"])
     except InputError as e:
@@ -345,7 +352,7 @@ def load_state(path: str | os.PathLike) -> dict:
         raise InputError(f"{p}: not a ddpmctl training state (no valid 'state' metadata)") from None
 
     def part(prefix: str) -> dict[str, torch.Tensor]:
-        return {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
+        return {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
 
     return {
         "meta": meta,

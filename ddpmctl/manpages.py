@@ -19,16 +19,22 @@ DATE = "2026"  # fixed, so regenerating does not change the pages
 EXIT_STATUS = [
     ("0", "Success."),
     ("1", "Failure while running (e.g. a non-finite loss, a full disk, an internal error)."),
-    ("2", "Bad usage or bad input: an unknown option, a file that cannot be read, a wrong shape. "
-          "One line on stderr names the file or option and the problem; no output file is written."),
+    (
+        "2",
+        "Bad usage or bad input: an unknown option, a file that cannot be read, a wrong shape. "
+        "One line on stderr names the file or option and the problem; no output file is written.",
+    ),
     ("130", "Interrupted (Ctrl-C), after saving what must be saved."),
 ]
 
 FILES = [
     ("*.npy", "Arrays: images float32 (N, C, H, W) in [0, 1], or points float32 (N, D). Never pickled."),
     ("*.png", "Pictures: grids of images, scatter plots of points. A folder of PNG/JPEG files is read as images."),
-    ("CKPT/model.safetensors", "Self-describing checkpoint: EMA weights plus, in its metadata, the network, "
-     "process, parameterisation and data normalisation."),
+    (
+        "CKPT/model.safetensors",
+        "Self-describing checkpoint: EMA weights plus, in its metadata, the network, "
+        "process, parameterisation and data normalisation.",
+    ),
     ("CKPT/state.safetensors", "Everything --resume needs: raw weights, optimizer moments, step, RNG states."),
     ("-", "Standard input or output, as an .npy stream."),
 ]
@@ -43,7 +49,7 @@ def _split_help(help_text: str) -> tuple[str, list[str], list[str]]:
     """(first line, description paragraphs, examples) of a command's help."""
     text = inspect.cleandoc(help_text or "")
     paras = [p.strip() for p in re.split(r"\n\s*\n", text) if p.strip()]
-    examples = [p[len("Example:"):].strip() for p in paras if p.startswith("Example:")]
+    examples = [p[len("Example:") :].strip() for p in paras if p.startswith("Example:")]
     body = [" ".join(p.split()) for p in paras if not p.startswith("Example:")]
     first = body[0] if body else ""
     return first, body, examples
@@ -109,8 +115,13 @@ def generate() -> dict[str, str]:
         c = group.commands[n]
         cmds += [".TP", f".B ddpmctl {_esc(n)}", _esc(_split_help(c.help or "")[0])]
     page = _page(
-        "ddpmctl", first, "ddpmctl [--version] [--debug] COMMAND [OPTIONS] [ARGS]...", body,
-        _options(group, ctx), examples, [f"ddpmctl-{n}" for n in names],
+        "ddpmctl",
+        first,
+        "ddpmctl [--version] [--debug] COMMAND [OPTIONS] [ARGS]...",
+        body,
+        _options(group, ctx),
+        examples,
+        [f"ddpmctl-{n}" for n in names],
     )
     pages["ddpmctl.1"] = page.replace(".SH OPTIONS", "\n".join(cmds) + "\n.SH OPTIONS", 1)
     for n in names:
@@ -119,7 +130,12 @@ def generate() -> dict[str, str]:
         first, body, examples = _split_help(c.help or "")
         synopsis = " ".join(["ddpmctl", n] + c.collect_usage_pieces(sub))
         pages[f"ddpmctl-{n}.1"] = _page(
-            f"ddpmctl-{n}", first, synopsis, body, _options(c, sub), examples,
+            f"ddpmctl-{n}",
+            first,
+            synopsis,
+            body,
+            _options(c, sub),
+            examples,
             ["ddpmctl"] + [f"ddpmctl-{m}" for m in names if m != n],
         )
     return pages

@@ -112,8 +112,9 @@ class Objective:
         weight = loss_weight(self.process, t, self.prediction, self.loss, self.min_snr).to(x0.device, x0.dtype)
         return x_t, c_noise, target, weight
 
-    def x0_estimate(self, out: torch.Tensor, x_t: torch.Tensor, t: torch.Tensor,
-                    clip: tuple[float, float] | None = None) -> torch.Tensor:
+    def x0_estimate(
+        self, out: torch.Tensor, x_t: torch.Tensor, t: torch.Tensor, clip: tuple[float, float] | None = None
+    ) -> torch.Tensor:
         """The x0 a network output ``out`` at (x_t, t) predicts, optionally clipped to ``clip`` (what
         ``diffusion.Denoiser`` computes when sampling): a self-conditioned net's extra input."""
         alpha, sigma = diffusion.marginal(self.process, t)

@@ -62,8 +62,7 @@ class Operator(abc.ABC):
 
     # -- the operator -------------------------------------------------------------------------
     @abc.abstractmethod
-    def A(self, x: torch.Tensor) -> torch.Tensor:
-        ...
+    def A(self, x: torch.Tensor) -> torch.Tensor: ...
 
     @abc.abstractmethod
     def At(self, y: torch.Tensor) -> torch.Tensor:
@@ -372,8 +371,10 @@ def mask_from_array(arr: np.ndarray, n: int, x_shape: tuple[int, ...], name: str
             a = a[None]
         ok = a.ndim == 2 and a.shape[1] == x_shape[0] and a.shape[0] in (1, n)
     if not ok:
-        raise InputError(f"{name}: mask shape {tuple(np.asarray(arr).shape)} does not fit data of shape "
-                         f"{(n,) + tuple(x_shape)} (expected {want})")
+        raise InputError(
+            f"{name}: mask shape {tuple(np.asarray(arr).shape)} does not fit data of shape "
+            f"{(n,) + tuple(x_shape)} (expected {want})"
+        )
     m = torch.from_numpy(a)
     if float((m > 0.5).float().mean()) == 0.0:
         raise InputError(f"{name}: mask keeps no pixel (1 = known, 0 = missing)")

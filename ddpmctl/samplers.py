@@ -65,8 +65,7 @@ def _f(v) -> float:
     return float(v)
 
 
-def ancestral_step(x: torch.Tensor, pred: Prediction, t, s, process: Process, variance: str = "small",
-                   noise: torch.Tensor | None = None) -> torch.Tensor:
+def ancestral_step(x, pred: Prediction, t, s, process: Process, variance="small", noise=None) -> torch.Tensor:
     """One DDPM step x_t -> x_s: a draw from q(x_s | x_t, x0 = pred.x0) (DDPM eq. 6-7, seed 004):
 
         x_s = c_xt x_t + c_x0 x0 + sigma z,

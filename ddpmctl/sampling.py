@@ -174,8 +174,14 @@ class SamplePlan:
         return self.plan.sampler.name + (f"/{self.plan.solver.name}" if self.plan.solver else "")
 
 
-def plan_sample(model, sampler: str = "ode", n: int = 64, steps: int | None = None, batch: int | None = None,
-                options: SampleOptions = SampleOptions()) -> SamplePlan:
+def plan_sample(
+    model,
+    sampler: str = "ode",
+    n: int = 64,
+    steps: int | None = None,
+    batch: int | None = None,
+    options: SampleOptions = SampleOptions(),
+) -> SamplePlan:
     """Check a ``generate`` run and fill in its defaults (InputError naming the option)."""
     n = int(n)
     if n < 1:
@@ -192,9 +198,18 @@ def plan_sample(model, sampler: str = "ode", n: int = 64, steps: int | None = No
     return SamplePlan(plan, n, batch, options)
 
 
-def generate(model, sampler: str = "ode", n: int = 64, steps: int | None = None, seed: int = 0,
-             batch: int | None = None, device: str | torch.device | None = None, *,
-             progress: Callable[..., None] | None = None, **options) -> tuple[np.ndarray, dict]:
+def generate(
+    model,
+    sampler: str = "ode",
+    n: int = 64,
+    steps: int | None = None,
+    seed: int = 0,
+    batch: int | None = None,
+    device: str | torch.device | None = None,
+    *,
+    progress: Callable[..., None] | None = None,
+    **options,
+) -> tuple[np.ndarray, dict]:
     """Draw ``n`` samples; returns (samples in data units, info). ``options`` are the fields of
     ``SampleOptions`` (``solver``, ``spacing``, ``eta``, ``trajectory``, ``guide``, ...).
 

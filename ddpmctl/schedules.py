@@ -219,12 +219,10 @@ class Process(abc.ABC):
 
     # -- marginal ---------------------------------------------------------------------------
     @abc.abstractmethod
-    def log_alpha(self, t) -> torch.Tensor:
-        ...
+    def log_alpha(self, t) -> torch.Tensor: ...
 
     @abc.abstractmethod
-    def sigma(self, t) -> torch.Tensor:
-        ...
+    def sigma(self, t) -> torch.Tensor: ...
 
     def alpha(self, t) -> torch.Tensor:
         return torch.exp(self.log_alpha(t))
@@ -247,12 +245,10 @@ class Process(abc.ABC):
 
     # -- SDE dx = f(t) x dt + g(t) dw --------------------------------------------------------
     @abc.abstractmethod
-    def f(self, t) -> torch.Tensor:
-        ...
+    def f(self, t) -> torch.Tensor: ...
 
     @abc.abstractmethod
-    def g2(self, t) -> torch.Tensor:
-        ...
+    def g2(self, t) -> torch.Tensor: ...
 
     # -- prior and network conditioning -----------------------------------------------------
     def prior_std(self) -> float:
@@ -269,8 +265,7 @@ class Process(abc.ABC):
         return "fourier"
 
     @abc.abstractmethod
-    def to_dict(self) -> dict:
-        ...
+    def to_dict(self) -> dict: ...
 
     def describe(self) -> str:
         return self.kind

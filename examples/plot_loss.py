@@ -37,7 +37,7 @@ def main() -> int:
 
     fig, ax = plt.subplots(figsize=(6, 3.5), dpi=100)
     ax.plot(step, loss, color="tab:blue", alpha=0.3, lw=1, label="loss")
-    ax.plot(step[k - 1:], smooth, color="tab:blue", lw=2, label=f"mean of {k}")
+    ax.plot(step[k - 1 :], smooth, color="tab:blue", lw=2, label=f"mean of {k}")
     ax.set_yscale("log")
     ax.set_xlabel("step")
     ax.set_ylabel("training loss")

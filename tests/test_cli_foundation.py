@@ -23,7 +23,12 @@ def test_version_and_help():
 
 
 def test_usage_errors_are_one_line_exit_2():
-    for args in (["schedule", "linear", "--bogus"], ["schedule"], ["noise", "x.npy", "--T", "abc"], ["no-such-command"]):
+    for args in (
+        ["schedule", "linear", "--bogus"],
+        ["schedule"],
+        ["noise", "x.npy", "--T", "abc"],
+        ["no-such-command"],
+    ):
         r = run_cli(*args)
         assert r.returncode == 2, args
         lines = r.stderr.decode().strip().splitlines()
@@ -146,7 +151,13 @@ def test_noise_bad_inputs_leave_nothing(tmp_path, images):
         r = run_cli("noise", path, "--t", "10", "-o", out / "o.npy")
         err = r.stderr.decode().strip().splitlines()
         assert r.returncode == 2 and len(err) == 1 and msg in err[0], (path, err)
-    for args in (["--t", "1001"], ["--t", "1,x"], ["--schedule", "nope", "--t", "1"], ["--steps", "0"], ["--t", "5", "--steps", "3"]):
+    for args in (
+        ["--t", "1001"],
+        ["--t", "1,x"],
+        ["--schedule", "nope", "--t", "1"],
+        ["--steps", "0"],
+        ["--t", "5", "--steps", "3"],
+    ):
         r = run_cli("noise", images, *args, "-o", out / "o.npy")
         assert r.returncode == 2, args
     assert list(out.iterdir()) == []

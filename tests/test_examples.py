@@ -14,7 +14,16 @@ EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
 def _make(example: str, out: Path, *targets: str, jobs: int = 1, dry: bool = False):
     ddpmctl = f"{sys.executable} -m ddpmctl"
-    cmd = ["make", "-C", str(EXAMPLES / example), f"-j{jobs}", "TINY=1", f"OUT={out}", f"DDPMCTL={ddpmctl}", f"PYTHON={sys.executable}"]
+    cmd = [
+        "make",
+        "-C",
+        str(EXAMPLES / example),
+        f"-j{jobs}",
+        "TINY=1",
+        f"OUT={out}",
+        f"DDPMCTL={ddpmctl}",
+        f"PYTHON={sys.executable}",
+    ]
     if dry:
         cmd.append("-n")
     env = dict(os.environ, OMP_NUM_THREADS="1")
@@ -48,11 +57,19 @@ def test_demo_script_runs_end_to_end(tmp_path):
     """examples/demo.sh (what `make demo` runs) with a tiny network and 5 training steps: every
     output it promises is written and the quality report names both samplers."""
     cfg = tmp_path / "tiny.yaml"
-    cfg.write_text("net: {base: 8, mults: [1, 2], blocks: 1, attn: [], patch: 2}\nbatch: 16\nsteps: 5\n"
-                   "lr_schedule: cosine\nwarmup: 0\n")
+    cfg.write_text(
+        "net: {base: 8, mults: [1, 2], blocks: 1, attn: [], patch: 2}\nbatch: 16\nsteps: 5\n"
+        "lr_schedule: cosine\nwarmup: 0\n"
+    )
     out = tmp_path / "demo"
-    env = dict(os.environ, DDPMCTL=str(Path(sys.executable).parent / "ddpmctl"), OUT=str(out), CONFIG=str(cfg),
-               TRAIN_SECONDS="120", OMP_NUM_THREADS="1")
+    env = dict(
+        os.environ,
+        DDPMCTL=str(Path(sys.executable).parent / "ddpmctl"),
+        OUT=str(out),
+        CONFIG=str(cfg),
+        TRAIN_SECONDS="120",
+        OMP_NUM_THREADS="1",
+    )
     r = subprocess.run(["bash", str(EXAMPLES / "demo.sh")], capture_output=True, text=True, env=env, timeout=600)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     for name in ("triangles.png", "samples.png", "samples-unguided.png", "samples-ddpm.png", "loss.png"):
@@ -71,13 +88,22 @@ def test_demo_config_is_the_documented_network(tmp_path):
     data = tmp_path / "tri.npy"
     ddpmctl = [sys.executable, "-m", "ddpmctl"]
     env = dict(os.environ, OMP_NUM_THREADS="1")
-    assert subprocess.run(ddpmctl + ["make-data", "triangles", "--n", "4", "-o", str(data)], env=env,
-                          capture_output=True).returncode == 0
-    r = subprocess.run(ddpmctl + ["train", str(data), "--config", str(EXAMPLES / "triangles" / "demo.yaml"), "--dry-run"],
-                       capture_output=True, text=True, env=env, timeout=300)
+    assert (
+        subprocess.run(
+            ddpmctl + ["make-data", "triangles", "--n", "4", "-o", str(data)], env=env, capture_output=True
+        ).returncode
+        == 0
+    )
+    r = subprocess.run(
+        ddpmctl + ["train", str(data), "--config", str(EXAMPLES / "triangles" / "demo.yaml"), "--dry-run"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
     assert r.returncode == 0, r.stderr
     params = next(line for line in r.stdout.splitlines() if line.startswith("parameters:")).split()[1]
     gflop = next(line for line in r.stdout.splitlines() if line.startswith("forward:")).split()[1]
     doc = (EXAMPLES.parent / "docs" / "demo.md").read_text()
-    network = doc[doc.index("- **Network**"):doc.index("- **Process and loss**")]
+    network = doc[doc.index("- **Network**") : doc.index("- **Process and loss**")]
     assert f"{params} parameters" in network and f"{float(gflop):.3f} GFLOP" in network, (params, gflop)

@@ -58,7 +58,9 @@ def test_sigkill_during_write_leaves_no_partial_file(tmp_path):
     for _ in range(3):
         p = subprocess.Popen(
             [sys.executable, "-m", "ddpmctl", "noise", str(big), "--t", "1,2,3,4,5,6,7,8", "-o", str(out)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=dict(os.environ, OMP_NUM_THREADS="1"),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            env=dict(os.environ, OMP_NUM_THREADS="1"),
         )
         time.sleep(float(rng.uniform(1.0, 4.0)))
         p.send_signal(signal.SIGKILL)
@@ -99,7 +101,9 @@ def tiny(tmp_path_factory):
 
     d = tmp_path_factory.mktemp("tiny")
     torch.manual_seed(0)
-    cfg = validate_net_config({**default_net_config("images", (1, 8, 8)), "base": 8, "mults": [1, 2], "groups": 4}, (1, 8, 8))
+    cfg = validate_net_config(
+        {**default_net_config("images", (1, 8, 8)), "base": 8, "mults": [1, 2], "groups": 4}, (1, 8, 8)
+    )
     (d / "ck").mkdir()
     meta = make_meta(cfg, make_process("ddpm", "linear", 50), "eps", "images", (1, 8, 8), IMAGE_NORMALIZATION)
     save_model(d / "ck" / "model.safetensors", build_net(cfg), meta)
@@ -156,15 +160,41 @@ def test_sigkill_during_sample_streaming_write(tiny, tmp_path):
     output as it was, or (a kill after the rename) the complete new one."""
     out = tmp_path / "s.npy"
     out.write_bytes(b"previous samples")
-    args = ["sample", str(tiny / "ck"), "-n", "3000", "--batch", "100", "--sampler", "ddim", "--steps", "10", "-o", str(out), "--quiet"]
+    args = [
+        "sample",
+        str(tiny / "ck"),
+        "-n",
+        "3000",
+        "--batch",
+        "100",
+        "--sampler",
+        "ddim",
+        "--steps",
+        "10",
+        "-o",
+        str(out),
+        "--quiet",
+    ]
     # mid-stream: the temporary file already holds the header and some batches
-    assert _kill_when_writing([sys.executable, "-m", "ddpmctl", *args], tmp_path, "s.npy", min_bytes=128 + 2 * 100 * 64 * 4)
+    assert _kill_when_writing(
+        [sys.executable, "-m", "ddpmctl", *args], tmp_path, "s.npy", min_bytes=128 + 2 * 100 * 64 * 4
+    )
     _check_untouched(tmp_path, "s.npy", b"previous samples", {"s.npy"})
     small = [a if a != "3000" else "200" for a in args]
-    assert _kill_when_writing([sys.executable, "-c", SLOW_DISK, *small], tmp_path, "s.npy", min_bytes=128 + 200 * 64 * 4)
+    assert _kill_when_writing(
+        [sys.executable, "-c", SLOW_DISK, *small], tmp_path, "s.npy", min_bytes=128 + 200 * 64 * 4
+    )
     _check_untouched(tmp_path, "s.npy", b"previous samples", {"s.npy"})
     delays = np.random.default_rng(2).uniform(2.0, 5.0, size=1)
-    _kill_at_random([sys.executable, "-m", "ddpmctl", *args], tmp_path, "s.npy", b"previous samples", (3000, 1, 8, 8), {"s.npy"}, delays)
+    _kill_at_random(
+        [sys.executable, "-m", "ddpmctl", *args],
+        tmp_path,
+        "s.npy",
+        b"previous samples",
+        (3000, 1, 8, 8),
+        {"s.npy"},
+        delays,
+    )
 
 
 def test_sigkill_during_restore_write(tiny, tmp_path):
@@ -174,7 +204,15 @@ def test_sigkill_during_restore_write(tiny, tmp_path):
     assert _kill_when_writing([sys.executable, "-c", SLOW_DISK, *args], tmp_path, "r.npy", min_bytes=128 + 400 * 64 * 4)
     _check_untouched(tmp_path, "r.npy", b"previous restoration", {"r.npy"})
     delays = np.random.default_rng(3).uniform(2.0, 5.0, size=1)
-    _kill_at_random([sys.executable, "-m", "ddpmctl", *args], tmp_path, "r.npy", b"previous restoration", (400, 1, 8, 8), {"r.npy"}, delays)
+    _kill_at_random(
+        [sys.executable, "-m", "ddpmctl", *args],
+        tmp_path,
+        "r.npy",
+        b"previous restoration",
+        (400, 1, 8, 8),
+        {"r.npy"},
+        delays,
+    )
 
 
 def test_sigkill_during_make_data_write(tmp_path):
@@ -185,7 +223,9 @@ def test_sigkill_during_make_data_write(tmp_path):
     assert _kill_when_writing([sys.executable, "-m", "ddpmctl", *args], tmp_path, "t.npy", min_bytes=1 << 20)
     _check_untouched(tmp_path, "t.npy", b"previous data", {"t.npy"})
     small = ["make-data", "triangles", "--n", "2000", "--size", "16", "-o", str(out), "--quiet"]
-    assert _kill_when_writing([sys.executable, "-c", SLOW_DISK, *small], tmp_path, "t.npy", min_bytes=128 + 2000 * 256 * 4)
+    assert _kill_when_writing(
+        [sys.executable, "-c", SLOW_DISK, *small], tmp_path, "t.npy", min_bytes=128 + 2000 * 256 * 4
+    )
     _check_untouched(tmp_path, "t.npy", b"previous data", {"t.npy"})
 
 
@@ -194,9 +234,26 @@ def test_ctrl_c_during_make_data(tmp_path):
     out = tmp_path / "t.npy"
     out.write_bytes(b"previous data")
     p = subprocess.Popen(
-        [sys.executable, "-m", "ddpmctl", "make-data", "triangles", "--n", "100000", "--size", "16", "-o", str(out), "--quiet"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=ENV,
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),  # as at a terminal, even if our parent ignores it
+        [
+            sys.executable,
+            "-m",
+            "ddpmctl",
+            "make-data",
+            "triangles",
+            "--n",
+            "100000",
+            "--size",
+            "16",
+            "-o",
+            str(out),
+            "--quiet",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=ENV,
+        preexec_fn=lambda: signal.signal(
+            signal.SIGINT, signal.SIG_DFL
+        ),  # as at a terminal, even if our parent ignores it
     )
     t_end = time.monotonic() + 240
     while time.monotonic() < t_end and p.poll() is None and not _temps(tmp_path, "t.npy"):

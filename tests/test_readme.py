@@ -9,8 +9,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 README = Path(__file__).resolve().parent.parent / "README.md"
 
 TINY = [
@@ -46,5 +44,7 @@ def test_readme_commands_run(tmp_path):
     for block in sh_blocks(README.read_text()):
         script += [shrink(line) for line in block.splitlines()]
     env = dict(os.environ, OMP_NUM_THREADS="1")
-    r = subprocess.run(["bash", "-c", "\n".join(script)], cwd=tmp_path, capture_output=True, text=True, env=env, timeout=1200)
+    r = subprocess.run(
+        ["bash", "-c", "\n".join(script)], cwd=tmp_path, capture_output=True, text=True, env=env, timeout=1200
+    )
     assert r.returncode == 0, r.stderr[-4000:]

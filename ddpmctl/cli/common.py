@@ -11,7 +11,7 @@ import functools
 import json
 import sys
 import traceback
-from typing import Callable, Iterator
+from collections.abc import Callable, Iterator
 
 import typer
 
@@ -92,7 +92,14 @@ def progress(total: int | None, description: str, quiet: bool = False) -> Iterat
         yield lambda advance=1, **fields: None
         return
     from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
 
     columns = [
         TextColumn("[bold]{task.description}"),

@@ -15,11 +15,13 @@ from ddpmctl.cli.common import HELP_JSON, HELP_SEED, emit_json, handle_errors, r
 from ddpmctl.errors import InputError
 from ddpmctl.operators import TASKS, degrade, make_operator, observation_meta, sidecar_path
 
-
 # options with long help, declared here so that ``command``'s signature reads as a list
 CLEAN = typer.Argument(..., help="Clean images (.npy, image file or folder) or points (.npy (N, D)); - for stdin.")
-BOX = typer.Option(None, "--box", help=(
-    "inpaint: hide the box x,y,w,h (column, row, width, height) (default: the centre box of half the size)."))
+BOX = typer.Option(
+    None,
+    "--box",
+    help=("inpaint: hide the box x,y,w,h (column, row, width, height) (default: the centre box of half the size)."),
+)
 KEEP = typer.Option(
     None, "--keep", help="inpaint: keep this random fraction of pixels (a new mask per image, from --seed)."
 )
@@ -39,7 +41,9 @@ def command(
     box: Optional[str] = BOX,
     keep: Optional[float] = KEEP,
     mask: Optional[str] = MASK,
-    scale: Optional[int] = typer.Option(None, "--scale", help="sr: downsampling factor (average pooling) (default: 4)."),
+    scale: Optional[int] = typer.Option(
+        None, "--scale", help="sr: downsampling factor (average pooling) (default: 4)."
+    ),
     kernel_sigma: Optional[float] = KERNEL_SIGMA,
     kernel_size: Optional[int] = KERNEL_SIZE,
     noise: float = NOISE,

@@ -32,25 +32,59 @@ TRUTH = typer.Option(
     None, "--truth", help="Clean images: report PSNR and SSIM, and add them as a row to a .png output."
 )
 METHOD = choice_option("ddnm", "--method", METHODS, ", ".join(f"{m.name} ({m.help})" for m in METHODS.values()) + ".")
-STEPS = steps_option("Diffusion steps (default: " + ", ".join(f"{m.name} {m.steps}" for m in METHODS.values())
-                     + "; sdedit: of the full grid, it runs those below its start time).")
-ETA = typer.Option(None, "--eta", help="ddnm/sdedit: DDIM stochasticity in [0, 1] (default: " + ", ".join(
-    f"{m.name} {m.options['eta']:g}" for m in METHODS.values() if "eta" in m.options) + ").")
-ZETA = typer.Option(None, "--zeta", help=(
-    "dps: step size of the gradient of ||y - A x0|| (the code's scaling, = 2 x the paper's zeta') (default: ("
-    + ", ".join(f"{v:g} {k}" for k, v in DEFAULT_ZETA.items()) + ") x 1000 / steps)."))
-JUMP_LENGTH = typer.Option(None, "--jump-length", help="repaint: steps per resampling jump (default: "
-                           f"{METHODS['repaint'].options['jump_length']}).")
-JUMP_N = typer.Option(None, "--jump-n", help="repaint: passes over each jump (jump_n - 1 resamplings) (default: "
-                      f"{METHODS['repaint'].options['jump_n']}).")
-SAMPLES = typer.Option(1, "--samples", help=(
-    "Restore each observation K times with independent noise and output the mean: a Monte-Carlo estimate of the "
-    "posterior mean of x given y (lowest expected squared error, so higher PSNR; K x the cost)."))
-STD = typer.Option(None, "--std", help=(
-    "With --samples K >= 2: write the per-pixel standard deviation of the K restorations (the uncertainty map) "
-    "to this .npy file."))
-OUTPUT = typer.Option(..., "--output", "-o", help=(
-    "Restored images: .npy, .png (rows observation | restored | truth), a folder, or - (stdout)."))
+STEPS = steps_option(
+    "Diffusion steps (default: "
+    + ", ".join(f"{m.name} {m.steps}" for m in METHODS.values())
+    + "; sdedit: of the full grid, it runs those below its start time)."
+)
+ETA = typer.Option(
+    None,
+    "--eta",
+    help="ddnm/sdedit: DDIM stochasticity in [0, 1] (default: "
+    + ", ".join(f"{m.name} {m.options['eta']:g}" for m in METHODS.values() if "eta" in m.options)
+    + ").",
+)
+ZETA = typer.Option(
+    None,
+    "--zeta",
+    help=(
+        "dps: step size of the gradient of ||y - A x0|| (the code's scaling, = 2 x the paper's zeta') (default: ("
+        + ", ".join(f"{v:g} {k}" for k, v in DEFAULT_ZETA.items())
+        + ") x 1000 / steps)."
+    ),
+)
+JUMP_LENGTH = typer.Option(
+    None,
+    "--jump-length",
+    help=f"repaint: steps per resampling jump (default: {METHODS['repaint'].options['jump_length']}).",
+)
+JUMP_N = typer.Option(
+    None,
+    "--jump-n",
+    help=f"repaint: passes over each jump (jump_n - 1 resamplings) (default: {METHODS['repaint'].options['jump_n']}).",
+)
+SAMPLES = typer.Option(
+    1,
+    "--samples",
+    help=(
+        "Restore each observation K times with independent noise and output the mean: a Monte-Carlo estimate of the "
+        "posterior mean of x given y (lowest expected squared error, so higher PSNR; K x the cost)."
+    ),
+)
+STD = typer.Option(
+    None,
+    "--std",
+    help=(
+        "With --samples K >= 2: write the per-pixel standard deviation of the K restorations (the uncertainty map) "
+        "to this .npy file."
+    ),
+)
+OUTPUT = typer.Option(
+    ...,
+    "--output",
+    "-o",
+    help=("Restored images: .npy, .png (rows observation | restored | truth), a folder, or - (stdout)."),
+)
 
 
 @handle_errors("restore")
@@ -182,8 +216,7 @@ def _report(info: dict, data_kind: str, op, sigma: float, output: str, std: Opti
     print(
         f"restored {info['n']} {data_kind} ({op.describe()}, noise {sigma:g}) with {info['method']}: "
         f"{info['steps']} steps, {per_image}, {info['seconds']:.1f} s ({info['seconds_per_image']:.3g} s/image) "
-        f"-> {output}"
-        + (f", std -> {std}" if std is not None else ""),
+        f"-> {output}" + (f", std -> {std}" if std is not None else ""),
         file=out,
     )
     if "quality" in info:

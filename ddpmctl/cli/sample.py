@@ -27,16 +27,20 @@ from ddpmctl.cli.common import (
 )
 from ddpmctl.errors import InputError
 
-SAMPLER_HELP = ", ".join(
-    f"{s.name} ({s.help}{', ' + '/'.join(k.upper() for k in s.processes) + ' models only' if s.processes else ''})"
-    for s in S.SAMPLERS_BY_NAME.values()
-) + "."
+SAMPLER_HELP = (
+    ", ".join(
+        f"{s.name} ({s.help}{', ' + '/'.join(k.upper() for k in s.processes) + ' models only' if s.processes else ''})"
+        for s in S.SAMPLERS_BY_NAME.values()
+    )
+    + "."
+)
 SOLVER_HELP = (
     "ode: " + ", ".join(f"{s.name} ({s.help})" for s in S.ODE_SOLVERS.values()) + f" [default: {S.DEFAULT_SOLVER}]."
 )
 STEPS_HELP = (
     "Steps (intervals of the time grid; K steps are K NFE for ddpm, ddim, sde, euler, dpm++) [default: ode "
-    + ", ".join(f"{s.name} {s.steps}" for s in S.ODE_SOLVERS.values()) + "; "
+    + ", ".join(f"{s.name} {s.steps}" for s in S.ODE_SOLVERS.values())
+    + "; "
     + "; ".join(f"{s.name} {'T or ' if s.all_steps else ''}{s.steps}" for s in S.SAMPLERS_BY_NAME.values() if s.steps)
     + "; at most T]."
 )

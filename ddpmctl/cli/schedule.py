@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import List, Optional
+from typing import Optional
 
 import numpy as np
 import typer
@@ -44,20 +44,30 @@ def plot_schedules(path: str, named: list[tuple[str, np.ndarray]]) -> None:
 
 @handle_errors("schedule")
 def command(
-    names: List[str] = typer.Argument(
+    names: list[str] = typer.Argument(
         ..., help=f"Schedule names ({', '.join(SCHEDULES)}) or .npy files of betas.", show_default=False, metavar="NAME"
     ),
     T: int = typer.Option(1000, "--T", "-T", callback=at_least("--T", 1), help="Number of diffusion steps."),
     output: Optional[str] = typer.Option(
         None, "--output", "-o", help="Write the betas (float64 .npy; - for stdout). Needs exactly one schedule."
     ),
-    plot: Optional[str] = typer.Option(None, "--plot", help="Draw beta_t, alpha_bar_t and log-SNR of every schedule into this PNG."),
-    beta_start: Optional[float] = typer.Option(None, "--beta-start", help="First beta (linear, quadratic, sigmoid, power, wave) (default: 1e-4)."),
-    beta_end: Optional[float] = typer.Option(None, "--beta-end", help="Last beta (linear, quadratic, sigmoid, power, wave) (default: 0.02)."),
+    plot: Optional[str] = typer.Option(
+        None, "--plot", help="Draw beta_t, alpha_bar_t and log-SNR of every schedule into this PNG."
+    ),
+    beta_start: Optional[float] = typer.Option(
+        None, "--beta-start", help="First beta (linear, quadratic, sigmoid, power, wave) (default: 1e-4)."
+    ),
+    beta_end: Optional[float] = typer.Option(
+        None, "--beta-end", help="Last beta (linear, quadratic, sigmoid, power, wave) (default: 0.02)."
+    ),
     power: Optional[float] = typer.Option(None, "--power", help="Exponent of the power schedule (default: 2)."),
     cycles: Optional[int] = typer.Option(None, "--cycles", help="Sine cycles of the wave schedule (default: 4)."),
-    amplitude: Optional[float] = typer.Option(None, "--amplitude", help="Ripple amplitude of the wave schedule, 0..1 (default: 0.5)."),
-    cosine_s: Optional[float] = typer.Option(None, "--cosine-s", help="Offset s of the cosine schedule (default: 0.008)."),
+    amplitude: Optional[float] = typer.Option(
+        None, "--amplitude", help="Ripple amplitude of the wave schedule, 0..1 (default: 0.5)."
+    ),
+    cosine_s: Optional[float] = typer.Option(
+        None, "--cosine-s", help="Offset s of the cosine schedule (default: 0.008)."
+    ),
     json_out: bool = json_option(),
 ) -> None:
     """Build noise schedules, print their key figures, write betas (.npy) and plots.
@@ -94,7 +104,8 @@ def command(
         emit_json({"schedules": [s.as_dict() for s in summaries], "output": output, "plot": plot})
         return
     out = report_stream(output == "-")
-    header = f"{'schedule':<12} {'T':>6} {'beta_min':>10} {'beta_max':>10} {'alpha_bar_T':>12} {'logSNR_max':>11} {'logSNR_min':>11}"
+    columns = ("T", 6), ("beta_min", 10), ("beta_max", 10), ("alpha_bar_T", 12), ("logSNR_max", 11), ("logSNR_min", 11)
+    header = f"{'schedule':<12} " + " ".join(f"{name:>{width}}" for name, width in columns)
     print(header, file=out)
     for s in summaries:
         print(

@@ -84,6 +84,8 @@ def parse_duration(text: str) -> float:
     return value
 
 
+# The command's flags as a table, one line per option (the formatter leaves it as written).
+# fmt: off
 @handle_errors("train")
 def command(
     data: Optional[str] = typer.Argument(None, help="Training data: .npy (images or points) or a folder of images. "
@@ -150,6 +152,7 @@ def command(
                  device=device, bf16=bf16, compile=compile_, log_every=log_every, save_every=save_every,
                  sample_every=sample_every, time_limit=None if time_limit is None else parse_duration(time_limit),
                  snapshots=list(snapshot) if snapshot else None)
+    # fmt: on
     cfg = training.resolve_config(resume, config, flags)
     train_data = training.open_run_data(cfg, data, _net_flags(base, mults, blocks, attn, dropout))
     if dry_run:
@@ -197,8 +200,15 @@ def _train(cfg, train_data, output: str, resume: str | None, force: bool, quiet:
 
         rank0 = int(os.environ.get("RANK", "0")) == 0
         try:
-            return train(cfg, train_data, output, [on_step], resume=resume, overwrite=force,
-                         log=lambda msg: err(f"ddpmctl train: {msg}") if rank0 else None)
+            return train(
+                cfg,
+                train_data,
+                output,
+                [on_step],
+                resume=resume,
+                overwrite=force,
+                log=lambda msg: err(f"ddpmctl train: {msg}") if rank0 else None,
+            )
         except TrainingInterrupted as e:
             if rank0:
                 err(f"ddpmctl train: {e.message}")
@@ -211,9 +221,11 @@ def _report(result, cfg, output: str, json_out: bool, quiet: bool) -> None:
     elif not quiet:
         loss_txt = f"{result.loss:.4g}" if result.loss is not None else "n/a"
         stop_note = " (time limit reached)" if result.stopped and cfg.time_limit else ""
-        print(f"trained {result.step} of {result.total_steps} steps{stop_note}: loss {loss_txt}, "
-              f"{result.images_per_s:.1f} samples/s, {result.elapsed_s:.1f} s; "
-              f"checkpoint {Path(output) / 'model.safetensors'}")
+        print(
+            f"trained {result.step} of {result.total_steps} steps{stop_note}: loss {loss_txt}, "
+            f"{result.images_per_s:.1f} samples/s, {result.elapsed_s:.1f} s; "
+            f"checkpoint {Path(output) / 'model.safetensors'}"
+        )
 
 
 command.__doc__ = _help()

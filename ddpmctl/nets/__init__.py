@@ -102,8 +102,10 @@ def _check_value(key: str, kind: str, value: Any) -> Any:
 def _complete(config: dict, schema: dict[str, tuple[str, Any]]) -> dict:
     unknown = sorted(set(config) - set(schema))
     if unknown:
-        raise InputError(f"net config: unknown key(s) {', '.join(map(repr, unknown))} for type "
-                         f"'{config['type']}' (known: {', '.join(schema)})")
+        raise InputError(
+            f"net config: unknown key(s) {', '.join(map(repr, unknown))} for type "
+            f"'{config['type']}' (known: {', '.join(schema)})"
+        )
     out = {}
     for key, (kind, default) in schema.items():
         if key not in config:
@@ -140,8 +142,7 @@ def _check_unet(cfg: dict) -> None:
         _fail("mults", f"at most 8 levels, got {len(mults)}")
     for width in [cfg["base"]] + [cfg["base"] * m for m in mults]:
         if width % cfg["groups"]:
-            _fail("groups", f"= {cfg['groups']} must divide every channel width (base * mult), "
-                            f"but not {width}")
+            _fail("groups", f"= {cfg['groups']} must divide every channel width (base * mult), but not {width}")
     for width in [cfg["base"] * m for m in mults]:
         heads = max(1, width // cfg["head_channels"])
         if width % heads:
@@ -154,8 +155,11 @@ def _check_unet(cfg: dict) -> None:
     resolutions = [res0 >> i for i in range(len(mults))]
     bad = [r for r in cfg["attn"] if r not in resolutions]
     if bad:
-        _fail("attn", f"resolutions {bad} are not among the U-Net's resolutions {resolutions} "
-                      f"(the smaller side of each level's feature maps)")
+        _fail(
+            "attn",
+            f"resolutions {bad} are not among the U-Net's resolutions {resolutions} "
+            f"(the smaller side of each level's feature maps)",
+        )
 
 
 def _check_mlp(cfg: dict) -> None:
@@ -187,16 +191,22 @@ def validate_net_config(config: dict, data_shape: tuple | list | None = None) ->
             if len(shape) != 3:
                 raise InputError(f"net config: a U-Net needs image data (C, H, W), got data of shape {shape}")
             if shape[0] != cfg["in_channels"]:
-                raise InputError(f"net config: the data has {shape[0]} channel(s) but the net expects "
-                                 f"in_channels = {cfg['in_channels']}")
+                raise InputError(
+                    f"net config: the data has {shape[0]} channel(s) but the net expects "
+                    f"in_channels = {cfg['in_channels']}"
+                )
             if list(shape[1:]) != cfg["image_size"]:
-                raise InputError(f"net config: the data is {shape[1]}x{shape[2]} but the net was built for "
-                                 f"image_size {cfg['image_size'][0]}x{cfg['image_size'][1]}")
+                raise InputError(
+                    f"net config: the data is {shape[1]}x{shape[2]} but the net was built for "
+                    f"image_size {cfg['image_size'][0]}x{cfg['image_size'][1]}"
+                )
         else:
             if len(shape) != 1:
                 raise InputError(f"net config: an MLP needs vector data (D,), got data of shape {shape}")
             if shape[0] != cfg["dim"]:
-                raise InputError(f"net config: the data has dimension {shape[0]} but the net expects dim = {cfg['dim']}")
+                raise InputError(
+                    f"net config: the data has dimension {shape[0]} but the net expects dim = {cfg['dim']}"
+                )
     return cfg
 
 
@@ -215,8 +225,16 @@ def default_net_config(data_kind: str, data_shape: tuple | list, embedding: str 
     if data_kind == "points":
         if len(shape) != 1 or shape[0] < 1:
             raise InputError(f"points must have shape (D,), got {shape}")
-        cfg = {"type": "mlp", "dim": shape[0], "hidden": 256, "blocks": 3, "emb_dim": 128, "dropout": 0.0,
-               "embedding": embedding, "fourier_scale": 16.0}
+        cfg = {
+            "type": "mlp",
+            "dim": shape[0],
+            "hidden": 256,
+            "blocks": 3,
+            "emb_dim": 128,
+            "dropout": 0.0,
+            "embedding": embedding,
+            "fourier_scale": 16.0,
+        }
     elif data_kind == "images":
         if len(shape) != 3 or min(shape) < 1:
             raise InputError(f"images must have shape (C, H, W), got {shape}")
@@ -239,9 +257,23 @@ def _default_unet(shape: tuple[int, int, int], embedding: str) -> dict:
             break
         levels += 1
     lowest = min(h, w) >> (levels - 1)
-    return {"type": "unet", "in_channels": c, "image_size": [h, w], "base": 32, "mults": [1, 2, 2, 2, 2][:levels],
-            "blocks": 1, "attn": [], "mid_attn": lowest <= 16, "head_channels": 64, "dropout": 0.0,
-            "embedding": embedding, "fourier_scale": 16.0, "groups": 8, "scale_shift": False, "patch": 1}
+    return {
+        "type": "unet",
+        "in_channels": c,
+        "image_size": [h, w],
+        "base": 32,
+        "mults": [1, 2, 2, 2, 2][:levels],
+        "blocks": 1,
+        "attn": [],
+        "mid_attn": lowest <= 16,
+        "head_channels": 64,
+        "dropout": 0.0,
+        "embedding": embedding,
+        "fourier_scale": 16.0,
+        "groups": 8,
+        "scale_shift": False,
+        "patch": 1,
+    }
 
 
 def count_params(net: nn.Module) -> int:

@@ -124,9 +124,17 @@ class TrainConfig:
 
     def make_process(self) -> Process:
         extra = {k: getattr(self, k) for k in ("beta_start", "beta_end") if getattr(self, k) is not None}
-        return make_process(None if self.sde == "ddpm" else self.sde, self.schedule, self.T,
-                            beta_min=self.beta_min, beta_max=self.beta_max, sigma_min=self.sigma_min,
-                            sigma_max=self.sigma_max, eps=self.t_eps, **extra)
+        return make_process(
+            None if self.sde == "ddpm" else self.sde,
+            self.schedule,
+            self.T,
+            beta_min=self.beta_min,
+            beta_max=self.beta_max,
+            sigma_min=self.sigma_min,
+            sigma_max=self.sigma_max,
+            eps=self.t_eps,
+            **extra,
+        )
 
 
 @functools.cache
@@ -199,8 +207,9 @@ def config_to_yaml(d: dict) -> str:
     return yaml.safe_dump(d, sort_keys=False, default_flow_style=None)
 
 
-def resolve_config(resume: str | os.PathLike | None = None, file: str | os.PathLike | None = None,
-                   flags: dict | None = None) -> TrainConfig:
+def resolve_config(
+    resume: str | os.PathLike | None = None, file: str | os.PathLike | None = None, flags: dict | None = None
+) -> TrainConfig:
     """The effective configuration: defaults < the resumed run's config.yaml (``resume``, a checkpoint
     folder) < the YAML ``file`` < ``flags`` (options given explicitly; None values count as not given).
     Giving ``steps`` drops an earlier ``epochs`` and the other way round."""

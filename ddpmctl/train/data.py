@@ -69,8 +69,9 @@ def open_data(path: str | os.PathLike, normalize: str = "auto") -> TrainData:
     elif arr.ndim in (3, 4):
         kind, check = "images", dio.as_float_images
     else:
-        raise InputError(f"{name}: expected images (N, C, H, W) / (N, H, W) or points (N, D), "
-                         f"got shape {tuple(arr.shape)}")
+        raise InputError(
+            f"{name}: expected images (N, C, H, W) / (N, H, W) or points (N, D), got shape {tuple(arr.shape)}"
+        )
     if arr.shape[0] == 0:
         raise InputError(f"{name}: holds no samples (N = 0)")
     # validate in chunks of about 64 MB (as_* checks dtype, NaN / inf and the image range)

@@ -136,9 +136,15 @@ def describe_model(cfg: TrainConfig, data: TrainData) -> dict:
     net_cfg = net_config_for(cfg, data.kind, data.shape, process)
     net = build_net(net_cfg)
     flops = count_flops(net, tuple(data.shape))
-    return {"net": net_cfg, "params": int(count_params(net)), "flops_per_sample": int(flops),
-            "gflop_per_sample": flops / 1e9, "data_kind": data.kind, "data_shape": list(data.shape),
-            "process": process.describe()}
+    return {
+        "net": net_cfg,
+        "params": int(count_params(net)),
+        "flops_per_sample": int(flops),
+        "gflop_per_sample": flops / 1e9,
+        "data_kind": data.kind,
+        "data_shape": list(data.shape),
+        "process": process.describe(),
+    }
 
 
 # --------------------------------------------------------------------------------------------
@@ -192,8 +198,17 @@ class RunState:
         self.last_saved = self.step
 
 
-def setup(cfg: TrainConfig, data: TrainData, objective: Objective, out: Path, resume, overwrite: bool,
-          log: Callable[[str], None] | None, dist: Dist, device: torch.device) -> RunState:
+def setup(
+    cfg: TrainConfig,
+    data: TrainData,
+    objective: Objective,
+    out: Path,
+    resume,
+    overwrite: bool,
+    log: Callable[[str], None] | None,
+    dist: Dist,
+    device: torch.device,
+) -> RunState:
     """Check the resumed state against the run, build the network, its EMA and optimizer (loading
     the state), and prepare the output folder (rank 0 writes)."""
     from ddpmctl.nets import build_net
@@ -218,14 +233,37 @@ def setup(cfg: TrainConfig, data: TrainData, objective: Objective, out: Path, re
         opt.load_state_tensors(state["optimizer"], state["path"])
         start = state["step"]
         ckpt.restore_rng(state)
-    meta_base = dict(net_config=cfg.net, process=objective.process, prediction=cfg.prediction, data_kind=data.kind,
-                     data_shape=data.shape, normalization=data.normalization, ema=ema is not None,
-                     train=cfg.to_dict())
-    run = RunState(cfg=cfg, data=data, objective=objective, net=net, model=_wrap(net, cfg, dist, device), ema=ema,
-                   opt=opt, dist=dist, device=device, out=out, meta_base=meta_base, resumed=resume is not None,
-                   log=log or (lambda msg: None), total=total, start=start,
-                   snapshots=[f for f in cfg.snapshots if f > start / total],  # those this run has not reached yet
-                   stream=IndexStream(len(data), cfg.seed), step=start, last_saved=start)
+    meta_base = dict(
+        net_config=cfg.net,
+        process=objective.process,
+        prediction=cfg.prediction,
+        data_kind=data.kind,
+        data_shape=data.shape,
+        normalization=data.normalization,
+        ema=ema is not None,
+        train=cfg.to_dict(),
+    )
+    run = RunState(
+        cfg=cfg,
+        data=data,
+        objective=objective,
+        net=net,
+        model=_wrap(net, cfg, dist, device),
+        ema=ema,
+        opt=opt,
+        dist=dist,
+        device=device,
+        out=out,
+        meta_base=meta_base,
+        resumed=resume is not None,
+        log=log or (lambda msg: None),
+        total=total,
+        start=start,
+        snapshots=[f for f in cfg.snapshots if f > start / total],  # those this run has not reached yet
+        stream=IndexStream(len(data), cfg.seed),
+        step=start,
+        last_saved=start,
+    )
     _prepare_out_dir(run)
     return run
 
@@ -236,18 +274,25 @@ def _resume_state(resume, cfg: TrainConfig, data: TrainData, objective: Objectiv
     m = state["meta"]
     for key, ours in (("net", cfg.net), ("process", objective.process.to_dict()), ("prediction", cfg.prediction)):
         if json.dumps(m[key], sort_keys=True) != json.dumps(ours, sort_keys=True):
-            raise InputError(f"{state['path']}: the checkpoint's {key} differs from this run's configuration; "
-                             "resume with the same model options")
+            raise InputError(
+                f"{state['path']}: the checkpoint's {key} differs from this run's configuration; "
+                "resume with the same model options"
+            )
     theirs = (m.get("train") or {}).get("optimizer", "adamw")
     if theirs != cfg.optimizer:
-        raise InputError(f"{state['path']}: the checkpoint was trained with --optimizer {theirs}, this run asks for "
-                         f"{cfg.optimizer}; resume with the same optimizer")
+        raise InputError(
+            f"{state['path']}: the checkpoint was trained with --optimizer {theirs}, this run asks for "
+            f"{cfg.optimizer}; resume with the same optimizer"
+        )
     if m["data"]["kind"] != data.kind or tuple(m["data"]["shape"]) != tuple(data.shape):
-        raise InputError(f"{data.name}: data shape {list(data.shape)} differs from the checkpoint's "
-                         f"{m['data']['shape']}")
+        raise InputError(
+            f"{data.name}: data shape {list(data.shape)} differs from the checkpoint's {m['data']['shape']}"
+        )
     if state["step"] >= total:
-        raise InputError(f"--steps: the checkpoint is already at step {state['step']} of {total}; "
-                         "give a larger --steps to train further")
+        raise InputError(
+            f"--steps: the checkpoint is already at step {state['step']} of {total}; "
+            "give a larger --steps to train further"
+        )
     return state
 
 
@@ -276,11 +321,15 @@ def _wrap(net: torch.nn.Module, cfg: TrainConfig, dist: Dist, device: torch.devi
 def _check_out_dir(out: Path, resume: bool, overwrite: bool) -> None:
     if out.exists() and not out.is_dir():
         raise InputError(f"{out}: exists and is not a folder")
-    if out.is_dir() and not resume and not overwrite and (
-        (out / ckpt.MODEL_FILE).exists() or (out / ckpt.STATE_FILE).exists()
+    if (
+        out.is_dir()
+        and not resume
+        and not overwrite
+        and ((out / ckpt.MODEL_FILE).exists() or (out / ckpt.STATE_FILE).exists())
     ):
-        raise InputError(f"{out}: already holds a checkpoint (use --resume {out} to continue it, or --force to "
-                         "overwrite)")
+        raise InputError(
+            f"{out}: already holds a checkpoint (use --resume {out} to continue it, or --force to overwrite)"
+        )
     if not out.parent.exists():
         raise InputError(f"{out}: parent folder {out.parent} does not exist")
 
@@ -374,9 +423,17 @@ def training_loop(run: RunState, callbacks: list[Callback], handle_signals: bool
             if tick(run, callbacks, lr):
                 break
     elapsed = time.perf_counter() - run.t_begin
-    return TrainResult(out_dir=str(run.out), step=run.step, total_steps=run.total, loss=run.last_loss,
-                       images_per_s=(run.step - run.start) * cfg.batch / max(elapsed, 1e-9), elapsed_s=elapsed,
-                       params=count_params(net), stopped=run.stopped, metrics=run.history)
+    return TrainResult(
+        out_dir=str(run.out),
+        step=run.step,
+        total_steps=run.total,
+        loss=run.last_loss,
+        images_per_s=(run.step - run.start) * cfg.batch / max(elapsed, 1e-9),
+        elapsed_s=elapsed,
+        params=count_params(net),
+        stopped=run.stopped,
+        metrics=run.history,
+    )
 
 
 def draw_batch(run: RunState, cpu_gen: torch.Generator, noise_gen: torch.Generator, self_cond: bool):
@@ -427,9 +484,14 @@ def at_tick(run: RunState) -> bool:
     step, or (in one process) a stop signal; under torchrun the ranks vote on signals at the
     scheduled ticks (``_measure``), so this is the same on every rank."""
     s, cfg = run.step, run.cfg
-    return (s % cfg.log_every == 0 or s == run.total or _every(s, cfg.save_every) or _every(s, cfg.sample_every)
-            or (bool(run.snapshots) and s >= run.snapshots[0] * run.total)
-            or (run.dist.world == 1 and run.signalled))
+    return (
+        s % cfg.log_every == 0
+        or s == run.total
+        or _every(s, cfg.save_every)
+        or _every(s, cfg.sample_every)
+        or (bool(run.snapshots) and s >= run.snapshots[0] * run.total)
+        or (run.dist.world == 1 and run.signalled)
+    )
 
 
 def _every(step: int, k: int) -> bool:
@@ -458,12 +520,22 @@ def tick(run: RunState, callbacks: list[Callback], lr: float) -> bool:
             run.save()
         while run.snapshots and max(step / run.total, run.time_fraction) >= run.snapshots[0]:
             if run.dist.main:
-                ckpt.save_model(run.out / ckpt.snapshot_file(run.snapshots[0]), run.ema if run.ema is not None
-                                else run.net, ckpt.make_meta(step=step, **run.meta_base))
+                ckpt.save_model(
+                    run.out / ckpt.snapshot_file(run.snapshots[0]),
+                    run.ema if run.ema is not None else run.net,
+                    ckpt.make_meta(step=step, **run.meta_base),
+                )
             run.snapshots.pop(0)
         if _every(step, cfg.sample_every) and run.dist.main:
-            run.note_shown = _write_samples(run.out / f"samples_{step:07d}.png", run.ema or run.net, run.meta_base,
-                                            cfg, run.device, run.log, run.note_shown)
+            run.note_shown = _write_samples(
+                run.out / f"samples_{step:07d}.png",
+                run.ema or run.net,
+                run.meta_base,
+                cfg,
+                run.device,
+                run.log,
+                run.note_shown,
+            )
         run.wants_stop = _call(callbacks, _info(run, lr, record)) or run.wants_stop
     if run.dist.world == 1:
         signalled, wanted = run.signalled, run.wants_stop
@@ -474,8 +546,11 @@ def tick(run: RunState, callbacks: list[Callback], lr: float) -> bool:
     if signalled:
         signum = run.signals.signum
         code = 130 if signum == signal.SIGINT or signum is None else 128 + signum
-        raise TrainingInterrupted(f"interrupted at step {step} of {run.total}; checkpoint saved in {run.out} "
-                                  f"(continue with: ddpmctl train --resume {run.out})", code)
+        raise TrainingInterrupted(
+            f"interrupted at step {step} of {run.total}; checkpoint saved in {run.out} "
+            f"(continue with: ddpmctl train --resume {run.out})",
+            code,
+        )
     run.stopped = True
     return True
 
@@ -489,13 +564,24 @@ def _measure(run: RunState, lr: float) -> tuple[dict, float, float, tuple[bool, 
     local = [run.loss_sum.item() / run.interval_steps, float(run.grad_norm), used, run.signalled, run.wants_stop]
     mean_loss, gn, used, signalled, wanted = run.dist.all_mean([float(v) for v in local], run.device)
     if not (math.isfinite(mean_loss) and math.isfinite(gn)):
-        where = f"the last good checkpoint is {run.out} (step {run.last_saved})" if run.last_saved > 0 or run.resumed \
+        where = (
+            f"the last good checkpoint is {run.out} (step {run.last_saved})"
+            if run.last_saved > 0 or run.resumed
             else "no checkpoint was written"
-        raise RunError(f"non-finite loss ({mean_loss}) or gradient at step {run.step}; training stopped, "
-                       f"{where}; try a smaller --lr or check the data")
+        )
+        raise RunError(
+            f"non-finite loss ({mean_loss}) or gradient at step {run.step}; training stopped, "
+            f"{where}; try a smaller --lr or check the data"
+        )
     ips = run.interval_steps * run.cfg.batch / max(now - run.interval_t0, 1e-9)
-    record = {"step": run.step, "loss": mean_loss, "lr": lr, "grad_norm": gn, "images_per_s": ips,
-              "elapsed_s": now - run.t_begin}
+    record = {
+        "step": run.step,
+        "loss": mean_loss,
+        "lr": lr,
+        "grad_norm": gn,
+        "images_per_s": ips,
+        "elapsed_s": now - run.t_begin,
+    }
     return record, used, now, (signalled > 0, wanted > 0)
 
 
@@ -539,9 +625,15 @@ def _write_samples(path: Path, net, meta_base: dict, cfg: TrainConfig, device, l
     was_training = net.training
     net.eval()
     try:
-        model = ckpt.LoadedModel(net=net, process=meta_base["process"], prediction=meta_base["prediction"],
-                                 normalization=meta_base["normalization"], data_kind=meta_base["data_kind"],
-                                 data_shape=tuple(meta_base["data_shape"]), meta={})
+        model = ckpt.LoadedModel(
+            net=net,
+            process=meta_base["process"],
+            prediction=meta_base["prediction"],
+            normalization=meta_base["normalization"],
+            data_kind=meta_base["data_kind"],
+            data_shape=tuple(meta_base["data_shape"]),
+            meta={},
+        )
         samples, _ = generate(model, "ddim", cfg.sample_n, cfg.sample_steps, cfg.seed, cfg.sample_n, device)
         dio.save_output(path, samples)
     finally:

@@ -190,6 +190,12 @@ def make_optimizer(cfg: TrainConfig, net: torch.nn.Module) -> AdamW:
     """The optimizer ``cfg.optimizer`` names for ``net``; Muon takes the matrices the net names."""
     betas = (cfg.adam_beta1, cfg.adam_beta2)
     if cfg.optimizer == "muon":
-        return Muon(net.parameters(), net.muon_parameters(), lr=cfg.lr, betas=betas, weight_decay=cfg.weight_decay,
-                    momentum=cfg.muon_momentum)
+        return Muon(
+            net.parameters(),
+            net.muon_parameters(),
+            lr=cfg.lr,
+            betas=betas,
+            weight_decay=cfg.weight_decay,
+            momentum=cfg.muon_momentum,
+        )
     return AdamW(net.parameters(), lr=cfg.lr, betas=betas, weight_decay=cfg.weight_decay)
