@@ -366,11 +366,10 @@ def ode_dpmpp_2m(denoiser: Denoiser, x, times, callback=None) -> torch.Tensor:
     for i, (t, s) in enumerate(_steps(times)):
         pred = denoiser(x, t)
         _cb(callback, i, t, x, pred)
-        if s == 0:
-            x = pred.x0
-            continue
-        lam_t, lam_s = 0.5 * _f(process.log_snr(t)), 0.5 * _f(process.log_snr(s))
-        h = lam_s - lam_t
+        if s == 0:  # the last step, to t = 0: the denoised x0
+            return pred.x0
+        lam_t = 0.5 * _f(process.log_snr(t))
+        h = 0.5 * _f(process.log_snr(s)) - lam_t
         d = pred.x0
         if lam_prev is not None and not h / (lam_t - lam_prev) > RATIO_ORDER_1:
             r = (lam_t - lam_prev) / h

@@ -62,9 +62,7 @@ def _checkpoints(d: Path) -> None:
     torch.manual_seed(0)
 
     def image_net(shape):
-        cfg = validate_net_config(
-            {**default_net_config("images", shape), "base": 8, "mults": [1, 2], "groups": 4}, shape
-        )
+        cfg = validate_net_config({**default_net_config("images", shape), "base": 8, "mults": [1, 2], "groups": 4}, shape)
         return cfg, build_net(cfg)
 
     ddpm = make_process("ddpm", "linear", 50)
@@ -76,19 +74,11 @@ def _checkpoints(d: Path) -> None:
 
     cfg16, net16 = image_net((1, 16, 16))  # a 1-channel 16x16 model (for 3-channel 32x32 observations)
     (d / "ck16").mkdir()
-    save_model(
-        d / "ck16" / "model.safetensors",
-        net16,
-        make_meta(cfg16, ddpm, "eps", "images", (1, 16, 16), IMAGE_NORMALIZATION),
-    )
+    save_model(d / "ck16" / "model.safetensors", net16, make_meta(cfg16, ddpm, "eps", "images", (1, 16, 16), IMAGE_NORMALIZATION))
 
     pcfg = validate_net_config({**default_net_config("points", (2,)), "hidden": 16, "blocks": 1, "emb_dim": 16}, (2,))
     (d / "ckpts").mkdir()
-    save_model(
-        d / "ckpts" / "model.safetensors",
-        build_net(pcfg),
-        make_meta(pcfg, ddpm, "eps", "points", (2,), IDENTITY_NORMALIZATION),
-    )
+    save_model(d / "ckpts" / "model.safetensors", build_net(pcfg), make_meta(pcfg, ddpm, "eps", "points", (2,), IDENTITY_NORMALIZATION))
 
     (d / "trunc.safetensors").write_bytes(good[: len(good) // 2])
     (d / "trunc_header.safetensors").write_bytes(good[:20])
@@ -109,42 +99,14 @@ def _checkpoints(d: Path) -> None:
     save_file(weights, str(d / "badjson.safetensors"), metadata={META_KEY: "{not json"})
     save_file(weights, str(d / "notobject.safetensors"), metadata={META_KEY: "[1, 2]"})
     save_file(weights, str(d / "format99.safetensors"), metadata={META_KEY: json.dumps({**meta, "format": 99})})
-    save_file(
-        weights,
-        str(d / "nonet.safetensors"),
-        metadata={META_KEY: json.dumps({k: v for k, v in meta.items() if k != "net"})},
-    )
-    save_file(
-        weights, str(d / "processstring.safetensors"), metadata={META_KEY: json.dumps({**meta, "process": "ddpm"})}
-    )
-    save_file(
-        weights,
-        str(d / "badbetas.safetensors"),
-        metadata={META_KEY: json.dumps({**meta, "process": {"kind": "ddpm", "betas": "x"}})},
-    )
-    save_file(
-        weights, str(d / "badpred.safetensors"), metadata={META_KEY: json.dumps({**meta, "prediction": "banana"})}
-    )
-    save_file(
-        weights,
-        str(d / "badprocess.safetensors"),
-        metadata={META_KEY: json.dumps({**meta, "process": {"kind": "warp"}})},
-    )
-    save_file(
-        weights,
-        str(d / "badnet.safetensors"),
-        metadata={META_KEY: json.dumps({**meta, "net": {"type": "transformer"}})},
-    )
-    save_file(
-        weights,
-        str(d / "baddata.safetensors"),
-        metadata={META_KEY: json.dumps({**meta, "data": {"kind": "audio", "shape": [1]}})},
-    )
-    save_file(
-        weights,
-        str(d / "badshape.safetensors"),
-        metadata={META_KEY: json.dumps({**meta, "data": {**meta["data"], "shape": ["a"]}})},
-    )
+    save_file(weights, str(d / "nonet.safetensors"), metadata={META_KEY: json.dumps({k: v for k, v in meta.items() if k != "net"})})
+    save_file(weights, str(d / "processstring.safetensors"), metadata={META_KEY: json.dumps({**meta, "process": "ddpm"})})
+    save_file(weights, str(d / "badbetas.safetensors"), metadata={META_KEY: json.dumps({**meta, "process": {"kind": "ddpm", "betas": "x"}})})
+    save_file(weights, str(d / "badpred.safetensors"), metadata={META_KEY: json.dumps({**meta, "prediction": "banana"})})
+    save_file(weights, str(d / "badprocess.safetensors"), metadata={META_KEY: json.dumps({**meta, "process": {"kind": "warp"}})})
+    save_file(weights, str(d / "badnet.safetensors"), metadata={META_KEY: json.dumps({**meta, "net": {"type": "transformer"}})})
+    save_file(weights, str(d / "baddata.safetensors"), metadata={META_KEY: json.dumps({**meta, "data": {"kind": "audio", "shape": [1]}})})
+    save_file(weights, str(d / "badshape.safetensors"), metadata={META_KEY: json.dumps({**meta, "data": {**meta["data"], "shape": ["a"]}})})
     wide = {**meta, "net": {**cfg, "base": 16}}  # the metadata's network is wider than the weights
     save_file(weights, str(d / "mismatch.safetensors"), metadata={META_KEY: json.dumps(wide)})
     less = dict(list(weights.items())[1:])
@@ -316,27 +278,13 @@ def _corpus_cases():
     cases = []
     for cid, f, words in NPY_CORPUS:
         cases.append((f"noise-{cid}", ["noise", f"{{d}}/{f}", "--t", "10", "-o", "{o}/out.npy"], [f, words]))
-        cases.append(
-            (
-                f"fid-{cid}",
-                ["fid", f"{{d}}/{f}", "{d}/imgs.npy", "--features", "raw", "--save-stats", "{o}/out.npz"],
-                [f, words],
-            )
-        )
+        cases.append((f"fid-{cid}", ["fid", f"{{d}}/{f}", "{d}/imgs.npy", "--features", "raw", "--save-stats", "{o}/out.npz"], [f, words]))
     for cid, f, words in FOLDER_CORPUS:
         cases.append((f"noise-{cid}", ["noise", f"{{d}}/{f}", "--t", "10", "-o", "{o}/out.npy"], [words]))
         cases.append((f"train-{cid}", ["train", f"{{d}}/{f}", "--steps", "1", "-o", "{o}/ckpt"], [words]))
-        cases.append(
-            (
-                f"fid-{cid}",
-                ["fid", f"{{d}}/{f}", "{d}/imgs.npy", "--features", "raw", "--save-stats", "{o}/out.npz"],
-                [words],
-            )
-        )
+        cases.append((f"fid-{cid}", ["fid", f"{{d}}/{f}", "{d}/imgs.npy", "--features", "raw", "--save-stats", "{o}/out.npz"], [words]))
         if cid != "fakefile":
-            cases.append(
-                (f"make-data-{cid}", ["make-data", "folder", f"{{d}}/{f}", "--size", "8", "-o", "{o}/out.npy"], [words])
-            )
+            cases.append((f"make-data-{cid}", ["make-data", "folder", f"{{d}}/{f}", "--size", "8", "-o", "{o}/out.npy"], [words]))
     return cases
 
 
@@ -371,16 +319,8 @@ CKPT_CORPUS = [
 def _ckpt_cases():
     cases = []
     for cid, f, words in CKPT_CORPUS:
-        cases.append(
-            (f"sample-{cid}", ["sample", f"{{d}}/{f}", "-n", "2", "--steps", "2", "-o", "{o}/out.npy"], [f, words])
-        )
-        cases.append(
-            (
-                f"restore-{cid}",
-                ["restore", f"{{d}}/{f}", "{d}/obsden.npy", "--steps", "2", "-o", "{o}/out.npy"],
-                [f, words],
-            )
-        )
+        cases.append((f"sample-{cid}", ["sample", f"{{d}}/{f}", "-n", "2", "--steps", "2", "-o", "{o}/out.npy"], [f, words]))
+        cases.append((f"restore-{cid}", ["restore", f"{{d}}/{f}", "{d}/obsden.npy", "--steps", "2", "-o", "{o}/out.npy"], [f, words]))
     for cid in ("trunc", "trunc_header", "corrupt", "hugeheader", "pickle", "nomodel", "missing"):
         f, words = next((f, w) for c, f, w in CKPT_CORPUS if c == cid)
         cases.append((f"info-ckpt-{cid}", ["info", f"{{d}}/{f}"], [f]))
@@ -396,43 +336,15 @@ OPTION_CASES = [
     ("make-data-n-not-int", ["make-data", "moons", "--n", "ten", "-o", "{o}/out.npy"], ["--n", "integer"]),
     ("make-data-size-small", ["make-data", "triangles", "--size", "1", "-o", "{o}/out.npy"], ["--size"]),
     ("make-data-noise-negative", ["make-data", "moons", "--noise", "-1", "-o", "{o}/out.npy"], ["--noise"]),
-    (
-        "make-data-noise-images",
-        ["make-data", "triangles", "--noise", "0.1", "-o", "{o}/out.npy"],
-        ["--noise", "only for"],
-    ),
+    ("make-data-noise-images", ["make-data", "triangles", "--noise", "0.1", "-o", "{o}/out.npy"], ["--noise", "only for"]),
     ("make-data-components-zero", ["make-data", "gmm", "--components", "0", "-o", "{o}/out.npy"], ["--components"]),
-    (
-        "make-data-channels",
-        ["make-data", "folder", "{d}/mixed", "--channels", "2", "-o", "{o}/out.npy"],
-        ["--channels", "1 or 3"],
-    ),
-    (
-        "make-data-out-format",
-        ["make-data", "triangles", "--n", "2", "-o", "{o}/out.xyz"],
-        ["out.xyz", "unknown output format"],
-    ),
-    (
-        "make-data-out-folder",
-        ["make-data", "triangles", "--n", "2", "-o", "{o}/nosuchdir/out.npy"],
-        ["nosuchdir", "does not exist"],
-    ),
-    (
-        "make-data-mixture-notmix",
-        ["make-data", "gmm", "--mixture", "{d}/notmix.npz", "-o", "{o}/out.npy"],
-        ["notmix.npz", "missing"],
-    ),
-    (
-        "make-data-mixture-weights",
-        ["make-data", "gmm", "--mixture", "{d}/badmix.npz", "-o", "{o}/out.npy"],
-        ["badmix.npz", "sum to 1"],
-    ),
+    ("make-data-channels", ["make-data", "folder", "{d}/mixed", "--channels", "2", "-o", "{o}/out.npy"], ["--channels", "1 or 3"]),
+    ("make-data-out-format", ["make-data", "triangles", "--n", "2", "-o", "{o}/out.xyz"], ["out.xyz", "unknown output format"]),
+    ("make-data-out-folder", ["make-data", "triangles", "--n", "2", "-o", "{o}/nosuchdir/out.npy"], ["nosuchdir", "does not exist"]),
+    ("make-data-mixture-notmix", ["make-data", "gmm", "--mixture", "{d}/notmix.npz", "-o", "{o}/out.npy"], ["notmix.npz", "missing"]),
+    ("make-data-mixture-weights", ["make-data", "gmm", "--mixture", "{d}/badmix.npz", "-o", "{o}/out.npy"], ["badmix.npz", "sum to 1"]),
     ("make-data-mixture-spd", ["make-data", "gmm", "--mixture", "{d}/nonspd.npz", "-o", "{o}/out.npy"], ["nonspd.npz"]),
-    (
-        "make-data-mixture-pickled",
-        ["make-data", "gmm", "--mixture", "{d}/pickled.npz", "-o", "{o}/out.npy"],
-        ["pickled.npz", "not a readable"],
-    ),
+    ("make-data-mixture-pickled", ["make-data", "gmm", "--mixture", "{d}/pickled.npz", "-o", "{o}/out.npy"], ["pickled.npz", "not a readable"]),
     ("make-data-labels-triangles", ["make-data", "triangles", "--labels", "-o", "{o}/out.npy"], ["--labels"]),
     # schedule
     ("schedule-unknown", ["schedule", "zigzag", "-o", "{o}/out.npy"], ["zigzag"]),
@@ -452,34 +364,18 @@ OPTION_CASES = [
     ("noise-t-above-T", ["noise", "{d}/imgs.npy", "--t", "5000", "-o", "{o}/out.npy"], ["--t", "5000"]),
     ("noise-t-not-number", ["noise", "{d}/imgs.npy", "--t", "ten", "-o", "{o}/out.npy"], ["--t", "ten"]),
     ("noise-steps-zero", ["noise", "{d}/imgs.npy", "--steps", "0", "-o", "{o}/out.npy"], ["--steps", "0"]),
-    (
-        "noise-t-and-steps",
-        ["noise", "{d}/imgs.npy", "--t", "1", "--steps", "3", "-o", "{o}/out.npy"],
-        ["--t", "--steps"],
-    ),
-    (
-        "noise-sde-unknown",
-        ["noise", "{d}/imgs.npy", "--sde", "xyz", "--t", "0.5", "-o", "{o}/out.npy"],
-        ["--sde", "xyz"],
-    ),
+    ("noise-t-and-steps", ["noise", "{d}/imgs.npy", "--t", "1", "--steps", "3", "-o", "{o}/out.npy"], ["--t", "--steps"]),
+    ("noise-sde-unknown", ["noise", "{d}/imgs.npy", "--sde", "xyz", "--t", "0.5", "-o", "{o}/out.npy"], ["--sde", "xyz"]),
     ("noise-sde-t-range", ["noise", "{d}/imgs.npy", "--sde", "vp", "--t", "2", "-o", "{o}/out.npy"], ["--t", "[0, 1]"]),
     ("noise-T-zero", ["noise", "{d}/imgs.npy", "--T", "0", "--t", "0", "-o", "{o}/out.npy"], ["--T", "0"]),
     ("noise-rows-zero", ["noise", "{d}/imgs.npy", "--t", "1", "--rows", "0", "-o", "{o}/out.png"], ["--rows"]),
-    (
-        "noise-schedule-file",
-        ["noise", "{d}/imgs.npy", "--schedule", "{d}/betas_nan.npy", "--t", "1", "-o", "{o}/out.npy"],
-        ["betas_nan.npy"],
-    ),
+    ("noise-schedule-file", ["noise", "{d}/imgs.npy", "--schedule", "{d}/betas_nan.npy", "--t", "1", "-o", "{o}/out.npy"], ["betas_nan.npy"]),
     ("noise-range", ["noise", "{d}/range.npy", "--t", "1", "-o", "{o}/out.npy"], ["range.npy", "[0, 1]"]),
     ("noise-int64", ["noise", "{d}/int64.npy", "--t", "1", "-o", "{o}/out.npy"], ["int64.npy", "uint8"]),
     ("noise-nanpts", ["noise", "{d}/nanpts.npy", "--t", "1", "-o", "{o}/out.npy"], ["nanpts.npy", "NaN"]),
     ("noise-emptypts", ["noise", "{d}/emptypts.npy", "--t", "1", "-o", "{o}/out.npy"], ["emptypts.npy", "no points"]),
     ("noise-mixed-sizes", ["noise", "{d}/mixed_size", "--t", "1", "-o", "{o}/out.npy"], ["b.png", "make-data folder"]),
-    (
-        "noise-out-format",
-        ["noise", "{d}/imgs.npy", "--t", "1", "-o", "{o}/out.jpgx"],
-        ["out.jpgx", "unknown output format"],
-    ),
+    ("noise-out-format", ["noise", "{d}/imgs.npy", "--t", "1", "-o", "{o}/out.jpgx"], ["out.jpgx", "unknown output format"]),
     ("noise-stdin-empty", ["noise", "-", "--t", "1", "-o", "{o}/out.npy"], ["-: stdin is empty"]),
     ("noise-unknown-option", ["noise", "{d}/imgs.npy", "--tt", "1", "-o", "{o}/out.npy"], ["--tt"]),
     # info
@@ -499,171 +395,51 @@ OPTION_CASES = [
     ("info-unreadable", ["info", "{d}/unreadable/b.png"], ["b.png"]),
     ("info-unreadable-npy", ["info", "{d}/unreadable.npy"], ["unreadable.npy"]),
     # degrade
-    (
-        "degrade-task-unknown",
-        ["degrade", "{d}/imgs.npy", "--task", "colorize", "-o", "{o}/out.npy"],
-        ["--task", "colorize"],
-    ),
-    (
-        "degrade-box-outside",
-        ["degrade", "{d}/imgs.npy", "--task", "inpaint", "--box", "6,6,4,4", "-o", "{o}/out.npy"],
-        ["--box", "not inside"],
-    ),
-    (
-        "degrade-box-negative",
-        ["degrade", "{d}/imgs.npy", "--task", "inpaint", "--box", "-1,0,2,2", "-o", "{o}/out.npy"],
-        ["--box"],
-    ),
-    (
-        "degrade-box-malformed",
-        ["degrade", "{d}/imgs.npy", "--task", "inpaint", "--box", "1,2,3", "-o", "{o}/out.npy"],
-        ["--box", "x,y,w,h"],
-    ),
-    (
-        "degrade-box-whole",
-        ["degrade", "{d}/imgs.npy", "--task", "inpaint", "--box", "0,0,8,8", "-o", "{o}/out.npy"],
-        ["--box", "whole image"],
-    ),
-    (
-        "degrade-box-denoise",
-        ["degrade", "{d}/imgs.npy", "--task", "denoise", "--box", "1,1,2,2", "-o", "{o}/out.npy"],
-        ["--box", "only for --task inpaint"],
-    ),
-    (
-        "degrade-noise-negative",
-        ["degrade", "{d}/imgs.npy", "--task", "denoise", "--noise", "-0.1", "-o", "{o}/out.npy"],
-        ["--noise", ">= 0"],
-    ),
-    (
-        "degrade-noise-nan",
-        ["degrade", "{d}/imgs.npy", "--task", "denoise", "--noise", "nan", "-o", "{o}/out.npy"],
-        ["--noise"],
-    ),
-    (
-        "degrade-keep-zero",
-        ["degrade", "{d}/imgs.npy", "--task", "inpaint", "--keep", "0", "-o", "{o}/out.npy"],
-        ["--keep"],
-    ),
-    (
-        "degrade-scale-one",
-        ["degrade", "{d}/imgs.npy", "--task", "sr", "--scale", "1", "-o", "{o}/out.npy"],
-        ["--scale", ">= 2"],
-    ),
-    (
-        "degrade-scale-indivisible",
-        ["degrade", "{d}/imgs.npy", "--task", "sr", "--scale", "3", "-o", "{o}/out.npy"],
-        ["--scale", "not divisible"],
-    ),
-    (
-        "degrade-kernel-sigma",
-        ["degrade", "{d}/imgs.npy", "--task", "deblur", "--kernel-sigma", "0", "-o", "{o}/out.npy"],
-        ["--kernel-sigma", "> 0"],
-    ),
-    (
-        "degrade-kernel-even",
-        ["degrade", "{d}/imgs.npy", "--task", "deblur", "--kernel-size", "4", "-o", "{o}/out.npy"],
-        ["--kernel-size", "odd"],
-    ),
-    (
-        "degrade-kernel-large",
-        ["degrade", "{d}/imgs.npy", "--task", "deblur", "--kernel-size", "31", "-o", "{o}/out.npy"],
-        ["--kernel-size", "larger"],
-    ),
-    (
-        "degrade-mask-shape",
-        ["degrade", "{d}/imgs.npy", "--task", "inpaint", "--mask", "{d}/mask5.npy", "-o", "{o}/out.npy"],
-        ["mask5.npy", "does not fit"],
-    ),
-    (
-        "degrade-mask-nan",
-        ["degrade", "{d}/imgs.npy", "--task", "inpaint", "--mask", "{d}/mask_nan.npy", "-o", "{o}/out.npy"],
-        ["mask_nan.npy", "NaN"],
-    ),
-    (
-        "degrade-mask-empty",
-        ["degrade", "{d}/imgs.npy", "--task", "inpaint", "--mask", "{d}/mask_zero.npy", "-o", "{o}/out.npy"],
-        ["mask_zero.npy", "keeps no pixel"],
-    ),
-    (
-        "degrade-mask-missing",
-        ["degrade", "{d}/imgs.npy", "--task", "inpaint", "--mask", "{d}/nosuch.npy", "-o", "{o}/out.npy"],
-        ["nosuch.npy", "no such file"],
-    ),
-    (
-        "degrade-mask-pickled",
-        ["degrade", "{d}/imgs.npy", "--task", "inpaint", "--mask", "{d}/pickled.npy", "-o", "{o}/out.npy"],
-        ["pickled.npy", "never unpickles"],
-    ),
-    (
-        "degrade-mask-and-box",
-        ["degrade", "{d}/imgs.npy", "--task", "inpaint", "--box", "1,1,2,2", "--keep", "0.5", "-o", "{o}/out.npy"],
-        ["inpaint", "one of"],
-    ),
+    ("degrade-task-unknown", ["degrade", "{d}/imgs.npy", "--task", "colorize", "-o", "{o}/out.npy"], ["--task", "colorize"]),
+    ("degrade-box-outside", ["degrade", "{d}/imgs.npy", "--task", "inpaint", "--box", "6,6,4,4", "-o", "{o}/out.npy"], ["--box", "not inside"]),
+    ("degrade-box-negative", ["degrade", "{d}/imgs.npy", "--task", "inpaint", "--box", "-1,0,2,2", "-o", "{o}/out.npy"], ["--box"]),
+    ("degrade-box-malformed", ["degrade", "{d}/imgs.npy", "--task", "inpaint", "--box", "1,2,3", "-o", "{o}/out.npy"], ["--box", "x,y,w,h"]),
+    ("degrade-box-whole", ["degrade", "{d}/imgs.npy", "--task", "inpaint", "--box", "0,0,8,8", "-o", "{o}/out.npy"], ["--box", "whole image"]),
+    ("degrade-box-denoise", ["degrade", "{d}/imgs.npy", "--task", "denoise", "--box", "1,1,2,2", "-o", "{o}/out.npy"], ["--box", "only for --task inpaint"]),
+    ("degrade-noise-negative", ["degrade", "{d}/imgs.npy", "--task", "denoise", "--noise", "-0.1", "-o", "{o}/out.npy"], ["--noise", ">= 0"]),
+    ("degrade-noise-nan", ["degrade", "{d}/imgs.npy", "--task", "denoise", "--noise", "nan", "-o", "{o}/out.npy"], ["--noise"]),
+    ("degrade-keep-zero", ["degrade", "{d}/imgs.npy", "--task", "inpaint", "--keep", "0", "-o", "{o}/out.npy"], ["--keep"]),
+    ("degrade-scale-one", ["degrade", "{d}/imgs.npy", "--task", "sr", "--scale", "1", "-o", "{o}/out.npy"], ["--scale", ">= 2"]),
+    ("degrade-scale-indivisible", ["degrade", "{d}/imgs.npy", "--task", "sr", "--scale", "3", "-o", "{o}/out.npy"], ["--scale", "not divisible"]),
+    ("degrade-kernel-sigma", ["degrade", "{d}/imgs.npy", "--task", "deblur", "--kernel-sigma", "0", "-o", "{o}/out.npy"], ["--kernel-sigma", "> 0"]),
+    ("degrade-kernel-even", ["degrade", "{d}/imgs.npy", "--task", "deblur", "--kernel-size", "4", "-o", "{o}/out.npy"], ["--kernel-size", "odd"]),
+    ("degrade-kernel-large", ["degrade", "{d}/imgs.npy", "--task", "deblur", "--kernel-size", "31", "-o", "{o}/out.npy"], ["--kernel-size", "larger"]),
+    ("degrade-mask-shape", ["degrade", "{d}/imgs.npy", "--task", "inpaint", "--mask", "{d}/mask5.npy", "-o", "{o}/out.npy"], ["mask5.npy", "does not fit"]),
+    ("degrade-mask-nan", ["degrade", "{d}/imgs.npy", "--task", "inpaint", "--mask", "{d}/mask_nan.npy", "-o", "{o}/out.npy"], ["mask_nan.npy", "NaN"]),
+    ("degrade-mask-empty", ["degrade", "{d}/imgs.npy", "--task", "inpaint", "--mask", "{d}/mask_zero.npy", "-o", "{o}/out.npy"], ["mask_zero.npy", "keeps no pixel"]),
+    ("degrade-mask-missing", ["degrade", "{d}/imgs.npy", "--task", "inpaint", "--mask", "{d}/nosuch.npy", "-o", "{o}/out.npy"], ["nosuch.npy", "no such file"]),
+    ("degrade-mask-pickled", ["degrade", "{d}/imgs.npy", "--task", "inpaint", "--mask", "{d}/pickled.npy", "-o", "{o}/out.npy"], ["pickled.npy", "never unpickles"]),
+    ("degrade-mask-and-box", ["degrade", "{d}/imgs.npy", "--task", "inpaint", "--box", "1,1,2,2", "--keep", "0.5", "-o", "{o}/out.npy"], ["inpaint", "one of"]),
     ("degrade-points-sr", ["degrade", "{d}/pts.npy", "--task", "sr", "-o", "{o}/out.npy"], ["sr", "needs images"]),
     ("degrade-nan", ["degrade", "{d}/nan.npy", "--task", "denoise", "-o", "{o}/out.npy"], ["nan.npy", "NaN"]),
-    (
-        "degrade-pickled",
-        ["degrade", "{d}/pickled.npy", "--task", "denoise", "-o", "{o}/out.npy"],
-        ["pickled.npy", "never unpickles"],
-    ),
-    (
-        "degrade-out-folder",
-        ["degrade", "{d}/imgs.npy", "--task", "denoise", "-o", "{o}/outdir/"],
-        ["outdir", "degrade writes"],
-    ),
+    ("degrade-pickled", ["degrade", "{d}/pickled.npy", "--task", "denoise", "-o", "{o}/out.npy"], ["pickled.npy", "never unpickles"]),
+    ("degrade-out-folder", ["degrade", "{d}/imgs.npy", "--task", "denoise", "-o", "{o}/outdir/"], ["outdir", "degrade writes"]),
     # train
     ("train-steps-zero", ["train", "{d}/imgs.npy", "--steps", "0", "-o", "{o}/ckpt"], ["--steps", "0"]),
     ("train-batch-negative", ["train", "{d}/imgs.npy", "--batch", "-4", "-o", "{o}/ckpt"], ["--batch", "-4"]),
     ("train-lr-negative", ["train", "{d}/imgs.npy", "--lr", "-1", "-o", "{o}/ckpt"], ["--lr"]),
     ("train-ema-one", ["train", "{d}/imgs.npy", "--ema", "1.5", "-o", "{o}/ckpt"], ["--ema", "[0, 1)"]),
     ("train-sde-unknown", ["train", "{d}/imgs.npy", "--sde", "warp", "-o", "{o}/ckpt"], ["--sde", "warp"]),
-    (
-        "train-prediction-unknown",
-        ["train", "{d}/imgs.npy", "--prediction", "banana", "-o", "{o}/ckpt"],
-        ["--prediction", "banana"],
-    ),
-    (
-        "train-steps-and-epochs",
-        ["train", "{d}/imgs.npy", "--steps", "3", "--epochs", "1", "-o", "{o}/ckpt"],
-        ["--steps", "--epochs"],
-    ),
+    ("train-prediction-unknown", ["train", "{d}/imgs.npy", "--prediction", "banana", "-o", "{o}/ckpt"], ["--prediction", "banana"]),
+    ("train-steps-and-epochs", ["train", "{d}/imgs.npy", "--steps", "3", "--epochs", "1", "-o", "{o}/ckpt"], ["--steps", "--epochs"]),
     ("train-mults", ["train", "{d}/imgs.npy", "--mults", "1,x", "-o", "{o}/ckpt"], ["--mults", "1,x"]),
     ("train-too-deep", ["train", "{d}/imgs.npy", "--mults", "1,1,1,1,1,1", "--steps", "1", "-o", "{o}/ckpt"], ["8"]),
-    (
-        "train-config-yaml",
-        ["train", "{d}/imgs.npy", "--config", "{d}/bad.yaml", "-o", "{o}/ckpt"],
-        ["bad.yaml", "not valid YAML"],
-    ),
-    (
-        "train-config-list",
-        ["train", "{d}/imgs.npy", "--config", "{d}/list.yaml", "-o", "{o}/ckpt"],
-        ["list.yaml", "mapping"],
-    ),
+    ("train-config-yaml", ["train", "{d}/imgs.npy", "--config", "{d}/bad.yaml", "-o", "{o}/ckpt"], ["bad.yaml", "not valid YAML"]),
+    ("train-config-list", ["train", "{d}/imgs.npy", "--config", "{d}/list.yaml", "-o", "{o}/ckpt"], ["list.yaml", "mapping"]),
     ("train-config-unknown", ["train", "{d}/imgs.npy", "--config", "{d}/unknown.yaml", "-o", "{o}/ckpt"], ["stepz"]),
-    (
-        "train-config-python",
-        ["train", "{d}/imgs.npy", "--config", "{d}/python.yaml", "-o", "{o}/ckpt"],
-        ["python.yaml", "not valid YAML"],
-    ),
-    (
-        "train-config-missing",
-        ["train", "{d}/imgs.npy", "--config", "{d}/nosuch.yaml", "-o", "{o}/ckpt"],
-        ["nosuch.yaml", "no such file"],
-    ),
+    ("train-config-python", ["train", "{d}/imgs.npy", "--config", "{d}/python.yaml", "-o", "{o}/ckpt"], ["python.yaml", "not valid YAML"]),
+    ("train-config-missing", ["train", "{d}/imgs.npy", "--config", "{d}/nosuch.yaml", "-o", "{o}/ckpt"], ["nosuch.yaml", "no such file"]),
     ("train-resume-missing", ["train", "--resume", "{d}/nosuchckpt", "-o", "{o}/ckpt"], ["--resume", "nosuchckpt"]),
-    (
-        "train-resume-corrupt",
-        ["train", "--resume", "{d}/ck_state_bad", "--steps", "3", "-o", "{o}/ckpt"],
-        ["state.safetensors", "not a readable"],
-    ),
+    ("train-resume-corrupt", ["train", "--resume", "{d}/ck_state_bad", "--steps", "3", "-o", "{o}/ckpt"], ["state.safetensors", "not a readable"]),
     ("train-stdin", ["train", "-", "--steps", "1", "-o", "{o}/ckpt"], ["-:", "stdin"]),
     ("train-existing-output", ["train", "{d}/imgs.npy", "--steps", "1", "-o", "{o}/ckpt"], ["ckpt", "--force"]),
     ("train-no-output", ["train", "{d}/imgs.npy", "--steps", "1"], ["-o"]),
-    (
-        "train-pickled",
-        ["train", "{d}/pickled.npy", "--steps", "1", "-o", "{o}/ckpt"],
-        ["pickled.npy", "never unpickles"],
-    ),
+    ("train-pickled", ["train", "{d}/pickled.npy", "--steps", "1", "-o", "{o}/ckpt"], ["pickled.npy", "never unpickles"]),
     ("train-trunc", ["train", "{d}/trunc.npy", "--steps", "1", "-o", "{o}/ckpt"], ["trunc.npy", "truncated"]),
     ("train-nan", ["train", "{d}/nan.npy", "--steps", "1", "-o", "{o}/ckpt"], ["nan.npy", "NaN"]),
     ("train-five", ["train", "{d}/five.npy", "--steps", "1", "-o", "{o}/ckpt"], ["five.npy", "shape"]),
@@ -671,226 +447,82 @@ OPTION_CASES = [
     ("train-huge", ["train", "{d}/huge.npy", "--steps", "1", "-o", "{o}/ckpt"], ["huge.npy", "truncated"]),
     ("train-text", ["train", "{d}/text.npy", "--steps", "1", "-o", "{o}/ckpt"], ["text.npy", "not an .npy"]),
     ("train-mixed-sizes", ["train", "{d}/mixed_size", "--steps", "1", "-o", "{o}/ckpt"], ["b.png", "make-data folder"]),
-    (
-        "train-schedule-file",
-        ["train", "{d}/imgs.npy", "--schedule", "{d}/betas_neg.npy", "--steps", "1", "-o", "{o}/ckpt"],
-        ["betas_neg.npy"],
-    ),
+    ("train-schedule-file", ["train", "{d}/imgs.npy", "--schedule", "{d}/betas_neg.npy", "--steps", "1", "-o", "{o}/ckpt"], ["betas_neg.npy"]),
     # sample
     ("sample-n-negative", ["sample", "{d}/ck", "-n", "-3", "-o", "{o}/out.npy"], ["-n", "-3"]),
     ("sample-steps-zero", ["sample", "{d}/ck", "--steps", "0", "-o", "{o}/out.npy"], ["--steps", "0"]),
     ("sample-batch-zero", ["sample", "{d}/ck", "--batch", "0", "-o", "{o}/out.npy"], ["--batch", "0"]),
     ("sample-sampler-unknown", ["sample", "{d}/ck", "--sampler", "magic", "-o", "{o}/out.npy"], ["--sampler", "magic"]),
-    (
-        "sample-langevin-ddpm",
-        ["sample", "{d}/ck", "--sampler", "langevin", "-n", "2", "-o", "{o}/out.npy"],
-        ["langevin", "ve"],
-    ),
+    ("sample-langevin-ddpm", ["sample", "{d}/ck", "--sampler", "langevin", "-n", "2", "-o", "{o}/out.npy"], ["langevin", "ve"]),
     ("sample-solver-unknown", ["sample", "{d}/ck", "--solver", "rk99", "-o", "{o}/out.npy"], ["--solver", "rk99"]),
-    (
-        "sample-solver-not-ode",
-        ["sample", "{d}/ck", "--sampler", "ddim", "--solver", "heun", "-o", "{o}/out.npy"],
-        ["--solver", "ode"],
-    ),
+    ("sample-solver-not-ode", ["sample", "{d}/ck", "--sampler", "ddim", "--solver", "heun", "-o", "{o}/out.npy"], ["--solver", "ode"]),
     ("sample-spacing-unknown", ["sample", "{d}/ck", "--spacing", "cubic", "-o", "{o}/out.npy"], ["--spacing", "cubic"]),
-    (
-        "sample-eta",
-        ["sample", "{d}/ck", "--sampler", "ddim", "--eta", "2", "-n", "2", "-o", "{o}/out.npy"],
-        ["--eta", "[0, 1]"],
-    ),
-    (
-        "sample-steps-above-T",
-        ["sample", "{d}/ck", "--sampler", "ddpm", "--steps", "60", "-n", "2", "-o", "{o}/out.npy"],
-        ["--steps", "60"],
-    ),
-    (
-        "sample-rho",
-        ["sample", "{d}/ck", "--spacing", "karras", "--rho", "-1", "-n", "2", "-o", "{o}/out.npy"],
-        ["--rho"],
-    ),
-    (
-        "sample-variance",
-        ["sample", "{d}/ck", "--sampler", "ddpm", "--variance", "huge", "-n", "2", "-o", "{o}/out.npy"],
-        ["--variance", "huge"],
-    ),
+    ("sample-eta", ["sample", "{d}/ck", "--sampler", "ddim", "--eta", "2", "-n", "2", "-o", "{o}/out.npy"], ["--eta", "[0, 1]"]),
+    ("sample-steps-above-T", ["sample", "{d}/ck", "--sampler", "ddpm", "--steps", "60", "-n", "2", "-o", "{o}/out.npy"], ["--steps", "60"]),
+    ("sample-rho", ["sample", "{d}/ck", "--spacing", "karras", "--rho", "-1", "-n", "2", "-o", "{o}/out.npy"], ["--rho"]),
+    ("sample-variance", ["sample", "{d}/ck", "--sampler", "ddpm", "--variance", "huge", "-n", "2", "-o", "{o}/out.npy"], ["--variance", "huge"]),
     ("sample-process-on-ckpt", ["sample", "{d}/ck", "--process", "ve", "-o", "{o}/out.npy"], ["--process", "mixture"]),
     ("sample-npy-as-ckpt", ["sample", "{d}/imgs.npy", "-o", "{o}/out.npy"], ["imgs.npy", "not a checkpoint"]),
-    (
-        "sample-points-folder",
-        ["sample", "{d}/ckpts", "-n", "2", "--steps", "2", "-o", "{o}/outdir/"],
-        ["outdir", "points"],
-    ),
-    (
-        "sample-preview-format",
-        ["sample", "{d}/ck", "--preview", "{o}/p.jpg", "-o", "{o}/out.npy"],
-        ["--preview", "p.jpg", ".png"],
-    ),
-    (
-        "sample-out-folder-missing",
-        ["sample", "{d}/ck", "-n", "2", "-o", "{o}/nosuchdir/out.npy"],
-        ["nosuchdir", "does not exist"],
-    ),
+    ("sample-points-folder", ["sample", "{d}/ckpts", "-n", "2", "--steps", "2", "-o", "{o}/outdir/"], ["outdir", "points"]),
+    ("sample-preview-format", ["sample", "{d}/ck", "--preview", "{o}/p.jpg", "-o", "{o}/out.npy"], ["--preview", "p.jpg", ".png"]),
+    ("sample-out-folder-missing", ["sample", "{d}/ck", "-n", "2", "-o", "{o}/nosuchdir/out.npy"], ["nosuchdir", "does not exist"]),
     ("sample-mixture-notmix", ["sample", "{d}/notmix.npz", "-n", "2", "-o", "{o}/out.npy"], ["notmix.npz"]),
-    (
-        "sample-mixture-weights",
-        ["sample", "{d}/badmix.npz", "-n", "2", "-o", "{o}/out.npy"],
-        ["badmix.npz", "sum to 1"],
-    ),
+    ("sample-mixture-weights", ["sample", "{d}/badmix.npz", "-n", "2", "-o", "{o}/out.npy"], ["badmix.npz", "sum to 1"]),
     ("sample-trajectory-negative", ["sample", "{d}/ck", "--trajectory", "-2", "-o", "{o}/out.npy"], ["--trajectory"]),
     ("sample-unknown-option", ["sample", "{d}/ck", "--temperature", "2", "-o", "{o}/out.npy"], ["--temperature"]),
     # fid
     ("fid-stats-nomu", ["fid", "{d}/imgs.npy", "{d}/nomu.npz", "--features", "raw"], ["nomu.npz", "'mu' and 'sigma'"]),
-    (
-        "fid-stats-badsigma",
-        ["fid", "{d}/imgs.npy", "{d}/badsigma.npz", "--features", "raw"],
-        ["badsigma.npz", "sigma has shape"],
-    ),
+    ("fid-stats-badsigma", ["fid", "{d}/imgs.npy", "{d}/badsigma.npz", "--features", "raw"], ["badsigma.npz", "sigma has shape"]),
     ("fid-stats-nan", ["fid", "{d}/imgs.npy", "{d}/nansigma.npz", "--features", "raw"], ["nansigma.npz", "NaN"]),
     ("fid-stats-zip", ["fid", "{d}/imgs.npy", "{d}/zip.npz", "--features", "raw"], ["zip.npz", "not a readable .npz"]),
-    (
-        "fid-stats-pickled",
-        ["fid", "{d}/imgs.npy", "{d}/pickled.npz", "--features", "raw"],
-        ["pickled.npz", "not a readable .npz"],
-    ),
-    (
-        "fid-stats-object",
-        ["fid", "{d}/imgs.npy", "{d}/objstats.npz", "--features", "raw"],
-        ["objstats.npz", "never unpickles"],
-    ),
-    (
-        "fid-stats-dims",
-        ["fid", "{d}/imgs.npy", "{d}/stats4.npz", "--features", "raw"],
-        ["stats4.npz", "cannot be compared"],
-    ),
-    (
-        "fid-stats-huge",
-        ["fid", "{d}/imgs.npy", "{d}/hugestats.npz", "--features", "raw"],
-        ["hugestats.npz", "truncated"],
-    ),
-    (
-        "fid-stats-npy",
-        ["fid", "{d}/imgs.npy", "{d}/npyasnpz.npz", "--features", "raw"],
-        ["npyasnpz.npz", "not a readable .npz"],
-    ),
-    (
-        "fid-stats-strings",
-        ["fid", "{d}/imgs.npy", "{d}/strstats.npz", "--features", "raw"],
-        ["strstats.npz", "real numbers"],
-    ),
-    (
-        "fid-weights-torchscript",
-        ["fid", "{d}/imgs.npy", "{d}/imgs.npy", "--weights", "{d}/fake_ts.pt"],
-        ["fake_ts.pt", "refused"],
-    ),
+    ("fid-stats-pickled", ["fid", "{d}/imgs.npy", "{d}/pickled.npz", "--features", "raw"], ["pickled.npz", "not a readable .npz"]),
+    ("fid-stats-object", ["fid", "{d}/imgs.npy", "{d}/objstats.npz", "--features", "raw"], ["objstats.npz", "never unpickles"]),
+    ("fid-stats-dims", ["fid", "{d}/imgs.npy", "{d}/stats4.npz", "--features", "raw"], ["stats4.npz", "cannot be compared"]),
+    ("fid-stats-huge", ["fid", "{d}/imgs.npy", "{d}/hugestats.npz", "--features", "raw"], ["hugestats.npz", "truncated"]),
+    ("fid-stats-npy", ["fid", "{d}/imgs.npy", "{d}/npyasnpz.npz", "--features", "raw"], ["npyasnpz.npz", "not a readable .npz"]),
+    ("fid-stats-strings", ["fid", "{d}/imgs.npy", "{d}/strstats.npz", "--features", "raw"], ["strstats.npz", "real numbers"]),
+    ("fid-weights-torchscript", ["fid", "{d}/imgs.npy", "{d}/imgs.npy", "--weights", "{d}/fake_ts.pt"], ["fake_ts.pt", "refused"]),
     ("info-stats-huge", ["info", "{d}/hugestats.npz"], ["hugestats.npz", "truncated"]),
     ("info-stats-npy", ["info", "{d}/npyasnpz.npz"], ["npyasnpz.npz", "not a readable .npz"]),
     ("sample-mixture-huge", ["sample", "{d}/hugemix.npz", "-o", "{o}/out.npy"], ["hugemix.npz", "truncated"]),
-    (
-        "sample-mixture-npy",
-        ["sample", "{d}/npyasnpz.npz", "-o", "{o}/out.npy"],
-        ["npyasnpz.npz", "not a readable .npz"],
-    ),
+    ("sample-mixture-npy", ["sample", "{d}/npyasnpz.npz", "-o", "{o}/out.npy"], ["npyasnpz.npz", "not a readable .npz"]),
     ("fid-stats-missing", ["fid", "{d}/imgs.npy", "{d}/nosuch.npz"], ["nosuch.npz", "no such file"]),
     ("fid-features-unknown", ["fid", "{d}/imgs.npy", "{d}/imgs.npy", "--features", "clip"], ["--features", "clip"]),
-    (
-        "fid-preprocess-unknown",
-        ["fid", "{d}/imgs.npy", "{d}/imgs.npy", "--preprocess", "magic"],
-        ["--preprocess", "magic"],
-    ),
+    ("fid-preprocess-unknown", ["fid", "{d}/imgs.npy", "{d}/imgs.npy", "--preprocess", "magic"], ["--preprocess", "magic"]),
     ("fid-batch-zero", ["fid", "{d}/imgs.npy", "{d}/imgs.npy", "--batch", "0"], ["--batch", "0"]),
     ("fid-one-set", ["fid", "{d}/imgs.npy"], ["--save-stats"]),
     ("fid-kid-one-set", ["fid", "{d}/imgs.npy", "--kid", "--save-stats", "{o}/out.npz"], ["--kid"]),
     ("fid-kid-subsets", ["fid", "{d}/imgs.npy", "{d}/imgs.npy", "--kid", "--kid-subsets", "0"], ["--kid-subsets"]),
     ("fid-save-stats-ext", ["fid", "{d}/imgs.npy", "--save-stats", "{o}/out.txt"], ["out.txt", ".npz"]),
-    (
-        "fid-weights-missing",
-        ["fid", "{d}/imgs.npy", "{d}/imgs.npy", "--weights", "{d}/nosuch.pth"],
-        ["--weights", "nosuch.pth"],
-    ),
+    ("fid-weights-missing", ["fid", "{d}/imgs.npy", "{d}/imgs.npy", "--weights", "{d}/nosuch.pth"], ["--weights", "nosuch.pth"]),
     ("fid-weights-garbage", ["fid", "{d}/imgs.npy", "{d}/imgs.npy", "--weights", "{d}/text.npy"], ["text.npy"]),
-    (
-        "fid-points-inception",
-        ["fid", "{d}/pts.npy", "{d}/pts.npy", "--features", "inception"],
-        ["pts.npy", "--features raw"],
-    ),
+    ("fid-points-inception", ["fid", "{d}/pts.npy", "{d}/pts.npy", "--features", "inception"], ["pts.npy", "--features raw"]),
     ("fid-points-vs-images", ["fid", "{d}/pts.npy", "{d}/imgs.npy", "--features", "raw"], ["pts.npy"]),
     ("fid-channels", ["fid", "{d}/chan5.npy", "{d}/imgs.npy"], ["chan5.npy", "1 or 3 channels"]),
     ("fid-mixed-sizes-raw", ["fid", "{d}/mixed_size", "{d}/imgs.npy", "--features", "raw"], ["mixed_size"]),
     # restore
     ("restore-shape-mismatch", ["restore", "{d}/ck16", "{d}/obs3.npy", "-o", "{o}/out.npy"], ["obs3", "1, 16, 16"]),
-    (
-        "restore-mask-mismatch",
-        ["restore", "{d}/ck", "{d}/obs.npy", "--mask", "{d}/mask5.npy", "-o", "{o}/out.npy"],
-        ["mask5.npy", "does not fit"],
-    ),
+    ("restore-mask-mismatch", ["restore", "{d}/ck", "{d}/obs.npy", "--mask", "{d}/mask5.npy", "-o", "{o}/out.npy"], ["mask5.npy", "does not fit"]),
     ("restore-ckpt-vs-box", ["restore", "{d}/ck16", "{d}/obs.npy", "-o", "{o}/out.npy"], ["obs", "1, 16, 16"]),
-    (
-        "restore-sidecar-mask",
-        ["restore", "{d}/ck", "{d}/obsmask.npy", "-o", "{o}/out.npy"],
-        ["maskfile.npy", "does not fit"],
-    ),
-    (
-        "restore-box-outside",
-        ["restore", "{d}/ck", "{d}/obs.npy", "--box", "6,6,4,4", "-o", "{o}/out.npy"],
-        ["--box", "not inside"],
-    ),
-    (
-        "restore-sdedit-inpaint",
-        ["restore", "{d}/ck", "{d}/obs.npy", "--method", "sdedit", "-o", "{o}/out.npy"],
-        ["sdedit", "denoising only"],
-    ),
-    (
-        "restore-repaint-denoise",
-        ["restore", "{d}/ck", "{d}/obsden.npy", "--method", "repaint", "-o", "{o}/out.npy"],
-        ["repaint", "denoising"],
-    ),
-    (
-        "restore-method-unknown",
-        ["restore", "{d}/ck", "{d}/obs.npy", "--method", "magic", "-o", "{o}/out.npy"],
-        ["--method", "magic"],
-    ),
+    ("restore-sidecar-mask", ["restore", "{d}/ck", "{d}/obsmask.npy", "-o", "{o}/out.npy"], ["maskfile.npy", "does not fit"]),
+    ("restore-box-outside", ["restore", "{d}/ck", "{d}/obs.npy", "--box", "6,6,4,4", "-o", "{o}/out.npy"], ["--box", "not inside"]),
+    ("restore-sdedit-inpaint", ["restore", "{d}/ck", "{d}/obs.npy", "--method", "sdedit", "-o", "{o}/out.npy"], ["sdedit", "denoising only"]),
+    ("restore-repaint-denoise", ["restore", "{d}/ck", "{d}/obsden.npy", "--method", "repaint", "-o", "{o}/out.npy"], ["repaint", "denoising"]),
+    ("restore-method-unknown", ["restore", "{d}/ck", "{d}/obs.npy", "--method", "magic", "-o", "{o}/out.npy"], ["--method", "magic"]),
     ("restore-steps-zero", ["restore", "{d}/ck", "{d}/obs.npy", "--steps", "0", "-o", "{o}/out.npy"], ["--steps", "0"]),
     ("restore-eta", ["restore", "{d}/ck", "{d}/obs.npy", "--eta", "2", "-o", "{o}/out.npy"], ["--eta", "[0, 1]"]),
-    (
-        "restore-noise-negative",
-        ["restore", "{d}/ck", "{d}/obsden.npy", "--noise", "-0.5", "-o", "{o}/out.npy"],
-        ["--noise"],
-    ),
-    (
-        "restore-zeta-negative",
-        ["restore", "{d}/ck", "{d}/obs.npy", "--method", "dps", "--zeta", "-1", "-o", "{o}/out.npy"],
-        ["--zeta"],
-    ),
+    ("restore-noise-negative", ["restore", "{d}/ck", "{d}/obsden.npy", "--noise", "-0.5", "-o", "{o}/out.npy"], ["--noise"]),
+    ("restore-zeta-negative", ["restore", "{d}/ck", "{d}/obs.npy", "--method", "dps", "--zeta", "-1", "-o", "{o}/out.npy"], ["--zeta"]),
     ("restore-batch-zero", ["restore", "{d}/ck", "{d}/obs.npy", "--batch", "0", "-o", "{o}/out.npy"], ["--batch", "0"]),
-    (
-        "restore-no-sidecar",
-        ["restore", "{d}/ck", "{d}/obsnosidecar.npy", "-o", "{o}/out.npy"],
-        ["obsnosidecar", "sidecar"],
-    ),
+    ("restore-no-sidecar", ["restore", "{d}/ck", "{d}/obsnosidecar.npy", "-o", "{o}/out.npy"], ["obsnosidecar", "sidecar"]),
     ("restore-bad-sidecar", ["restore", "{d}/ck", "{d}/obsbadjson.npy", "-o", "{o}/out.npy"], ["obsbadjson.json"]),
     ("restore-obs-nan", ["restore", "{d}/ck", "{d}/obsnan.npy", "-o", "{o}/out.npy"], ["obsnan.npy", "NaN"]),
-    (
-        "restore-obs-pickled",
-        ["restore", "{d}/ck", "{d}/pickled.npy", "-o", "{o}/out.npy"],
-        ["pickled.npy", "never unpickles"],
-    ),
+    ("restore-obs-pickled", ["restore", "{d}/ck", "{d}/pickled.npy", "-o", "{o}/out.npy"], ["pickled.npy", "never unpickles"]),
     ("restore-obs-trunc", ["restore", "{d}/ck", "{d}/trunc.npy", "-o", "{o}/out.npy"], ["trunc.npy", "truncated"]),
     ("restore-obs-scalar", ["restore", "{d}/ck", "{d}/scalar.npy", "-o", "{o}/out.npy"], ["scalar.npy"]),
-    (
-        "restore-truth-mismatch",
-        ["restore", "{d}/ck", "{d}/obs.npy", "--truth", "{d}/pts.npy", "-o", "{o}/out.npy"],
-        ["pts.npy", "does not match"],
-    ),
-    (
-        "restore-points-sr",
-        ["restore", "{d}/ckpts", "{d}/pts.npy", "--task", "sr", "-o", "{o}/out.npy"],
-        ["sr", "needs images"],
-    ),
-    (
-        "restore-task-unknown",
-        ["restore", "{d}/ck", "{d}/obs.npy", "--task", "colorize", "-o", "{o}/out.npy"],
-        ["--task", "colorize"],
-    ),
+    ("restore-truth-mismatch", ["restore", "{d}/ck", "{d}/obs.npy", "--truth", "{d}/pts.npy", "-o", "{o}/out.npy"], ["pts.npy", "does not match"]),
+    ("restore-points-sr", ["restore", "{d}/ckpts", "{d}/pts.npy", "--task", "sr", "-o", "{o}/out.npy"], ["sr", "needs images"]),
+    ("restore-task-unknown", ["restore", "{d}/ck", "{d}/obs.npy", "--task", "colorize", "-o", "{o}/out.npy"], ["--task", "colorize"]),
 ]
 
 CASES = _corpus_cases() + _ckpt_cases() + OPTION_CASES

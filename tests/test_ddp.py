@@ -40,42 +40,11 @@ def _why(r: subprocess.CompletedProcess) -> str:
 def test_torchrun_two_ranks_matches_one_process(tmp_path):
     rng = np.random.default_rng(0)
     np.save(tmp_path / "pts.npy", (rng.standard_normal((100, 2)) * [2.0, 0.5]).astype(np.float32))
-    opts = [
-        "--base",
-        "32",
-        "--blocks",
-        "1",
-        "--steps",
-        "8",
-        "--batch",
-        "16",
-        "--lr",
-        "1e-3",
-        "--warmup",
-        "2",
-        "--log-every",
-        "1",
-        "--device",
-        "cpu",
-        "--sde",
-        "vp",
-    ]
+    opts = ["--base", "32", "--blocks", "1", "--steps", "8", "--batch", "16", "--lr", "1e-3", "--warmup", "2",
+            "--log-every", "1", "--device", "cpu", "--sde", "vp"]
     env = dict(os.environ, OMP_NUM_THREADS="1")
-    cmd = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--standalone",
-        "--nproc_per_node=2",
-        "-m",
-        "ddpmctl",
-        "train",
-        "pts.npy",
-        *opts,
-        "-o",
-        "ddp",
-        "--force",
-    ]
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+           "-m", "ddpmctl", "train", "pts.npy", *opts, "-o", "ddp", "--force"]
     r = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, timeout=300)
     if r.returncode != 0 and "(SIGABRT)" in r.stderr.decode():
         # A rank killed by SIGABRT (once in CI, never in 140 runs here) comes from gloo's C++

@@ -186,15 +186,8 @@ def test_sigkill_during_sample_streaming_write(tiny, tmp_path):
     )
     _check_untouched(tmp_path, "s.npy", b"previous samples", {"s.npy"})
     delays = np.random.default_rng(2).uniform(2.0, 5.0, size=1)
-    _kill_at_random(
-        [sys.executable, "-m", "ddpmctl", *args],
-        tmp_path,
-        "s.npy",
-        b"previous samples",
-        (3000, 1, 8, 8),
-        {"s.npy"},
-        delays,
-    )
+    cmd = [sys.executable, "-m", "ddpmctl", *args]
+    _kill_at_random(cmd, tmp_path, "s.npy", b"previous samples", (3000, 1, 8, 8), {"s.npy"}, delays)
 
 
 def test_sigkill_during_restore_write(tiny, tmp_path):
@@ -204,15 +197,8 @@ def test_sigkill_during_restore_write(tiny, tmp_path):
     assert _kill_when_writing([sys.executable, "-c", SLOW_DISK, *args], tmp_path, "r.npy", min_bytes=128 + 400 * 64 * 4)
     _check_untouched(tmp_path, "r.npy", b"previous restoration", {"r.npy"})
     delays = np.random.default_rng(3).uniform(2.0, 5.0, size=1)
-    _kill_at_random(
-        [sys.executable, "-m", "ddpmctl", *args],
-        tmp_path,
-        "r.npy",
-        b"previous restoration",
-        (400, 1, 8, 8),
-        {"r.npy"},
-        delays,
-    )
+    cmd = [sys.executable, "-m", "ddpmctl", *args]
+    _kill_at_random(cmd, tmp_path, "r.npy", b"previous restoration", (400, 1, 8, 8), {"r.npy"}, delays)
 
 
 def test_sigkill_during_make_data_write(tmp_path):

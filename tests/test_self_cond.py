@@ -138,21 +138,8 @@ def test_self_conditioned_checkpoint_samples_are_batch_independent(tmp_path):
     train(cfg, data, tmp_path / "ck", handle_signals=False)
     outs = {}
     for b in (5, 2, 3):  # the CLI (one generate call per batch) and generate's own batches
-        code = run_cli(
-            "sample",
-            tmp_path / "ck",
-            "-n",
-            5,
-            "--batch",
-            b,
-            "--steps",
-            6,
-            "--seed",
-            4,
-            "-o",
-            tmp_path / f"s{b}.npy",
-            "--quiet",
-        ).returncode
+        code = run_cli("sample", tmp_path / "ck", "-n", 5, "--batch", b, "--steps", 6, "--seed", 4,
+                       "-o", tmp_path / f"s{b}.npy", "--quiet").returncode
         assert code == 0
         outs[b] = np.load(tmp_path / f"s{b}.npy")
     model = ckpt.load_model(tmp_path / "ck")
@@ -178,12 +165,8 @@ def test_self_conditioned_restoration_is_batch_independent(tmp_path):
 
     data = _tiny_images(tmp_path)
     net = {"base": 8, "mults": [1, 2], "attn": [], "self_cond": True}
-    train(
-        TrainConfig(steps=10, batch=8, lr=2e-3, net=net, log_every=5, prediction="v"),
-        data,
-        tmp_path / "ck",
-        handle_signals=False,
-    )
+    train(TrainConfig(steps=10, batch=8, lr=2e-3, net=net, log_every=5, prediction="v"), data,
+          tmp_path / "ck", handle_signals=False)
     model = ckpt.load_model(tmp_path / "ck")
     op = make_operator("inpaint", (1, 8, 8), 5, keep=0.5)
     y = degrade(np.load(data)[:5], op, 0.05)

@@ -95,7 +95,7 @@ def test_min_snr_weight_is_min_snr_gamma_on_the_x0_error(proc, prediction):
     (Hang et al. 2023), and without min-SNR eps/x0/v get weight 1 and score sigma^2 (= the eps loss)."""
     process = PROCESSES[proc]()
     g = torch.Generator().manual_seed(1)
-    x0 = torch.rand(200, 4, generator=g, dtype=torch.float64) * 2 - 1
+    x0 = (torch.rand(200, 4, generator=g, dtype=torch.float64) * 2 - 1)
     eps = torch.randn(200, 4, generator=g, dtype=torch.float64)
     t = sample_times(process, 200, g)
     alpha, sigma = diffusion.marginal(process, t)
@@ -205,11 +205,8 @@ def test_muon_update_by_hand_and_state_round_trip():
     opt = Muon(net.parameters(), [net["hidden"].weight], lr=lr, weight_decay=wd, momentum=mu)
     assert opt.muon == [False, False, True, False]  # in_conv.weight, in_conv.bias, hidden.weight, hidden.bias
     w0 = net["hidden"].weight.detach().clone()
-    adam_ref = AdamW(
-        [torch.nn.Parameter(p.detach().clone()) for n, p in net.named_parameters() if n != "hidden.weight"],
-        lr=lr,
-        weight_decay=wd,
-    )
+    adam_ref = AdamW([torch.nn.Parameter(p.detach().clone()) for n, p in net.named_parameters()
+                      if n != "hidden.weight"], lr=lr, weight_decay=wd)
     buf = torch.zeros_like(w0)
     ref = w0.clone()
     for _ in range(3):
@@ -304,20 +301,9 @@ def test_resume_is_exact(tmp_path, kind):
         data, net = _points(tmp_path)[0], dict(TINY_MLP, dropout=0.1)
     else:
         data, net = _images(tmp_path), dict(TINY_UNET, dropout=0.1)
-    cfg = TrainConfig(
-        steps=12,
-        batch=8,
-        lr=1e-3,
-        net=net,
-        hflip=True,
-        lr_schedule="cosine",
-        warmup=3,
-        weight_decay=0.01,
-        log_every=1,
-        save_every=5,
-        sde="vp" if kind == "mlp" else "ddpm",
-        optimizer="muon" if kind == "unet-muon" else "adamw",
-    )
+    cfg = TrainConfig(steps=12, batch=8, lr=1e-3, net=net, hflip=True, lr_schedule="cosine", warmup=3,
+                      weight_decay=0.01, log_every=1, save_every=5, sde="vp" if kind == "mlp" else "ddpm",
+                      optimizer="muon" if kind == "unet-muon" else "adamw")
     full = train(cfg, data, tmp_path / "a", handle_signals=False)
     part = train(cfg, data, tmp_path / "b", [lambda info: info["step"] == 7], handle_signals=False)
     assert part.stopped and part.step == 7
@@ -398,12 +384,8 @@ def test_checkpoint_metadata_and_load_errors(tmp_path):
 
     save_file({"w": torch.zeros(2)}, str(tmp_path / "foreign.safetensors"))
     (tmp_path / "empty").mkdir()
-    for bad, msg in (
-        ("trunc.safetensors", "not a readable"),
-        ("foreign.safetensors", "not a ddpmctl checkpoint"),
-        ("empty", "holds no model.safetensors"),
-        ("nope.safetensors", "no such file"),
-    ):
+    for bad, msg in (("trunc.safetensors", "not a readable"), ("foreign.safetensors", "not a ddpmctl checkpoint"),
+                     ("empty", "holds no model.safetensors"), ("nope.safetensors", "no such file")):
         with pytest.raises(InputError, match=msg) as e:
             ckpt.load_model(tmp_path / bad)
         assert "\n" not in str(e.value)
@@ -421,27 +403,8 @@ def test_checkpoint_metadata_and_load_errors(tmp_path):
 def test_cli_points_end_to_end_and_python_sampling(tmp_path):
     data, pts = _points(tmp_path)
     out = tmp_path / "ck"
-    r = run_cli(
-        "train",
-        data,
-        "--steps",
-        "30",
-        "--batch",
-        "32",
-        "--base",
-        "32",
-        "--blocks",
-        "1",
-        "--sde",
-        "vp",
-        "--log-every",
-        "10",
-        "--lr",
-        "2e-3",
-        "-o",
-        out,
-        "--json",
-    )
+    r = run_cli("train", data, "--steps", "30", "--batch", "32", "--base", "32", "--blocks", "1", "--sde", "vp",
+                "--log-every", "10", "--lr", "2e-3", "-o", out, "--json")
     assert r.returncode == 0, r.stderr
     res = json.loads(r.stdout)
     assert res["step"] == 30 and res["params"] > 0 and math.isfinite(res["loss"])
@@ -464,37 +427,9 @@ def test_cli_points_end_to_end_and_python_sampling(tmp_path):
 def test_cli_images_end_to_end_uint8_folder_and_sample_grid(tmp_path):
     data = _images(tmp_path, n=16, size=8, dtype=np.uint8)
     out = tmp_path / "ck"
-    r = run_cli(
-        "train",
-        data,
-        "--steps",
-        "4",
-        "--batch",
-        "4",
-        "--base",
-        "8",
-        "--mults",
-        "1,2",
-        "--attn",
-        "none",
-        "--schedule",
-        "cosine",
-        "--T",
-        "100",
-        "--prediction",
-        "v",
-        "--loss",
-        "l1",
-        "--min-snr",
-        "5",
-        "--hflip",
-        "--sample-every",
-        "4",
-        "--log-every",
-        "2",
-        "-o",
-        out,
-    )
+    r = run_cli("train", data, "--steps", "4", "--batch", "4", "--base", "8", "--mults", "1,2", "--attn", "none",
+                "--schedule", "cosine", "--T", "100", "--prediction", "v", "--loss", "l1", "--min-snr", "5",
+                "--hflip", "--sample-every", "4", "--log-every", "2", "-o", out)
     assert r.returncode == 0, r.stderr
     assert "trained 4 of 4 steps" in r.stdout.decode()
     assert (out / "samples_0000004.png").exists()
@@ -507,9 +442,8 @@ def test_cli_images_end_to_end_uint8_folder_and_sample_grid(tmp_path):
 def test_yaml_config_flags_override_and_unknown_keys(tmp_path):
     data, _ = _points(tmp_path)
     cfg = tmp_path / "train.yaml"
-    cfg.write_text(
-        "steps: 7\nbatch: 4\nlr: 1.0e-3\nsde: subvp\nprediction: x0\nlog_every: 1\nnet:\n  hidden: 16\n  blocks: 1\n"
-    )
+    cfg.write_text("steps: 7\nbatch: 4\nlr: 1.0e-3\nsde: subvp\nprediction: x0\nlog_every: 1\n"
+                   "net:\n  hidden: 16\n  blocks: 1\n")
     out = tmp_path / "ck"
     r = run_cli("train", data, "--config", cfg, "--steps", "3", "-o", out, "--quiet")
     assert r.returncode == 0, r.stderr
@@ -596,28 +530,8 @@ def test_time_limit_stops_saves_and_decays_the_lr(tmp_path):
     assert [parse_duration(t) for t in ("690", "90s", "12m", "1.5h")] == [690, 90, 720, 5400]
     data, _ = _points(tmp_path)
     out = tmp_path / "ck"
-    r = run_cli(
-        "train",
-        data,
-        "--steps",
-        "1000000",
-        "--batch",
-        "8",
-        "--base",
-        "16",
-        "--lr",
-        "1e-3",
-        "--lr-schedule",
-        "cosine",
-        "--warmup",
-        "0",
-        "--log-every",
-        "5",
-        "--time-limit",
-        "3s",
-        "-o",
-        out,
-    )
+    r = run_cli("train", data, "--steps", "1000000", "--batch", "8", "--base", "16", "--lr", "1e-3",
+                "--lr-schedule", "cosine", "--warmup", "0", "--log-every", "5", "--time-limit", "3s", "-o", out)
     assert r.returncode == 0, r.stderr
     assert b"time limit reached" in r.stdout
     records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
@@ -637,20 +551,8 @@ def training_config(out):
 
 def test_nonfinite_loss_from_the_cli_exits_1(tmp_path):
     np.save(tmp_path / "huge.npy", (np.random.rand(16, 2) * 1e30).astype(np.float32))
-    r = run_cli(
-        "train",
-        tmp_path / "huge.npy",
-        "--normalize",
-        "none",
-        "--steps",
-        "5",
-        "--batch",
-        "4",
-        "--base",
-        "8",
-        "-o",
-        tmp_path / "ck",
-    )
+    r = run_cli("train", tmp_path / "huge.npy", "--normalize", "none", "--steps", "5", "--batch", "4",
+                "--base", "8", "-o", tmp_path / "ck")
     lines = r.stderr.decode().strip().splitlines()
     assert r.returncode == 1 and len(lines) == 1 and "non-finite loss" in lines[0]
     assert not (tmp_path / "ck" / "model.safetensors").exists()
@@ -677,9 +579,8 @@ def test_epochs_dry_run_and_help(tmp_path):
     assert r.returncode == 0 and json.loads(r.stdout)["step"] == 5  # ceil(2 * 40 / 16)
 
 
-@pytest.mark.parametrize(
-    "cfg", [dict(type="unet", in_channels=1, image_size=[8, 8], **TINY_UNET), dict(type="mlp", dim=2, **TINY_MLP)]
-)
+@pytest.mark.parametrize("cfg", [dict(type="unet", in_channels=1, image_size=[8, 8], **TINY_UNET),
+                                 dict(type="mlp", dim=2, **TINY_MLP)])
 def test_muon_leaves_the_first_and_last_layers_and_vectors_to_adamw(cfg):
     """The networks name Muon's matrices (``muon_parameters``): the hidden layers' weights, by name here."""
     from ddpmctl.nets import build_net
@@ -710,12 +611,8 @@ def test_snapshots_keep_the_ema_model_at_fractions_of_the_run(tmp_path):
     data, _ = _points(tmp_path)
     base = dict(batch=8, lr=1e-3, net=dict(TINY_MLP), warmup=0, lr_schedule="constant", log_every=1, sde="vp", ema=0.9)
     # steps 5 and 10 are no logging steps (every 7): a snapshot makes its own
-    train(
-        TrainConfig(steps=20, snapshots=[0.5, 0.25], **dict(base, log_every=7)),
-        data,
-        tmp_path / "a",
-        handle_signals=False,
-    )
+    train(TrainConfig(steps=20, snapshots=[0.5, 0.25], **dict(base, log_every=7)), data, tmp_path / "a",
+          handle_signals=False)
     train(TrainConfig(steps=5, **base), data, tmp_path / "s", handle_signals=False)
     snaps = ["snapshot-25.safetensors", "snapshot-50.safetensors"]
     assert sorted(p.name for p in (tmp_path / "a").glob("snapshot-*")) == snaps
@@ -747,26 +644,8 @@ def test_snapshot_flag_and_time_limit(tmp_path):
     huge --steps), and `sample` loads it; --snapshot 1.5 is refused with one line."""
     data, _ = _points(tmp_path)
     out = tmp_path / "ck"
-    r = run_cli(
-        "train",
-        data,
-        "--steps",
-        "1000000",
-        "--batch",
-        "8",
-        "--base",
-        "16",
-        "--log-every",
-        "2",
-        "--time-limit",
-        "3s",
-        "--snapshot",
-        "0.5",
-        "--snapshot",
-        "0.125",
-        "-o",
-        out,
-    )
+    r = run_cli("train", data, "--steps", "1000000", "--batch", "8", "--base", "16", "--log-every", "2",
+                "--time-limit", "3s", "--snapshot", "0.5", "--snapshot", "0.125", "-o", out)
     assert r.returncode == 0, r.stderr
     records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     for frac in (0.125, 0.5):
@@ -817,18 +696,8 @@ def test_train_resume_true_reloads_the_runs_config(tmp_path):
     """train(..., resume=True) from Python takes the options, network and data path from the run's
     config.yaml: the continued run ends where an uninterrupted one does."""
     data, _ = _points(tmp_path)
-    cfg = TrainConfig(
-        steps=8,
-        batch=8,
-        lr=1e-3,
-        net=dict(TINY_MLP),
-        sde="vp",
-        lr_schedule="cosine",
-        warmup=2,
-        prediction="v",
-        log_every=1,
-        save_every=0,
-    )
+    cfg = TrainConfig(steps=8, batch=8, lr=1e-3, net=dict(TINY_MLP), sde="vp", lr_schedule="cosine", warmup=2,
+                      prediction="v", log_every=1, save_every=0)
     train(cfg, data, tmp_path / "a", handle_signals=False)
     part = train(cfg, data, tmp_path / "b", [lambda info: info["step"] == 3], handle_signals=False)
     assert part.stopped and part.step == 3
@@ -845,24 +714,12 @@ def test_train_resume_true_reloads_the_runs_config(tmp_path):
         train(None, None, tmp_path / "b", resume=True, handle_signals=False)
 
 
-@pytest.mark.parametrize(
-    "cfg",
-    [
-        dict(type="unet", in_channels=3, image_size=[8, 8], base=8, mults=[1, 2], blocks=2, attn=[4], scale_shift=True),
-        dict(
-            type="unet",
-            in_channels=1,
-            image_size=[8, 8],
-            base=8,
-            mults=[1, 2, 2],
-            attn=[],
-            mid_attn=False,
-            patch=2,
-            self_cond=True,
-        ),
-        dict(type="mlp", dim=3, hidden=16, blocks=3, emb_dim=8),
-    ],
-)
+@pytest.mark.parametrize("cfg", [
+    dict(type="unet", in_channels=3, image_size=[8, 8], base=8, mults=[1, 2], blocks=2, attn=[4], scale_shift=True),
+    dict(type="unet", in_channels=1, image_size=[8, 8], base=8, mults=[1, 2, 2], attn=[], mid_attn=False, patch=2,
+         self_cond=True),
+    dict(type="mlp", dim=3, hidden=16, blocks=3, emb_dim=8),
+])
 def test_networks_name_the_matrices_muon_trains(cfg):
     """``muon_parameters()``: every weight matrix but those of the first / last layers and the time
     embedding; ``make_optimizer`` gives exactly those to Muon and the rest to AdamW."""

@@ -30,13 +30,8 @@ def _points(tmp_path):
 
 def _start(*args, cwd):
     env = dict(os.environ, OMP_NUM_THREADS="1")
-    return subprocess.Popen(
-        [sys.executable, "-m", "ddpmctl", "train", *map(str, args)],
-        cwd=cwd,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
+    return subprocess.Popen([sys.executable, "-m", "ddpmctl", "train", *map(str, args)], cwd=cwd, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
 
 def _wait_for(cond, proc, timeout=120.0):
@@ -76,23 +71,8 @@ def _assert_loadable(out):
 def test_sigint_saves_exits_130_and_resume_is_exact(tmp_path):
     data = _points(tmp_path)
     out = tmp_path / "run"
-    proc = _start(
-        data,
-        *NET,
-        "--steps",
-        "100000",
-        "--warmup",
-        "2",
-        "--batch",
-        "8",
-        "--log-every",
-        "1",
-        "--save-every",
-        "0",
-        "-o",
-        out,
-        cwd=tmp_path,
-    )
+    proc = _start(data, *NET, "--steps", "100000", "--warmup", "2", "--batch", "8", "--log-every", "1",
+                  "--save-every", "0", "-o", out, cwd=tmp_path)
     _wait_for(lambda: _logged_steps(out) >= 3, proc)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=120)
@@ -106,24 +86,8 @@ def test_sigint_saves_exits_130_and_resume_is_exact(tmp_path):
     r = run_cli("train", "--resume", out, "--steps", k + 3, "-q")
     assert r.returncode == 0, r.stderr
     ref = tmp_path / "ref"
-    r = run_cli(
-        "train",
-        data,
-        *NET,
-        "--steps",
-        k + 3,
-        "--warmup",
-        "2",
-        "--batch",
-        "8",
-        "--log-every",
-        "1",
-        "--save-every",
-        "0",
-        "-o",
-        ref,
-        "-q",
-    )
+    r = run_cli("train", data, *NET, "--steps", k + 3, "--warmup", "2", "--batch", "8", "--log-every", "1",
+                "--save-every", "0", "-o", ref, "-q")
     assert r.returncode == 0, r.stderr
     _assert_same_state(out, ref)
     assert (out / "metrics.jsonl").read_text().count("\n") == k + 3
@@ -134,24 +98,8 @@ def test_second_sigint_exits_at_once_and_keeps_the_checkpoint(tmp_path):
     np.save(tmp_path / "img.npy", rng.uniform(0, 1, (64, 1, 16, 16)).astype(np.float32))
     out = tmp_path / "run"
     # slow steps (a batch of 512 images): the second signal arrives while the step still runs
-    proc = _start(
-        "img.npy",
-        "--base",
-        "8",
-        "--mults",
-        "1,2",
-        "--batch",
-        "512",
-        "--steps",
-        "100000",
-        "--log-every",
-        "1",
-        "--save-every",
-        "1",
-        "-o",
-        out,
-        cwd=tmp_path,
-    )
+    proc = _start("img.npy", "--base", "8", "--mults", "1,2", "--batch", "512", "--steps", "100000",
+                  "--log-every", "1", "--save-every", "1", "-o", out, cwd=tmp_path)
     _wait_for(lambda: _logged_steps(out) >= 2 and (out / ckpt.MODEL_FILE).exists(), proc)
     proc.send_signal(signal.SIGINT)
     time.sleep(0.05)
@@ -168,7 +116,8 @@ def test_second_sigint_exits_at_once_and_keeps_the_checkpoint(tmp_path):
 def test_sigkill_at_random_moments_then_resume_equals_an_uninterrupted_run(tmp_path):
     data = _points(tmp_path)
     total = 60
-    opts = [*NET, "--warmup", "5", "--batch", "8", "--log-every", "1", "--lr-schedule", "cosine", "--dropout", "0.1"]
+    opts = [*NET, "--warmup", "5", "--batch", "8", "--log-every", "1", "--lr-schedule", "cosine",
+            "--dropout", "0.1"]
     out = tmp_path / "run"
     rnd = random.Random(1234)
     kills = 0
