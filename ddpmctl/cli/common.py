@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator
 
 import typer
 
-from ddpmctl.errors import DdpmctlError
+from ddpmctl.errors import DdpmctlError, InputError
 
 STATE = {"debug": False, "command": "ddpmctl"}
 
@@ -24,13 +24,6 @@ def err(message: str) -> None:
     """One line on stderr."""
     sys.stderr.write(message.rstrip("\n") + "\n")
     sys.stderr.flush()
-
-
-def fail(message: str, code: int = 2) -> None:
-    """Stop with a one-line error and an exit code (2: bad usage or input). Prefer raising
-    ``InputError``: ``handle_errors`` prints it in the same format."""
-    err(f"{STATE['command']}: error: {message}")
-    raise typer.Exit(code)
 
 
 def handle_errors(name: str) -> Callable:
@@ -146,9 +139,9 @@ def parse_int_list(text: str, name: str) -> list[int]:
     try:
         vals = [int(v) for v in text.replace(" ", "").split(",") if v != ""]
     except ValueError:
-        fail(f"{name}: expected comma-separated integers, got '{text}'")
+        raise InputError(f"{name}: expected comma-separated integers, got '{text}'") from None
     if not vals:
-        fail(f"{name}: expected at least one value")
+        raise InputError(f"{name}: expected at least one value")
     return vals
 
 

@@ -187,7 +187,6 @@ class RunState:
     signals: _StopSignals | None = None
     signalled: bool = False  # a stop signal had come when this step ended
     stopped: bool = False
-    note_shown: bool = False
 
     def save(self) -> None:
         if self.dist.main:
@@ -527,15 +526,7 @@ def tick(run: RunState, callbacks: list[Callback], lr: float) -> bool:
                 )
             run.snapshots.pop(0)
         if _every(step, cfg.sample_every) and run.dist.main:
-            run.note_shown = _write_samples(
-                run.out / f"samples_{step:07d}.png",
-                run.ema or run.net,
-                run.meta_base,
-                cfg,
-                run.device,
-                run.log,
-                run.note_shown,
-            )
+            _write_samples(run.out / f"samples_{step:07d}.png", run.ema or run.net, run.meta_base, cfg, run.device)
         run.wants_stop = _call(callbacks, _info(run, lr, record)) or run.wants_stop
     if run.dist.world == 1:
         signalled, wanted = run.signalled, run.wants_stop
@@ -613,15 +604,11 @@ def _call(callbacks: list[Callback], info: dict) -> bool:
     return any(bool(cb(info)) for cb in callbacks)
 
 
-def _write_samples(path: Path, net, meta_base: dict, cfg: TrainConfig, device, log, note_shown: bool) -> bool:
+def _write_samples(path: Path, net, meta_base: dict, cfg: TrainConfig, device) -> None:
     """A sample grid (images) or scatter plot (points) drawn from ``net`` (the EMA weights) with
-    DDIM (``ddpmctl.sampling.generate``); skipped with a note when that module is not available."""
-    try:
-        from ddpmctl.sampling import generate
-    except ImportError:
-        if not note_shown:
-            log("--sample-every: ddpmctl.sampling is not available; no sample grids are written")
-        return True
+    DDIM (``ddpmctl.sampling.generate``)."""
+    from ddpmctl.sampling import generate
+
     was_training = net.training
     net.eval()
     try:
@@ -638,4 +625,3 @@ def _write_samples(path: Path, net, meta_base: dict, cfg: TrainConfig, device, l
         dio.save_output(path, samples)
     finally:
         net.train(was_training)
-    return note_shown
