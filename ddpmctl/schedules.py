@@ -1,8 +1,9 @@
 """Noise schedules and diffusion processes: one noise-level core for every process.
 
 Beta schedules (discrete DDPM, Ho et al. 2020; seeds 002, 003, 004) give ``beta_1..beta_T`` and
-``alpha_bar_t = prod_{s<=t} (1 - beta_s)``. Continuous processes (Song et al. 2021; seeds 000, 001)
-are the VP, sub-VP and VE SDEs ``dx = f(t) x dt + g(t) dw``.
+``alpha_bar_t = prod_{s<=t} (1 - beta_s)``. Continuous processes (Song et al. 2021) are the VP and
+VE SDEs of seeds 000 and 001 and the sub-VP SDE (Song et al. 2021, eq. 29; in no seed),
+``dx = f(t) x dt + g(t) dw``.
 
 Every process, discrete or continuous, exposes the same thing: its marginal
 ``x_t = alpha(t) x_0 + sigma(t) eps`` on a continuous time ``t`` in ``[0, 1]`` (``alpha(0) = 1``,
