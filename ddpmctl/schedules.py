@@ -2,7 +2,7 @@
 
 Beta schedules (discrete DDPM, Ho et al. 2020; seeds 002, 003, 004) give ``beta_1..beta_T`` and
 ``alpha_bar_t = prod_{s<=t} (1 - beta_s)``. Continuous processes (Song et al. 2021) are the VP and
-VE SDEs of seeds 000 and 001 and the sub-VP SDE (Song et al. 2021, eq. 29; in no seed),
+VE SDEs of seeds 000 and 001 and the sub-VP SDE (Song et al. 2021, section 3.4; in no seed),
 ``dx = f(t) x dt + g(t) dw``.
 
 Every process, discrete or continuous, exposes the same thing: its marginal
