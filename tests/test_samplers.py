@@ -15,7 +15,7 @@ from ddpmctl.diffusion import Denoiser
 from ddpmctl.errors import InputError
 from ddpmctl.exact import ExactGMM, mixture_quality, mmd2, sliced_wasserstein
 from ddpmctl.gmm import GaussianMixture
-from ddpmctl.sampling import NoiseStream, generate, trajectory_frames
+from ddpmctl.sampling import DEFAULT_GUIDANCE, NoiseStream, generate, trajectory_frames
 from ddpmctl.schedules import DiscreteProcess, discrete_steps, get_betas, make_process
 
 N = 2000
@@ -595,6 +595,11 @@ def test_autoguidance_identities_and_sharpening(mixture):
     guided, _ = generate(good, "ode", guide=blurry, guidance=2.0, **opts)
     assert spread(guided) < 0.9 * spread(plain)
     assert spread(guide_only) > spread(plain)
+
+    # a guide without a weight guides with the documented default, from Python as from the CLI
+    default, info_d = generate(good, "ode", guide=blurry, **opts)
+    explicit, _ = generate(good, "ode", guide=blurry, guidance=DEFAULT_GUIDANCE, **opts)
+    assert DEFAULT_GUIDANCE == 3.0 and info_d["guidance"] == 3.0 and np.array_equal(default, explicit)
 
 
 def test_autoguidance_refuses_a_guide_that_does_not_fit(mixture):

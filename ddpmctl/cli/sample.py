@@ -52,7 +52,6 @@ SPACING_HELP = (
 
 
 PREVIEW_IMAGES = 64
-DEFAULT_GUIDANCE = 3.0  # --guidance with --guide: the best of 1.5-5 on the triangles demo (docs/demo.md)
 
 
 def _is_mixture(path: str) -> bool:
@@ -212,7 +211,6 @@ def command(
         raise InputError("--guidance: needs --guide (the weaker model to guide with)")
     model, dev = _load(checkpoint, device, process, schedule, T)
     guide_model = _load_guide(guide, checkpoint, device, process, schedule, T)
-    guidance = (DEFAULT_GUIDANCE if guide is not None else 1.0) if guidance is None else guidance
     if model.data_kind == "points" and io.output_kind(output) == "folder":
         raise InputError(f"{output}: points cannot be written as a folder of images; use .npy or .png")
     options = dict(
@@ -220,7 +218,8 @@ def command(
         rtol=rtol, atol=atol, clip_x0=clip_x0, trajectory=trajectory, guide=guide_model, guidance=guidance,
     )  # fmt: skip
     job = sampling.plan_sample(model, sampler, n, steps, batch, sampling.SampleOptions(**options))
-    label = job.label + (f", autoguidance w={guidance:g}" if guide_model is not None and guidance != 1.0 else "")
+    w = job.options.guidance
+    label = job.label + (f", autoguidance w={w:g}" if guide_model is not None and w != 1.0 else "")
     with progress(job.progress_total, f"sample {label}", quiet=quiet) as update:
         if io.output_kind(output) == "npy" and not trajectory:  # streamed: memory holds one batch, not n samples
             keep = None if _is_mixture(checkpoint) else PREVIEW_IMAGES
