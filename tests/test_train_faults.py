@@ -50,13 +50,14 @@ def _logged_steps(out) -> int:
     return len(p.read_text().splitlines()) if p.exists() else 0
 
 
-def _assert_same_state(a, b, atol=1e-6):
+def _assert_same_state(a, b):
+    """Bit for bit: the weights, the EMA and the optimizer state of two checkpoints are equal."""
     sa, sb = ckpt.load_state(a), ckpt.load_state(b)
     assert sa["step"] == sb["step"]
     for part in ("model", "ema", "optimizer"):
         assert sa[part].keys() == sb[part].keys()
         for k in sa[part]:
-            assert torch.allclose(sa[part][k].double(), sb[part][k].double(), atol=atol, rtol=0), (part, k)
+            assert torch.equal(sa[part][k], sb[part][k]), (part, k)
 
 
 def _assert_loadable(out):
@@ -148,3 +149,65 @@ def test_sigkill_at_random_moments_then_resume_equals_an_uninterrupted_run(tmp_p
     assert r.returncode == 0, r.stderr
     _assert_same_state(out, ref)
     assert not list(out.glob(".*ddpmctl-tmp-*"))  # stale temporary files were cleaned on resume
+
+
+# Runs `ddpmctl train` with os.fsync patched: the BLOCK_AT-th fsync (each file a checkpoint save
+# writes is fsynced once, just before its rename) first writes the file's name to MARK, then blocks,
+# so a SIGKILL sent after MARK appears lands inside a save, between writing and renaming.
+BLOCK_IN_SAVE = (
+    "import os, sys, time\n"
+    "_fsync, calls = os.fsync, [0]\n"
+    "def blocking(fd):\n"
+    "    calls[0] += 1\n"
+    "    if calls[0] == int(os.environ['BLOCK_AT']):\n"
+    "        with open(os.environ['MARK'], 'w') as f:\n"
+    "            f.write(os.readlink(f'/proc/self/fd/{fd}'))\n"
+    "        time.sleep(600)\n"
+    "    _fsync(fd)\n"
+    "os.fsync = blocking\n"
+    "from ddpmctl.cli import main\n"
+    "main(sys.argv[1:])\n"
+)
+
+
+def test_sigkill_inside_a_checkpoint_save_then_resume_equals_an_uninterrupted_run(tmp_path):
+    """A kill that certainly lands inside a save (the state file, then the model file, of a later
+    save) leaves the previous checkpoint loadable, and resuming still ends bit for bit where an
+    uninterrupted run ends."""
+    data = _points(tmp_path)
+    total = 12
+    opts = [*NET, "--warmup", "2", "--batch", "8", "--log-every", "1", "--dropout", "0.1"]
+    ref = tmp_path / "ref"
+    assert run_cli("train", data, *opts, "--steps", total, "--save-every", "0", "-o", ref, "-q").returncode == 0
+    for block_at in (4, 5, 7):
+        out, mark = tmp_path / f"run{block_at}", tmp_path / f"mark{block_at}"
+        env = dict(os.environ, OMP_NUM_THREADS="1", BLOCK_AT=str(block_at), MARK=str(mark))
+        args = [data, *opts, "--steps", total, "--save-every", "1", "-o", out]
+        proc = subprocess.Popen([sys.executable, "-c", BLOCK_IN_SAVE, "train", *map(str, args)], cwd=tmp_path,
+                                env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        _wait_for(lambda mark=mark: mark.exists() and mark.read_text(), proc)
+        writing = os.path.basename(mark.read_text())
+        assert writing.startswith((".state.safetensors.ddpmctl-tmp-", ".model.safetensors.ddpmctl-tmp-")), writing
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=60)
+        _assert_loadable(out)
+        assert ckpt.load_state(out)["step"] < total
+        r = run_cli("train", "--resume", out, "-q")
+        assert r.returncode == 0, r.stderr
+        _assert_same_state(out, ref)
+        assert not list(out.glob(".*ddpmctl-tmp-*"))
+
+
+def test_sigterm_saves_and_exits_143(tmp_path):
+    """SIGTERM (a scheduler's stop) is handled like Ctrl-C but exits with 128 + 15 = 143."""
+    data = _points(tmp_path)
+    out = tmp_path / "run"
+    proc = _start(data, *NET, "--steps", "100000", "--batch", "8", "--log-every", "1", "--save-every", "0", "-o", out,
+                  cwd=tmp_path)
+    _wait_for(lambda: _logged_steps(out) >= 3, proc)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 143, err
+    lines = err.decode().strip().splitlines()
+    assert len(lines) == 1 and "interrupted at step" in lines[0], lines
+    assert ckpt.load_state(out)["step"] == _logged_steps(out) >= 3
