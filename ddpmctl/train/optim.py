@@ -47,7 +47,8 @@ def ema_update(ema: torch.nn.Module | list, net: torch.nn.Module | list, decay: 
 
 class AdamW:
     """AdamW (Loshchilov & Hutter 2019, "Decoupled Weight Decay Regularization"), the update of
-    ``torch.optim.AdamW`` written out with foreach ops (tests check it against torch's)::
+    ``torch.optim.AdamW`` written out with foreach ops (a test checks it against a float64 numpy
+    transcription of Loshchilov & Hutter's Algorithm 2)::
 
         p <- p (1 - lr wd);  m <- b1 m + (1 - b1) g;  v <- b2 v + (1 - b2) g^2
         p <- p - lr / (1 - b1^n) * m / (sqrt(v) / sqrt(1 - b2^n) + eps)
