@@ -80,9 +80,12 @@ from ddpmctl.samplers.registry import (
     get_sampler,
     get_solver,
     markdown_table,
+    option_names,
+    parse_options,
     plan,
     register,
 )
+from ddpmctl.samplers.stochastic import sample_dpmpp_2m_sde, sample_edm, sample_euler_a, sample_restart, time_at
 from ddpmctl.schedules import SPACINGS, make_times, sigma_tilde, start_std
 
 SAMPLERS = tuple(SAMPLERS_BY_NAME)
@@ -115,6 +118,8 @@ __all__ = [
     "langevin_step",
     "make_times",
     "markdown_table",
+    "option_names",
+    "parse_options",
     "ode",
     "ode_dpmpp",
     "ode_dpmpp_2m",
@@ -126,6 +131,10 @@ __all__ = [
     "randn_like",
     "register",
     "sample_ddim",
+    "sample_dpmpp_2m_sde",
+    "sample_edm",
+    "sample_euler_a",
+    "sample_restart",
     "sample_ddpm",
     "sample_langevin",
     "sample_ode",
@@ -134,4 +143,5 @@ __all__ = [
     "sigma_tilde",
     "start_std",
     "stochastic",
+    "time_at",
 ]

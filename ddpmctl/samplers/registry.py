@@ -9,7 +9,7 @@ order, so the registry holds every record once the package is imported.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -122,9 +122,36 @@ class Plan:
         return self.sampler.fn(denoiser, x, self.times, generator, callback=callback, **self.options)
 
 
+def _cast(name: str, default: Any, value: Any) -> Any:
+    try:
+        return type(default)(value)
+    except (TypeError, ValueError):
+        raise InputError(f"--option {name}={value}: {name} takes {type(default).__name__} values") from None
+
+
 def _options(defaults: Mapping[str, Any], given: Mapping[str, Any]) -> dict:
     """``defaults`` with the ``given`` values that are not None, cast to the default's type."""
-    return {k: v if given.get(k) is None else type(v)(given[k]) for k, v in defaults.items()}
+    return {k: v if given.get(k) is None else _cast(k, v, given[k]) for k, v in defaults.items()}
+
+
+def option_names() -> tuple[str, ...]:
+    """Every option of every sampler and ODE solver, in registry order."""
+    return tuple(dict.fromkeys(k for r in (*SAMPLERS_BY_NAME.values(), *ODE_SOLVERS.values()) for k in r.options))
+
+
+def parse_options(pairs: Sequence[str] | None) -> dict[str, str]:
+    """``--option NAME=VALUE`` strings as {NAME: VALUE}; ``plan`` casts each value to the type of
+    the option's default. A NAME that no sampler or solver takes is an InputError."""
+    out: dict[str, str] = {}
+    for pair in pairs or ():
+        name, eq, value = pair.partition("=")
+        name = name.strip().replace("-", "_")
+        if not eq or not value.strip():
+            raise InputError(f"--option: expected NAME=VALUE, got '{pair}'")
+        if name not in option_names():
+            raise InputError(f"--option: no sampler takes '{name}' (options: {', '.join(option_names())})")
+        out[name] = value.strip()
+    return out
 
 
 def plan(
