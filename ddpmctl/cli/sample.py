@@ -46,7 +46,11 @@ STEPS_HELP = (
 )
 SPACING_HELP = (
     f"Time grid: {', '.join(S.SPACINGS)} [default: "
-    + ", ".join(f"{s.spacing} for {s.name}" for s in S.SAMPLERS_BY_NAME.values() if s.spacing != "uniform")
+    + ", ".join(
+        f"{sp} for {', '.join(s.name for s in S.SAMPLERS_BY_NAME.values() if s.spacing == sp)}"
+        for sp in dict.fromkeys(s.spacing for s in S.SAMPLERS_BY_NAME.values())
+        if sp != "uniform"
+    )
     + ", else uniform]."
 )
 
