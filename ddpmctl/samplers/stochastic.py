@@ -126,7 +126,9 @@ def sample_dpmpp_2m_sde(denoiser: Denoiser, x, times, generator=None, callback=N
         x_s = (sigma_s / sigma_t) e^{-eta h} x_t - alpha_s (e^{-(1 + eta) h} - 1) D
               + sigma_s sqrt(1 - e^{-2 eta h}) z
 
-    (k-diffusion's update for x~ = x/alpha, multiplied by alpha_s). eta = 0 is DPM-Solver++(2M)
+    (k-diffusion's update for x~ = x/alpha, multiplied by alpha_s; z is drawn independently per step
+    from the sample's noise stream, where k-diffusion draws it from a Brownian tree: the same
+    distribution). eta = 0 is DPM-Solver++(2M)
     (``ode_dpmpp_2m``, bit for bit); eta = 1 solves the reverse SDE. As in ``ode_dpmpp_2m``, a step
     more than twice as wide in lambda as the previous one uses D = x0_t (``RATIO_ORDER_1``). The
     step to t = 0 returns x0. NFE = steps."""
@@ -158,7 +160,7 @@ def sample_dpmpp_2m_sde(denoiser: Denoiser, x, times, generator=None, callback=N
 
 def restart_grid(process: Process, times, s_tmin: float, s_tmax: float, steps: int, rho: float = 7.0):
     """Restart's interval on a sampling grid: (j, the restart's own grid). t_min is the interior grid
-    time whose sigma~ is nearest ``s_tmin`` (index j; not the first nor the last, 0); t_max the
+    time whose sigma~ is nearest ``s_tmin`` (index j: neither the first time nor the final 0); t_max the
     trained time at sigma~ = ``s_tmax`` (``time_at``); the restart's grid takes ``steps`` steps from
     t_max down to t_min, sigma~^(1/rho) uniform (EDM's spacing, as the paper's code does), on the
     process's trained times (``Process.grid``)."""
