@@ -217,19 +217,22 @@ def test_defaults_and_errors(mixture):
     assert S.plan(vp, "ddim").options == {"eta": 0.0}  # each sampler its own default for the shared --eta
     m = exact(mixture, "vp")
     for sampler, kw, flag in [
-        ("edm", {"churn": -1}, "--churn"),
-        ("edm", {"s_tmin": 2.0, "s_tmax": 1.0}, "--s-tmin"),
-        ("edm", {"s_noise": 0.0}, "--s-noise"),
+        ("edm", {"churn": -1}, "--option churn"),
+        ("edm", {"s_tmin": 2.0, "s_tmax": 1.0}, "s_tmin/s_tmax"),
+        ("edm", {"s_noise": 0.0}, "--option s_noise"),
         ("euler-a", {"eta": 1.5}, "--eta"),
-        ("restart", {"restarts": -1}, "--restarts"),
-        ("restart", {"restart_steps": 0}, "--restart-steps"),
-        ("restart", {"s_tmin": 0.3, "s_tmax": 0.3}, "--s-tmin"),
+        ("restart", {"restarts": -1}, "--option restarts:"),
+        ("restart", {"restart_steps": 0}, "--option restart_steps"),
+        ("restart", {"s_tmin": 0.3, "s_tmax": 0.3}, "s_tmin/s_tmax"),
         ("restart", {"restarts": "x"}, "restarts takes int"),
     ]:
         with pytest.raises(InputError, match=flag):
             generate(m, sampler, n=2, steps=5, **kw)
     with pytest.raises(InputError, match="restart: sigma~ at t_max"):  # the interval lies below the grid
         generate(m, "restart", n=2, steps=3, s_tmin=3.0, s_tmax=3.2)
+    no_restart, _ = generate(m, "restart", n=5, steps=3, restarts=0, s_tmin=3.0, s_tmax=3.2)  # nothing to check
+    heun, _ = generate(m, "ode", n=5, steps=3, solver="heun", spacing="karras")
+    assert np.array_equal(no_restart, heun)
     assert S.parse_options(["churn=10", "s-noise=1.007"]) == {"churn": "10", "s_noise": "1.007"}
     with pytest.raises(InputError, match="no sampler takes 'foo'"):
         S.parse_options(["foo=1"])

@@ -158,15 +158,20 @@ def sample_dpmpp_2m_sde(denoiser: Denoiser, x, times, generator=None, callback=N
 # Restart sampling
 
 
+def _restart_index(process: Process, times, s_tmin: float) -> int:
+    """The index of the interior grid time whose sigma~ is nearest ``s_tmin``."""
+    tl = [float(v) for v in times]
+    return min(range(1, len(tl) - 1), key=lambda i: abs(_f(sigma_tilde(process, tl[i])) - s_tmin))
+
+
 def restart_grid(process: Process, times, s_tmin: float, s_tmax: float, steps: int, rho: float = 7.0):
     """Restart's interval on a sampling grid: (j, the restart's own grid). t_min is the interior grid
     time whose sigma~ is nearest ``s_tmin`` (index j: neither the first time nor the final 0); t_max the
     trained time at sigma~ = ``s_tmax`` (``time_at``); the restart's grid takes ``steps`` steps from
     t_max down to t_min, sigma~^(1/rho) uniform (EDM's spacing, as the paper's code does), on the
     process's trained times (``Process.grid``)."""
-    tl = [float(v) for v in times]
-    j = min(range(1, len(tl) - 1), key=lambda i: abs(_f(sigma_tilde(process, tl[i])) - s_tmin))
-    t_lo, t_hi = tl[j], time_at(process, s_tmax)
+    j = _restart_index(process, times, s_tmin)
+    t_lo, t_hi = float(times[j]), time_at(process, s_tmax)
     lo, hi = _f(sigma_tilde(process, t_lo)), _f(sigma_tilde(process, t_hi))
     if not hi > lo:
         raise InputError(
@@ -205,14 +210,18 @@ def sample_restart(
     if len(times) < 3:
         return ode_heun(denoiser, x, times, callback)
     process = denoiser.process
-    j, inner = restart_grid(process, times, s_tmin, s_tmax, restart_steps)
-    t_lo, t_hi = float(inner[-1]), float(inner[0])
-    a_lo, a_hi = _f(process.alpha(t_lo)), _f(process.alpha(t_hi))
-    jump = math.sqrt(_f(sigma_tilde(process, t_hi)) ** 2 - _f(sigma_tilde(process, t_lo)) ** 2)
-    x = ode_heun(denoiser, x, times[: j + 1], callback)
-    for _ in range(restarts):
-        x = a_hi * (x / a_lo + jump * randn_like(x, generator))
-        x = ode_heun(denoiser, x, inner)
+    if restarts == 0:  # the same split of the grid; no interval to check
+        j = _restart_index(process, times, s_tmin)
+        x = ode_heun(denoiser, x, times[: j + 1], callback)
+    else:
+        j, inner = restart_grid(process, times, s_tmin, s_tmax, restart_steps)
+        t_lo, t_hi = float(inner[-1]), float(inner[0])
+        a_lo, a_hi = _f(process.alpha(t_lo)), _f(process.alpha(t_hi))
+        jump = math.sqrt(_f(sigma_tilde(process, t_hi)) ** 2 - _f(sigma_tilde(process, t_lo)) ** 2)
+        x = ode_heun(denoiser, x, times[: j + 1], callback)
+        for _ in range(restarts):
+            x = a_hi * (x / a_lo + jump * randn_like(x, generator))
+            x = ode_heun(denoiser, x, inner)
     late = None if callback is None else (lambda d: callback({**d, "i": d["i"] + j}))
     return ode_heun(denoiser, x, times[j:], late)
 
@@ -223,20 +232,22 @@ def sample_restart(
 
 def _check_edm(options: Mapping[str, Any]) -> None:
     if options["churn"] < 0:
-        raise InputError(f"--churn: must be >= 0, got {options['churn']}")
+        raise InputError(f"--option churn: must be >= 0, got {options['churn']}")
     if not 0 <= options["s_tmin"] <= options["s_tmax"]:
-        raise InputError(f"--s-tmin/--s-tmax: need 0 <= s_tmin <= s_tmax, got {options['s_tmin']}, {options['s_tmax']}")
+        lo, hi = options["s_tmin"], options["s_tmax"]
+        raise InputError(f"--option s_tmin/s_tmax: need 0 <= s_tmin <= s_tmax, got {lo}, {hi}")
     if not options["s_noise"] > 0:
-        raise InputError(f"--s-noise: must be > 0, got {options['s_noise']}")
+        raise InputError(f"--option s_noise: must be > 0, got {options['s_noise']}")
 
 
 def _check_restart(options: Mapping[str, Any]) -> None:
     if options["restarts"] < 0:
-        raise InputError(f"--restarts: must be >= 0, got {options['restarts']}")
+        raise InputError(f"--option restarts: must be >= 0, got {options['restarts']}")
     if options["restart_steps"] < 1:
-        raise InputError(f"--restart-steps: must be >= 1, got {options['restart_steps']}")
+        raise InputError(f"--option restart_steps: must be >= 1, got {options['restart_steps']}")
     if not 0 < options["s_tmin"] < options["s_tmax"]:
-        raise InputError(f"--s-tmin/--s-tmax: need 0 < s_tmin < s_tmax, got {options['s_tmin']}, {options['s_tmax']}")
+        lo, hi = options["s_tmin"], options["s_tmax"]
+        raise InputError(f"--option s_tmin/s_tmax: need 0 < s_tmin < s_tmax, got {lo}, {hi}")
 
 
 def _restart_nfe(k: int, o: Mapping[str, Any]) -> int:
