@@ -53,9 +53,12 @@ DETERMINISTIC = ("ode", "ddim")
 
 
 def steps_for(label: str, nfe: int) -> int:
-    """Steps that give about ``nfe`` evaluations: heun and pc (M = 1) take 2 steps - 1, langevin (M = 2) 2 steps + 1."""
-    if label.startswith(("ode heun", "pc")):
+    """Steps that give about ``nfe`` evaluations: heun, edm and pc (M = 1) take 2 steps - 1, langevin (M = 2)
+    2 steps + 1, restart (K = 2, N = 2) 2 steps - 1 + 8 (at least 2 steps)."""
+    if label.startswith(("ode heun", "pc", "edm")):
         return (nfe + 1) // 2
+    if label.startswith("restart"):
+        return max(2, (nfe - 7) // 2)
     if label.startswith("langevin"):
         return max(1, (nfe - 1) // 2)
     return nfe
@@ -71,6 +74,10 @@ def configs(process_kind: str) -> list[tuple[str, dict]]:
         ("ode heun", {"sampler": "ode", "solver": "heun"}),
         ("ode dpm++2m", {"sampler": "ode", "solver": "dpm++2m"}),
         ("ode dpm++3m", {"sampler": "ode", "solver": "dpm++3m"}),
+        ("edm churn=40", {"sampler": "edm"}),
+        ("euler-a eta=1", {"sampler": "euler-a"}),
+        ("dpm++2m-sde eta=1", {"sampler": "dpm++2m-sde"}),
+        ("restart K=2 N=2", {"sampler": "restart"}),
     ]
     if process_kind == "ve":
         out.append(("langevin M=2", {"sampler": "langevin"}))
@@ -261,6 +268,10 @@ def checkpoint_benchmark(args) -> None:
         ("ode dpm++2m", {"sampler": "ode", "solver": "dpm++2m"}, [10, 20, 50]),
         ("ode dpm++3m", {"sampler": "ode", "solver": "dpm++3m"}, [10, 20, 50]),
         ("ode rk45", {"sampler": "ode", "solver": "rk45"}, [0]),
+        ("edm", {"sampler": "edm"}, [10, 32]),
+        ("euler-a", {"sampler": "euler-a"}, [20, 50]),
+        ("dpm++2m-sde", {"sampler": "dpm++2m-sde"}, [20, 50]),
+        ("restart", {"sampler": "restart"}, [18]),
     ]
     if model.process.kind == "ve":
         plan.append(("langevin", {"sampler": "langevin"}, [50, 250]))

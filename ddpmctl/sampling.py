@@ -130,18 +130,24 @@ def drive(run: Batches, prepare: Callable, sink: Callable) -> tuple[list[int], f
 @dataclass(frozen=True)
 class SampleOptions:
     """Everything ``generate`` takes besides the model, sampler, n, steps, seed, batch and device.
-    The sampler options (``solver`` ... ``atol``) apply to the samplers that take them
+    The sampler options (``solver`` ... ``restart_steps``) apply to the samplers that take them
     (``samplers.SAMPLERS_BY_NAME``); None is the sampler's default."""
 
     solver: str | None = None
     spacing: str | None = None
     rho: float = 7.0
-    eta: float = 0.0
+    eta: float | None = None
     variance: str = "small"
     snr: float | None = None
     corrector_steps: int | None = None
     rtol: float = 1e-5
     atol: float = 1e-5
+    churn: float | None = None
+    s_tmin: float | None = None
+    s_tmax: float | None = None
+    s_noise: float | None = None
+    restarts: int | None = None
+    restart_steps: int | None = None
     clip_x0: bool | None = None
     trajectory: int = 0
     start_index: int = 0

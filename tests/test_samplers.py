@@ -643,7 +643,8 @@ def test_registry_nfe_formula_is_the_counted_nfe(mixture, sampler, solver):
 def test_registry_defaults_and_processes(mixture):
     ddpm = make_process("ddpm", T=40)
     for name, record in S.SAMPLERS_BY_NAME.items():
-        assert record.fn.__name__ == f"sample_{name}" and record.spacing in S.SPACINGS
+        fn_name = "sample_" + name.replace("++", "pp_").replace("-", "_")  # dpm++2m-sde: sample_dpmpp_2m_sde
+        assert record.fn.__name__ == fn_name and record.spacing in S.SPACINGS
         if name == "ode":
             assert S.default_steps(name, make_process("vp"), "heun") == S.ODE_SOLVERS["heun"].steps == 10
             continue

@@ -46,7 +46,11 @@ STEPS_HELP = (
 )
 SPACING_HELP = (
     f"Time grid: {', '.join(S.SPACINGS)} [default: "
-    + ", ".join(f"{s.spacing} for {s.name}" for s in S.SAMPLERS_BY_NAME.values() if s.spacing != "uniform")
+    + ", ".join(
+        f"{sp} for {', '.join(s.name for s in S.SAMPLERS_BY_NAME.values() if s.spacing == sp)}"
+        for sp in dict.fromkeys(s.spacing for s in S.SAMPLERS_BY_NAME.values())
+        if sp != "uniform"
+    )
     + ", else uniform]."
 )
 
@@ -127,6 +131,24 @@ CORRECTOR_STEPS = typer.Option(
         + "]."
     ),
 )
+ETA_HELP = (
+    "Stochasticity in [0, 1] (ddim: 1 = ancestral DDPM; euler-a, dpm++2m-sde: 0 = their ODE) [default: "
+    + ", ".join(f"{s.name} {s.options['eta']:g}" for s in S.SAMPLERS_BY_NAME.values() if "eta" in s.options)
+    + "]."
+)
+SAMPLER_OPTION = typer.Option(
+    None,
+    "--option",
+    "-O",
+    metavar="NAME=VALUE",
+    help="A sampler's option by name (repeatable; overrides its flag); every option and its default: "
+    + "; ".join(
+        f"{s.name} " + ", ".join(f"{k}={v}" for k, v in s.options.items())
+        for s in (*S.SAMPLERS_BY_NAME.values(), *S.ODE_SOLVERS.values())
+        if s.options and s.name != "ode"
+    )
+    + ".",
+)
 CLIP_X0 = flag_option(
     "--clip-x0/--no-clip-x0",
     default=None,
@@ -171,7 +193,7 @@ def command(
     rho: float = typer.Option(
         7.0, "--rho", help="karras spacing: sigma~^(1/rho) is uniform, from sigma~ = 80 (EDM) or less."
     ),
-    eta: float = typer.Option(0.0, "--eta", help="ddim: stochasticity in [0, 1] (1 = ancestral DDPM)."),
+    eta: Optional[float] = typer.Option(None, "--eta", help=ETA_HELP),
     variance: str = choice_option(
         "small", "--variance", S.VARIANCES, "ddpm: small (beta-tilde, the posterior) or large (beta_t)."
     ),
@@ -179,6 +201,7 @@ def command(
     corrector_steps: Optional[int] = CORRECTOR_STEPS,
     rtol: float = typer.Option(1e-5, "--rtol", help="ode rk45: relative tolerance."),
     atol: float = typer.Option(1e-5, "--atol", help="ode rk45: absolute tolerance."),
+    option: Optional[list[str]] = SAMPLER_OPTION,
     clip_x0: Optional[bool] = CLIP_X0,
     guide: Optional[str] = GUIDE,
     guidance: Optional[float] = GUIDANCE,
@@ -217,6 +240,7 @@ def command(
         solver=solver, spacing=spacing, rho=rho, eta=eta, variance=variance, snr=snr, corrector_steps=corrector_steps,
         rtol=rtol, atol=atol, clip_x0=clip_x0, trajectory=trajectory, guide=guide_model, guidance=guidance,
     )  # fmt: skip
+    options.update(S.parse_options(option))
     job = sampling.plan_sample(model, sampler, n, steps, batch, sampling.SampleOptions(**options))
     w = job.options.guidance
     label = job.label + (f", autoguidance w={w:g}" if guide_model is not None and w != 1.0 else "")
