@@ -41,7 +41,10 @@ DENOISE_ITERATIONS = 2  # fixed-point iterations of invert_denoising (NFE each)
 def encode_plan(process, steps: int | None = None, solver: str | None = None, spacing: str | None = None, **options):
     """The ode sampler's plan (``samplers.plan``) whose grid ``encode`` runs reversed: the defaults
     of ``sample --sampler ode`` (DPM-Solver++(3M), 20 steps, log-SNR grid). ``options``: rho, rtol, atol."""
-    return S.plan(process, "ode", steps, spacing, options.pop("rho", 7.0), solver=solver, **options)
+    plan = S.plan(process, "ode", steps, spacing, options.pop("rho", 7.0), solver=solver, **options)
+    if plan.steps < 2:
+        raise InputError(f"--steps: encoding needs >= 2 steps (the grid from t_min to t_max), got {plan.steps}")
+    return plan
 
 
 def invert_denoising(denoiser, x0: torch.Tensor, t: float, iterations: int = DENOISE_ITERATIONS) -> torch.Tensor:
@@ -99,7 +102,7 @@ def encode(
         z = encode_batch(denoiser, xb, plan, (lambda info: progress(advance=1)) if report else None)
         nfes.append(denoiser.nfe - before)
         if progress is not None and not report:
-            progress(advance=plan.steps)
+            progress(advance=plan.steps - 1)
         if not torch.isfinite(z).all():
             raise RunError(f"encode: the ODE solver {plan.solver.name} produced NaN or inf (try more --steps)")
         out[start : start + len(xb)] = z.float().cpu().numpy()

@@ -40,6 +40,9 @@ COMMANDS = [
     ("restore", "restore"),
     ("train", "train"),
     ("sample", "sample"),
+    ("encode", "encode"),
+    ("nll", "nll"),
+    ("interpolate", "interpolate"),
     ("fid", "fid"),
 ]
 

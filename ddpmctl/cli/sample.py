@@ -150,6 +150,11 @@ TRAJECTORY = typer.Option(
 PROCESS = typer.Option(None, "--process", "--sde", help="Mixture .npz only: ddpm, vp, subvp or ve [default: vp].")
 SCHEDULE = typer.Option(None, "--schedule", help="Mixture .npz with --process ddpm: beta schedule [default: linear].")
 STEPS_T = typer.Option(None, "--T", "-T", help="Mixture .npz with --process ddpm: number of steps [default: 1000].")
+FROM = typer.Option(
+    None, "--from", metavar="LATENTS",
+    help="Decode these latents (.npy from 'ddpmctl encode') instead of drawing noise: ode sampler only; "
+         "N is their number (-n is ignored).",
+)  # fmt: skip
 PREVIEW = typer.Option(
     None,
     "--preview",
@@ -186,6 +191,7 @@ def command(
     process: Optional[str] = PROCESS,
     schedule: Optional[str] = SCHEDULE,
     T: Optional[int] = STEPS_T,
+    latents: Optional[str] = FROM,
     output: str = typer.Option("samples.npy", "--output", "-o", help=HELP_OUTPUT),
     preview: Optional[str] = PREVIEW,
     quiet: bool = quiet_option(),
@@ -205,6 +211,8 @@ def command(
     Example: ddpmctl sample mix.npz --process ve --sampler pc --steps 200 -n 2000 -o pc.png
 
     Example: ddpmctl sample runs/tri --guide runs/tri/snapshot-20.safetensors --guidance 3 -o guided.png
+
+    Example: ddpmctl sample runs/tri --from z.npy -o decoded.png   (z.npy from ddpmctl encode)
     """
     _check_outputs(output, preview, trajectory, json_out)
     if guidance is not None and guide is None:
@@ -213,9 +221,13 @@ def command(
     guide_model = _load_guide(guide, checkpoint, device, process, schedule, T)
     if model.data_kind == "points" and io.output_kind(output) == "folder":
         raise InputError(f"{output}: points cannot be written as a folder of images; use .npy or .png")
+    start = None if latents is None else io.read_npy(latents, mmap=False)
+    if start is not None and len(start) == 0:
+        raise InputError(f"--from: {latents}: holds no latents (N = 0)")
+    n = n if start is None else len(start)
     options = dict(
         solver=solver, spacing=spacing, rho=rho, eta=eta, variance=variance, snr=snr, corrector_steps=corrector_steps,
-        rtol=rtol, atol=atol, clip_x0=clip_x0, trajectory=trajectory, guide=guide_model, guidance=guidance,
+        rtol=rtol, atol=atol, clip_x0=clip_x0, trajectory=trajectory, guide=guide_model, guidance=guidance, start=start,
     )  # fmt: skip
     job = sampling.plan_sample(model, sampler, n, steps, batch, sampling.SampleOptions(**options))
     w = job.options.guidance
