@@ -134,3 +134,43 @@ def test_cli_encode_then_sample_from(cli, tmp_path):
     assert np.abs(back - x).mean() < 0.02
     r = cli("sample", tmp_path / "mix.npz", "--from", tmp_path / "z.npy", "--sampler", "sde", "-o", tmp_path / "s.npy")
     assert r.returncode == 2 and "deterministic ode" in r.stderr.decode()
+
+
+@pytest.fixture(scope="module")
+def image_ckpt(tmp_path_factory):
+    """An untrained 1x8x8 DDPM U-Net checkpoint (T = 20): the commands' plumbing on images."""
+    import torch
+
+    from ddpmctl.checkpoint import make_meta, save_model
+    from ddpmctl.diffusion import IMAGE_NORMALIZATION
+    from ddpmctl.nets import build_net, default_net_config, validate_net_config
+
+    torch.manual_seed(0)
+    shape = (1, 8, 8)
+    cfg = validate_net_config({**default_net_config("images", shape), "base": 8, "mults": [1, 2], "groups": 4}, shape)
+    d = tmp_path_factory.mktemp("imgckpt")
+    meta = make_meta(cfg, make_process("ddpm", "linear", 20), "eps", "images", shape, IMAGE_NORMALIZATION)
+    save_model(d / "model.safetensors", build_net(cfg), meta)
+    x = np.random.default_rng(0).integers(0, 256, (3, *shape)).astype(np.float32) / 255
+    np.save(d / "x.npy", x)
+    np.save(d / "y.npy", x[::-1].copy())
+    return d
+
+
+def test_cli_commands_on_an_image_checkpoint(cli, image_ckpt):
+    d = image_ckpt
+    r = cli("encode", d, d / "x.npy", "--steps", "5", "-o", d / "z.npy", "--json")
+    assert r.returncode == 0, r.stderr
+    assert np.load(d / "z.npy").shape == (3, 1, 8, 8)
+    r = cli("sample", d, "--from", d / "z.npy", "--steps", "5", "-o", d / "back.png")
+    assert r.returncode == 0, r.stderr
+    for method in ("ode", "vlb"):
+        r = cli("nll", d, d / "x.npy", "--method", method, "--rtol", "1e-3", "--atol", "1e-3", "--json")
+        assert r.returncode == 0, r.stderr
+        info = json.loads(r.stdout)
+        assert np.isfinite(info["bits_per_dim"]) and info["bits_per_dim"] > 0 and "nats_per_dim" not in info
+    r = cli("interpolate", d, d / "x.npy", d / "y.npy", "--k", "4", "--steps", "4", "-o", d / "strip.npy")
+    assert r.returncode == 0, r.stderr
+    assert np.load(d / "strip.npy").shape == (3, 4, 1, 8, 8)
+    r = cli("interpolate", d, d / "x.npy", d / "y.npy", "--k", "4", "--space", "data", "-o", d / "strip.png")
+    assert r.returncode == 0 and (d / "strip.png").exists(), r.stderr

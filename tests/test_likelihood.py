@@ -113,3 +113,51 @@ def test_cli_nll_on_points_and_images(cli, tmp_path):
     assert r.returncode == 0 and b"bits/dim" in r.stdout, r.stderr
     r = cli("nll", tmp_path / "mix.npz", tmp_path / "mix.npy", "--method", "vlb")
     assert r.returncode == 2 and b"discrete" in r.stderr
+
+
+def _gaussian_images(n, seed=0):
+    """8-bit images drawn from test_restore's exact Gaussian prior N(MU, SIGMA) (model space)."""
+    from test_restore import MU, SIGMA
+
+    xm = np.random.default_rng(seed).multivariate_normal(MU, SIGMA, n)
+    y = np.clip(np.round((xm + 1) / 2 * 255), 0, 255)
+    return (y / 255).reshape(n, 1, 4, 4).astype(np.float32), y
+
+
+def _gaussian_logpdf(xm):
+    from scipy.stats import multivariate_normal
+    from test_restore import MU, SIGMA
+
+    return multivariate_normal(MU, SIGMA).logpdf(xm)
+
+
+def test_ode_bits_per_dim_of_8bit_images_match_the_exact_density():
+    """The change of units (L3): dequantised u = (y + U)/256, x_m = 2u - 1, bpd = -(log p_m/D + log 2)/ln 2 + 8,
+    against the exact Gaussian's density averaged over 64 draws of U per image."""
+    from test_restore import GaussianImages
+
+    x, y = _gaussian_images(60)
+    bpd, info = nll(GaussianImages(make_process("vp")), x, NllOptions(probes=4))
+    rng = np.random.default_rng(9)
+    exact = np.mean(
+        [-(_gaussian_logpdf(2 * (y + rng.random(y.shape)) / 256 - 1) / 16 + math.log(2)) / math.log(2) + 8 for _ in range(64)],
+        axis=0,
+    )
+    err = bpd - exact
+    assert abs(err.mean()) < 3 * err.std() / math.sqrt(len(x)) + 0.01, err.mean()
+    assert info["units"].startswith("bits/dim of 8-bit images")
+
+
+def test_vlb_of_8bit_images_bounds_the_discrete_nll():
+    """The discretised decoder bounds -log2 P(y); P(y) of the Gaussian is about p_m(x_m) (2/255)^D."""
+    from test_restore import GaussianImages
+
+    x, y = _gaussian_images(200, seed=1)
+    discrete = -(_gaussian_logpdf(2 * y / 255 - 1) + 16 * math.log(2 / 255)) / 16 / math.log(2)
+    gaps = []
+    for T in (10, 100):
+        bpd, _ = nll(GaussianImages(make_process("ddpm", T=T)), x, NllOptions(method="vlb"))
+        gap = bpd - discrete
+        assert gap.mean() > -3 * gap.std() / math.sqrt(len(x))
+        gaps.append(gap.mean())
+    assert gaps[1] < gaps[0]
