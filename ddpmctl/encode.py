@@ -131,7 +131,9 @@ def check_data(model, x: np.ndarray, name: str) -> None:
     """InputError unless ``x`` is a non-empty, finite batch shaped like the model's data."""
     shape = tuple(model.data_shape)
     if x.ndim != len(shape) + 1 or tuple(x.shape[1:]) != shape:
-        raise InputError(f"{name}: shape {tuple(x.shape)} does not fit the model's data (N, {', '.join(map(str, shape))})")
+        raise InputError(
+            f"{name}: shape {tuple(x.shape)} does not fit the model's data (N, {', '.join(map(str, shape))})"
+        )
     if len(x) == 0:
         raise InputError(f"{name}: holds no data (N = 0)")
     if not np.isfinite(x).all():

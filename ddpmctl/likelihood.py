@@ -198,14 +198,18 @@ def vlb_steps(T: int, n_terms: int | None, rows: range, seed: int) -> np.ndarray
         return np.tile(np.arange(2, T + 1), (len(rows), 1))
     from ddpmctl.sampling import sample_seed
 
-    return np.stack([np.random.default_rng(sample_seed(seed, i) ^ 0x5EED).permutation(T - 1)[:n_terms] + 2 for i in rows])
+    return np.stack(
+        [np.random.default_rng(sample_seed(seed, i) ^ 0x5EED).permutation(T - 1)[:n_terms] + 2 for i in rows]
+    )
 
 
 # --------------------------------------------------------------------------------------------
 # the driver
 
 
-def nll(model, x: np.ndarray, options: NllOptions = NllOptions(), seed: int = 0, batch=None, device=None, progress=None):
+def nll(
+    model, x: np.ndarray, options: NllOptions = NllOptions(), seed: int = 0, batch=None, device=None, progress=None
+):
     """Negative log-likelihood of data ``x`` (data units) under ``model`` by ``options.method``;
     returns (bits/dim per sample (float64 (N,)), info with the mean, its standard error over the
     samples, nats/dim for points, the NFE and the units). Randomness (dequantisation, probes, the
@@ -277,10 +281,8 @@ def _info(model, options: NllOptions, bpd: np.ndarray, images: bool, dims: int, 
         "process": model.process.describe(),
     }
     if images:
-        info["units"] = (
-            "bits/dim of 8-bit images: " + ("-(log p_m / D + log 2) / ln 2 + 8, dequantised (L3)"
-                                            if options.method == "ode" else "the discretised decoder's bound / (D ln 2)")
-        )  # fmt: skip
+        how = "-(log p_m / D + log 2) / ln 2 + 8, dequantised (L3)" if options.method == "ode" else "L / (D ln 2)"
+        info["units"] = f"bits/dim of 8-bit images: {how}"
     else:
         info["nats_per_dim"], info["nats_per_dim_se"] = float(bpd.mean() * LN2), se * LN2
         info["units"] = "per dimension of the points as given (data units): nats = -(log p_m / D + log scale)"

@@ -351,7 +351,9 @@ def check_start(model, start, sampler: str, rows: int) -> None:
         raise InputError(f"--from: latents decode with the deterministic ode sampler only (got --sampler {sampler})")
     shape = tuple(np.shape(start))
     if shape[1:] != tuple(model.data_shape):
-        raise InputError(f"--from: latents of shape {shape} do not fit the model's data shape {tuple(model.data_shape)}")
+        raise InputError(
+            f"--from: latents of shape {shape} do not fit the model's data shape {tuple(model.data_shape)}"
+        )
     if shape[0] < rows:
         raise InputError(f"--from: {shape[0]} latents, {rows} needed")
     if not np.isfinite(np.asarray(start[:rows])).all():

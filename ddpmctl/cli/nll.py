@@ -32,7 +32,9 @@ def command(
     checkpoint: str = CHECKPOINT,
     data: str = typer.Argument(..., metavar="DATA", help="Data (.npy, image or folder; - for stdin)."),
     method: str = choice_option("ode", "--method", L.METHODS, METHOD_HELP),
-    probes: int = typer.Option(1, "--probes", help="ode: Hutchinson probes per sample (the estimate's noise ~ 1/sqrt)."),
+    probes: int = typer.Option(
+        1, "--probes", help="ode: Hutchinson probes per sample (the estimate's noise ~ 1/sqrt)."
+    ),
     probe: str = choice_option("rademacher", "--probe", L.PROBES, "ode: the probes' distribution."),
     rtol: float = RTOL,
     atol: float = ATOL,
@@ -81,5 +83,7 @@ def command(
         if method == "ode"
         else f"vlb, {info['terms']} of {model.process.max_steps - 1} KL terms, {variance} variance"
     )
-    typer.echo(f"{line} over {info['n']} samples (+- one standard error); {how}; NFE {info['nfe']}, {info['seconds']:.2f} s")
+    typer.echo(
+        f"{line} over {info['n']} samples (+- one standard error); {how}; NFE {info['nfe']}, {info['seconds']:.2f} s"
+    )
     typer.echo(f"units: {info['units']}")
