@@ -153,7 +153,7 @@ STEPS_T = typer.Option(None, "--T", "-T", help="Mixture .npz with --process ddpm
 FROM = typer.Option(
     None, "--from", metavar="LATENTS",
     help="Decode these latents (.npy from 'ddpmctl encode') instead of drawing noise: ode sampler only; "
-         "N is their number (-n is ignored).",
+         "N is their number (-n is ignored). E.g. sample CKPT --from z.npy -o decoded.png.",
 )  # fmt: skip
 PREVIEW = typer.Option(
     None,
@@ -211,8 +211,6 @@ def command(
     Example: ddpmctl sample mix.npz --process ve --sampler pc --steps 200 -n 2000 -o pc.png
 
     Example: ddpmctl sample runs/tri --guide runs/tri/snapshot-20.safetensors --guidance 3 -o guided.png
-
-    Example: ddpmctl sample runs/tri --from z.npy -o decoded.png   (z.npy from ddpmctl encode)
     """
     _check_outputs(output, preview, trajectory, json_out)
     if guidance is not None and guide is None:
@@ -221,9 +219,7 @@ def command(
     guide_model = _load_guide(guide, checkpoint, device, process, schedule, T)
     if model.data_kind == "points" and io.output_kind(output) == "folder":
         raise InputError(f"{output}: points cannot be written as a folder of images; use .npy or .png")
-    start = None if latents is None else io.read_npy(latents, mmap=False)
-    if start is not None and len(start) == 0:
-        raise InputError(f"--from: {latents}: holds no latents (N = 0)")
+    start = _read_latents(latents)
     n = n if start is None else len(start)
     options = dict(
         solver=solver, spacing=spacing, rho=rho, eta=eta, variance=variance, snr=snr, corrector_steps=corrector_steps,
@@ -247,6 +243,16 @@ def command(
         emit_json(result)
     else:
         _report(result, model, label)
+
+
+def _read_latents(path: Optional[str]):
+    """The --from latents (None without --from); their shape is checked against the model's by the plan."""
+    if path is None:
+        return None
+    start = io.read_npy(path, mmap=False)
+    if len(start) == 0:
+        raise InputError(f"--from: {path}: holds no latents (N = 0)")
+    return start
 
 
 def _check_outputs(output: str, preview: Optional[str], trajectory: int, json_out: bool) -> None:
