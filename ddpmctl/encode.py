@@ -187,6 +187,7 @@ def interpolate(model, a: np.ndarray, b: np.ndarray, k: int = 8, space: str = "l
     flat = path.reshape(len(a) * k, *path.shape[2:])
     out, dinfo = decode(model, flat, progress=progress, **settings)
     info.update(space="latent", nfe_encode=info["nfe"], nfe_decode=dinfo["nfe"], nfe=info["nfe"] + dinfo["nfe"])
+    info["seconds"] += dinfo["seconds"]
     return out.reshape(path.shape), info
 
 

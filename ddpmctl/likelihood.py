@@ -149,10 +149,9 @@ def discretized_gaussian_nll(x: torch.Tensor, mean: torch.Tensor, var: float, ha
     """-log P(x) of Ho et al.'s discretised Gaussian decoder (eq. 13), summed per sample: the mass of
     N(mean, var) on [x - half_bin, x + half_bin], the end bins reaching to -inf and +inf (x in [-1, 1])."""
     sd = math.sqrt(var)
-    normal = torch.distributions.Normal(torch.zeros((), dtype=torch.float64), torch.ones((), dtype=torch.float64))
     x, mean = x.double(), mean.double()
-    hi = torch.where(x > 1 - 1e-3, torch.ones_like(x), normal.cdf((x + half_bin - mean) / sd))
-    lo = torch.where(x < -1 + 1e-3, torch.zeros_like(x), normal.cdf((x - half_bin - mean) / sd))
+    hi = torch.where(x > 1 - 1e-3, torch.ones_like(x), torch.special.ndtr((x + half_bin - mean) / sd))
+    lo = torch.where(x < -1 + 1e-3, torch.zeros_like(x), torch.special.ndtr((x - half_bin - mean) / sd))
     return -torch.log((hi - lo).clamp_min(1e-12)).flatten(1).sum(1)
 
 
