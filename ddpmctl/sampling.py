@@ -94,6 +94,7 @@ class Batches:
     inference: bool = True  # torch.inference_mode; False: no_grad (a method that takes gradients inside)
     clip: bool = True  # clip images to [0, 1]
     failure: str = "produced NaN or inf"
+    start: Any = None  # given starting noise (rows aligned with ``seeds``, before ``start_std``) instead of draws
 
 
 def drive(run: Batches, prepare: Callable, sink: Callable) -> tuple[list[int], float]:
@@ -108,7 +109,7 @@ def drive(run: Batches, prepare: Callable, sink: Callable) -> tuple[list[int], f
         stop = min(n, start + run.batch)
         step = prepare(start, stop)
         stream = NoiseStream(run.seeds[start:stop], shape, device=run.device, dtype=run.dtype)
-        x = run.start_std * stream()
+        x = run.start_std * (stream() if run.start is None else _rows(run.start, start, stop, run))
         run.denoiser.reset()
         before = run.denoiser.nfe
         with torch.inference_mode() if run.inference else torch.no_grad(), autocast(run.device, enabled=run.amp):
@@ -121,6 +122,11 @@ def drive(run: Batches, prepare: Callable, sink: Callable) -> tuple[list[int], f
             x_data = np.clip(x_data, 0.0, 1.0)
         sink(start, stop, x_data)
     return nfes, time.perf_counter() - t0
+
+
+def _rows(array, start: int, stop: int, run: Batches) -> torch.Tensor:
+    """Rows [start, stop) of given starting noise (latents from ``encode``) as a tensor of the run."""
+    return torch.as_tensor(np.asarray(array[start:stop])).to(device=run.device, dtype=run.dtype)
 
 
 # --------------------------------------------------------------------------------------------
@@ -154,6 +160,7 @@ class SampleOptions:
     amp: bool = False
     guide: Any = None
     guidance: float | None = None  # with a guide: DEFAULT_GUIDANCE; without: 1 (none)
+    start: Any = None  # latents (encode.encode) that sample i starts from, row start_index + i: ode only
 
 
 # autoguidance's weight w when a guide is given without one: the best of 1.5-5 on the triangles
@@ -206,6 +213,8 @@ def plan_sample(
         options = dataclasses.replace(options, guidance=DEFAULT_GUIDANCE if options.guide is not None else 1.0)
     if options.guide is not None:
         check_guide(model, options.guide, options.guidance)
+    if options.start is not None:
+        check_start(model, options.start, sampler, options.start_index + n)
     given = {k: getattr(options, k) for k in SAMPLER_KEYWORDS}
     plan = S.plan(model.process, sampler, steps, options.spacing, options.rho, **given)
     return SamplePlan(plan, n, batch, options)
@@ -292,9 +301,11 @@ def run_sample(model, job: SamplePlan, seed: int = 0, device=None, progress=None
     seeds = [sample_seed(seed, opts.start_index + i) for i in range(n)]
     hint = "--steps, --no-clip-x0" if opts.clip_x0 else "--steps"
     failure = f"sampler {plan.sampler.name} produced NaN or inf (try more {hint})"
+    start = None if opts.start is None else opts.start[opts.start_index : opts.start_index + n]
     run = Batches(
-        model, denoiser, seeds, job.batch, dev, dtype, S.start_std(model.process, plan.times[0]), amp, failure=failure
-    )
+        model, denoiser, seeds, job.batch, dev, dtype, S.start_std(model.process, plan.times[0]), amp,
+        failure=failure, start=start,
+    )  # fmt: skip
     nfes, seconds = drive(run, prepare, sink)
     info = _sample_info(model, job, seed, nfes, seconds, dev, denoiser)
     if traj is not None:
@@ -336,6 +347,23 @@ def trajectory_frames(n_steps: int, k: int) -> list[int]:
     if k <= 1:
         return [n_steps]
     return sorted(set(np.round(np.linspace(0, n_steps, k)).astype(int).tolist()))
+
+
+def check_start(model, start, sampler: str, rows: int) -> None:
+    """InputError unless ``start`` can be decoded: latents shaped like the model's data, at least
+    ``rows`` of them, finite, and the deterministic ``ode`` sampler (a stochastic sampler draws
+    fresh noise at every step, so its output is not a function of the latents alone)."""
+    if sampler != "ode":
+        raise InputError(f"--from: latents decode with the deterministic ode sampler only (got --sampler {sampler})")
+    shape = tuple(np.shape(start))
+    if shape[1:] != tuple(model.data_shape):
+        raise InputError(
+            f"--from: latents of shape {shape} do not fit the model's data shape {tuple(model.data_shape)}"
+        )
+    if shape[0] < rows:
+        raise InputError(f"--from: {shape[0]} latents, {rows} needed")
+    if not np.isfinite(np.asarray(start[:rows])).all():
+        raise InputError("--from: latents contain NaN or inf")
 
 
 def check_guide(model, guide, guidance: float) -> None:

@@ -122,6 +122,9 @@ def _arrays(d: Path) -> None:
     rng = np.random.default_rng(0)
     imgs = rng.random((4, 1, 8, 8)).astype(np.float32)
     np.save(d / "imgs.npy", imgs)
+    np.save(d / "imgs2.npy", imgs[:2])
+    np.savez(d / "goodmix.npz", weights=np.array([0.5, 0.5]), means=np.array([[-1.0, 0.0], [1.0, 0.0]]),
+             covs=np.stack([0.1 * np.eye(2)] * 2), kind=np.array("gmm"))  # fmt: skip
     np.save(d / "imgs3.npy", rng.random((2, 3, 32, 32)).astype(np.float32))
     np.save(d / "pts.npy", rng.standard_normal((16, 2)).astype(np.float32))
     good = (d / "imgs.npy").read_bytes()
@@ -528,6 +531,39 @@ OPTION_CASES = [
     ("restore-truth-mismatch", ["restore", "{d}/ck", "{d}/obs.npy", "--truth", "{d}/pts.npy", "-o", "{o}/out.npy"], ["pts.npy", "does not match"]),
     ("restore-points-sr", ["restore", "{d}/ckpts", "{d}/pts.npy", "--task", "sr", "-o", "{o}/out.npy"], ["sr", "needs images"]),
     ("restore-task-unknown", ["restore", "{d}/ck", "{d}/obs.npy", "--task", "colorize", "-o", "{o}/out.npy"], ["--task", "colorize"]),
+    # encode, sample --from
+    ("encode-shape", ["encode", "{d}/ck", "{d}/imgs3.npy", "-o", "{o}/z.npy"], ["imgs3.npy", "does not fit"]),
+    ("encode-points-for-images", ["encode", "{d}/ck", "{d}/pts.npy", "-o", "{o}/z.npy"], ["pts.npy", "does not fit"]),
+    ("encode-steps-zero", ["encode", "{d}/ck", "{d}/imgs.npy", "--steps", "0", "-o", "{o}/z.npy"], ["--steps", "0"]),
+    ("encode-steps-one", ["encode", "{d}/ck", "{d}/imgs.npy", "--steps", "1", "-o", "{o}/z.npy"], ["--steps", ">= 2"]),
+    ("encode-steps-above-T", ["encode", "{d}/ck", "{d}/imgs.npy", "--steps", "60", "-o", "{o}/z.npy"], ["--steps", "60"]),
+    ("encode-solver-unknown", ["encode", "{d}/ck", "{d}/imgs.npy", "--solver", "rk99", "-o", "{o}/z.npy"], ["--solver", "rk99"]),
+    ("encode-out-format", ["encode", "{d}/ck", "{d}/imgs.npy", "-o", "{o}/z.png"], ["z.png", ".npy"]),
+    ("encode-nan", ["encode", "{d}/ck", "{d}/nan.npy", "-o", "{o}/z.npy"], ["nan.npy", "NaN"]),
+    ("encode-pickled", ["encode", "{d}/ck", "{d}/pickled.npy", "-o", "{o}/z.npy"], ["pickled.npy", "never unpickles"]),
+    ("encode-ckpt-trunc", ["encode", "{d}/trunc.safetensors", "{d}/imgs.npy", "-o", "{o}/z.npy"], ["trunc.safetensors"]),
+    ("sample-from-stochastic", ["sample", "{d}/ck", "--from", "{d}/imgs.npy", "--sampler", "ddpm", "-o", "{o}/out.npy"], ["--from", "deterministic ode"]),
+    ("sample-from-shape", ["sample", "{d}/ck", "--from", "{d}/pts.npy", "-o", "{o}/out.npy"], ["--from", "do not fit"]),
+    ("sample-from-nan", ["sample", "{d}/ck", "--from", "{d}/nan.npy", "-o", "{o}/out.npy"], ["--from", "NaN"]),
+    ("sample-from-missing", ["sample", "{d}/ck", "--from", "{d}/nosuch.npy", "-o", "{o}/out.npy"], ["nosuch.npy", "no such file"]),
+    # nll
+    ("nll-shape", ["nll", "{d}/ck", "{d}/imgs3.npy"], ["imgs3.npy", "does not fit"]),
+    ("nll-method-unknown", ["nll", "{d}/ck", "{d}/imgs.npy", "--method", "elbo"], ["--method", "elbo"]),
+    ("nll-probes-zero", ["nll", "{d}/ck", "{d}/imgs.npy", "--probes", "0"], ["--probes", ">= 1"]),
+    ("nll-probe-unknown", ["nll", "{d}/ck", "{d}/imgs.npy", "--probe", "cauchy"], ["--probe", "cauchy"]),
+    ("nll-rtol", ["nll", "{d}/ck", "{d}/imgs.npy", "--rtol", "0"], ["--rtol"]),
+    ("nll-terms-above", ["nll", "{d}/ck", "{d}/imgs.npy", "--method", "vlb", "--terms", "50"], ["--terms", "49"]),
+    ("nll-vlb-continuous", ["nll", "{d}/goodmix.npz", "{d}/pts.npy", "--method", "vlb"], ["vlb", "discrete"]),
+    ("nll-range", ["nll", "{d}/ck", "{d}/range.npy"], ["range.npy", "[0, 1]"]),
+    ("nll-seed-negative", ["nll", "{d}/ck", "{d}/imgs.npy", "--seed", "-1"], ["--seed"]),
+    # interpolate
+    ("interpolate-shape", ["interpolate", "{d}/ck", "{d}/imgs3.npy", "{d}/imgs3.npy", "-o", "{o}/out.npy"], ["imgs3.npy", "does not fit"]),
+    ("interpolate-different-n", ["interpolate", "{d}/ck", "{d}/imgs.npy", "{d}/imgs2.npy", "-o", "{o}/out.npy"], ["4 and 2", "as many"]),
+    ("interpolate-steps-zero", ["interpolate", "{d}/ck", "{d}/imgs.npy", "{d}/imgs.npy", "--steps", "0", "-o", "{o}/out.npy"], ["--steps", "0"]),
+    ("interpolate-k-one", ["interpolate", "{d}/ck", "{d}/imgs.npy", "{d}/imgs.npy", "--k", "1", "-o", "{o}/out.npy"], ["--k", ">= 2"]),
+    ("interpolate-space", ["interpolate", "{d}/ck", "{d}/imgs.npy", "{d}/imgs.npy", "--space", "pixel", "-o", "{o}/out.npy"], ["--space", "pixel"]),
+    ("interpolate-out-format", ["interpolate", "{d}/ck", "{d}/imgs.npy", "{d}/imgs.npy", "-o", "{o}/out.xyz"], ["out.xyz", "unknown output format"]),
+    ("interpolate-mix-shape", ["interpolate", "{d}/goodmix.npz", "{d}/imgs.npy", "{d}/imgs.npy", "-o", "{o}/out.npy"], ["imgs.npy", "does not fit"]),
 ]
 
 CASES = _corpus_cases() + _ckpt_cases() + OPTION_CASES

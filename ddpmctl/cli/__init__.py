@@ -20,8 +20,9 @@ app = typer.Typer(
     name="ddpmctl",
     help=(
         "Unix-style toolkit for diffusion models: make data, build noise schedules, noise images, "
-        "train DDPM / score-SDE models, sample with DDPM / DDIM / SDE / ODE samplers, compute FID "
-        "and restore images. Commands chain through .npy / .png / .safetensors files.\n\n"
+        "train DDPM / score-SDE models, sample with DDPM / DDIM / SDE / ODE samplers, encode data to "
+        "latents, measure bits/dim, compute FID and restore images. Commands chain through .npy / .png / "
+        ".safetensors files.\n\n"
         "Example: ddpmctl make-data triangles --n 10000 -o tri.npy"
     ),
     no_args_is_help=True,
@@ -40,6 +41,9 @@ COMMANDS = [
     ("restore", "restore"),
     ("train", "train"),
     ("sample", "sample"),
+    ("encode", "encode"),
+    ("nll", "nll"),
+    ("interpolate", "interpolate"),
     ("fid", "fid"),
 ]
 

@@ -172,6 +172,11 @@ TRAJECTORY = typer.Option(
 PROCESS = typer.Option(None, "--process", "--sde", help="Mixture .npz only: ddpm, vp, subvp or ve [default: vp].")
 SCHEDULE = typer.Option(None, "--schedule", help="Mixture .npz with --process ddpm: beta schedule [default: linear].")
 STEPS_T = typer.Option(None, "--T", "-T", help="Mixture .npz with --process ddpm: number of steps [default: 1000].")
+FROM = typer.Option(
+    None, "--from", metavar="LATENTS",
+    help="Decode these latents (.npy from 'ddpmctl encode') instead of drawing noise: ode sampler only; "
+         "N is their number (-n is ignored). E.g. sample CKPT --from z.npy -o decoded.png.",
+)  # fmt: skip
 PREVIEW = typer.Option(
     None,
     "--preview",
@@ -209,6 +214,7 @@ def command(
     process: Optional[str] = PROCESS,
     schedule: Optional[str] = SCHEDULE,
     T: Optional[int] = STEPS_T,
+    latents: Optional[str] = FROM,
     output: str = typer.Option("samples.npy", "--output", "-o", help=HELP_OUTPUT),
     preview: Optional[str] = PREVIEW,
     quiet: bool = quiet_option(),
@@ -230,15 +236,15 @@ def command(
     Example: ddpmctl sample runs/tri --guide runs/tri/snapshot-20.safetensors --guidance 3 -o guided.png
     """
     _check_outputs(output, preview, trajectory, json_out)
-    if guidance is not None and guide is None:
-        raise InputError("--guidance: needs --guide (the weaker model to guide with)")
     model, dev = _load(checkpoint, device, process, schedule, T)
-    guide_model = _load_guide(guide, checkpoint, device, process, schedule, T)
+    guide_model = _load_guide(guide, guidance, checkpoint, device, process, schedule, T)
     if model.data_kind == "points" and io.output_kind(output) == "folder":
         raise InputError(f"{output}: points cannot be written as a folder of images; use .npy or .png")
+    start = _read_latents(latents)
+    n = n if start is None else len(start)
     options = dict(
         solver=solver, spacing=spacing, rho=rho, eta=eta, variance=variance, snr=snr, corrector_steps=corrector_steps,
-        rtol=rtol, atol=atol, clip_x0=clip_x0, trajectory=trajectory, guide=guide_model, guidance=guidance,
+        rtol=rtol, atol=atol, clip_x0=clip_x0, trajectory=trajectory, guide=guide_model, guidance=guidance, start=start,
     )  # fmt: skip
     options.update(S.parse_options(option))
     job = sampling.plan_sample(model, sampler, n, steps, batch, sampling.SampleOptions(**options))
@@ -261,6 +267,16 @@ def command(
         _report(result, model, label)
 
 
+def _read_latents(path: Optional[str]):
+    """The --from latents (None without --from); their shape is checked against the model's by the plan."""
+    if path is None:
+        return None
+    start = io.read_npy(path, mmap=False)
+    if len(start) == 0:
+        raise InputError(f"--from: {path}: holds no latents (N = 0)")
+    return start
+
+
 def _check_outputs(output: str, preview: Optional[str], trajectory: int, json_out: bool) -> None:
     if preview is not None and not preview.lower().endswith(".png"):
         raise InputError(f"--preview: {preview}: must be a .png file")
@@ -271,9 +287,11 @@ def _check_outputs(output: str, preview: Optional[str], trajectory: int, json_ou
         raise InputError("--trajectory: needs a file or folder output (-o), not stdout")
 
 
-def _load_guide(guide: Optional[str], checkpoint: str, device: str, process, schedule, T):
+def _load_guide(guide: Optional[str], guidance: Optional[float], checkpoint: str, device: str, process, schedule, T):
     """The --guide model (None without --guide), of the same kind as CKPT."""
     if guide is None:
+        if guidance is not None:
+            raise InputError("--guidance: needs --guide (the weaker model to guide with)")
         return None
     if _is_mixture(guide) != _is_mixture(checkpoint):
         raise InputError(f"--guide: {guide}: give a guide of the same kind as CKPT (a checkpoint, or a mixture .npz)")
