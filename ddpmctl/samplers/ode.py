@@ -140,6 +140,16 @@ def ode_dpmpp(denoiser: Denoiser, x, times, callback=None, order: int = 2) -> to
     return x
 
 
+def multistep_x0(x0, x0_prev, lam_t: float, lam_prev: float | None, h: float) -> torch.Tensor:
+    """DPM-Solver++(2M)'s D_i = x0 + (x0 - x0_prev) / (2 r), r = (lam_t - lam_prev) / h (Lu et al.
+    2022, Algorithm 2); x0 alone on the first step and after a step more than ``RATIO_ORDER_1``
+    times as wide in lambda as the previous one."""
+    if lam_prev is None or h / (lam_t - lam_prev) > RATIO_ORDER_1:
+        return x0
+    r = (lam_t - lam_prev) / h
+    return x0 + (x0 - x0_prev) / (2 * r)
+
+
 @torch.no_grad()
 def ode_dpmpp_2m(denoiser: Denoiser, x, times, callback=None) -> torch.Tensor:
     """DPM-Solver++(2M), Lu et al. 2022 Algorithm 2 (k-diffusion ``sample_dpmpp_2m``), in
@@ -161,10 +171,7 @@ def ode_dpmpp_2m(denoiser: Denoiser, x, times, callback=None) -> torch.Tensor:
             return pred.x0
         lam_t = 0.5 * _f(process.log_snr(t))
         h = 0.5 * _f(process.log_snr(s)) - lam_t
-        d = pred.x0
-        if lam_prev is not None and not h / (lam_t - lam_prev) > RATIO_ORDER_1:
-            r = (lam_t - lam_prev) / h
-            d = pred.x0 + (pred.x0 - x0_prev) / (2 * r)
+        d = multistep_x0(pred.x0, x0_prev, lam_t, lam_prev, h)
         x = _f(process.sigma(s)) / _f(process.sigma(t)) * x - _f(process.alpha(s)) * math.expm1(-h) * d
         lam_prev, x0_prev = lam_t, pred.x0
     return x

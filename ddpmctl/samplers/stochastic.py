@@ -19,7 +19,7 @@ import torch
 from ddpmctl.diffusion import Denoiser
 from ddpmctl.errors import InputError
 from ddpmctl.samplers.ancestral import _cb, _check_eta, _f, _steps, randn_like
-from ddpmctl.samplers.ode import RATIO_ORDER_1, ode_heun
+from ddpmctl.samplers.ode import multistep_x0, ode_heun
 from ddpmctl.samplers.registry import Sampler, register
 from ddpmctl.schedules import Process, sigma_tilde
 
@@ -142,10 +142,7 @@ def sample_dpmpp_2m_sde(denoiser: Denoiser, x, times, generator=None, callback=N
         lam_t = 0.5 * _f(process.log_snr(t))
         h = 0.5 * _f(process.log_snr(s)) - lam_t
         eh = eta * h
-        d = pred.x0
-        if lam_prev is not None and not h / (lam_t - lam_prev) > RATIO_ORDER_1:
-            r = (lam_t - lam_prev) / h
-            d = pred.x0 + (pred.x0 - x0_prev) / (2 * r)
+        d = multistep_x0(pred.x0, x0_prev, lam_t, lam_prev, h)
         sig_s = _f(process.sigma(s))
         x = sig_s / _f(process.sigma(t)) * math.exp(-eh) * x - _f(process.alpha(s)) * math.expm1(-h - eh) * d
         if eta > 0:
