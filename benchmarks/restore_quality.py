@@ -1,31 +1,44 @@
-"""Restoration quality: diffusion methods (ddpmctl restore) against classical baselines, side by side.
+"""Restoration quality: every diffusion method of ``ddpmctl restore`` against classical baselines
+that use the known operator A, with hyperparameters chosen on a validation split and the figures
+measured on a held-out test split.
 
-On held-out triangles (``ddpmctl.datasets.make("triangles", seed=--data-seed)``, a seed the training set
-did not use), for each task the same observations y = A x + n go to every method:
+Splits (``make-data triangles`` at the checkpoint's size, seeds the training set did not use):
+validation ``--val-seed 98`` (``--val-n``, default 32 images), test ``--test-seed 99``
+(``--test-n``, default 100). Tasks, as ``ddpmctl degrade`` makes them (noise seed 0):
 
-  task     observation                        diffusion methods        classical baselines
-  inpaint  centre box of half the size hidden ddnm, repaint, dps       biharmonic (scikit-image)
-  denoise  sigma 0.2                          ddnm, dps, sdedit        BM3D (bm3d), total variation (scikit-image)
-  sr       x4 average pooling                 ddnm, repaint, dps       bicubic (PIL), nearest (= A^+ y)
-  deblur   Gaussian blur sigma 2, noise 0.01  ddnm, dps                Wiener, Richardson-Lucy (circular, numpy)
+  task     observation                      classical baselines (all see the same y)
+  inpaint  --box 10,10,12,12, noise-free    TV least squares, biharmonic (scikit-image)
+  denoise  --noise 0.2                      BM3D (bm3d), TV least squares
+  sr       --scale 4, noise-free            TV least squares, bicubic (PIL), nearest (= A^+ y)
+  deblur   --kernel-sigma 2 --noise 0.01    TV least squares, Wiener, Richardson-Lucy (circular)
 
-It prints mean PSNR / SSIM per method and the wall time per image (diffusion: batch time / n).
-Tunable baselines (TV weight, Wiener balance, Richardson-Lucy iterations) get their best value
-on a separate validation set of 10 images (oracle-tuned, so they are not handicapped).
-scikit-image and bm3d are optional: a missing one prints 'not installed'. Run them from a separate
-environment, e.g.
+1. Validation: every candidate configuration of every diffusion method (``candidates``: steps and
+   options, each at most ``--max-nfe`` network evaluations) and every baseline's parameter grid
+   (TV weight lam, Wiener balance, Richardson-Lucy iterations). The best configuration of each
+   method by mean PSNR; the task's best diffusion method is the one ``restore`` should default to.
+2. Test: each method's best configuration, DPS with 1000 steps (the reference, above the NFE
+   limit) and the tuned baselines. Per task: PSNR and SSIM (mean and 95% CI = 1.96 standard
+   errors over images), the PSNR of the pooled MSE (10 log10(1 / mean MSE)), consistency
+   RMS(A x - y) over the observed entries (data units; about sigma_y for a noisy y), NFE and
+   seconds per image; then the validation-chosen best diffusion method minus the
+   validation-chosen best baseline, per image (paired), with its 95% CI.
 
-    python -m venv /work/restbench && /work/restbench/bin/pip install torch==2.13.0 scikit-image bm3d \
-        numpy scipy safetensors pyyaml pillow typer rich matplotlib
-    PYTHONPATH=. /work/restbench/bin/python benchmarks/restore_quality.py CKPT --n 100
+scikit-image and bm3d are benchmark-only dependencies: a missing one prints "not installed".
+Give them a separate environment that reuses the project's (torch included) through a .pth file:
 
-On a CPU, shorten the runs with e.g. ``--n 20 --steps 50``.
+    python3 -m venv /work/restbench
+    echo $PWD/.venv/lib/python3.11/site-packages > /work/restbench/lib/python3.11/site-packages/main.pth
+    /work/restbench/bin/pip install scikit-image bm3d
+    PYTHONPATH=. /work/restbench/bin/python benchmarks/restore_quality.py CKPT --json out.json
+
+``--quick`` runs one configuration per method on 4 + 4 images (a smoke test).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 import time
 from pathlib import Path
@@ -34,20 +47,41 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from tv import tv_restore  # noqa: E402
 
 from ddpmctl import datasets  # noqa: E402
 from ddpmctl.checkpoint import load_model  # noqa: E402
 from ddpmctl.device import resolve_device  # noqa: E402
 from ddpmctl.metrics import psnr, ssim  # noqa: E402
-from ddpmctl.operators import centre_box, degrade, make_operator  # noqa: E402
-from ddpmctl.restore import restore  # noqa: E402
+from ddpmctl.operators import degrade, make_operator  # noqa: E402
+from ddpmctl.restore import METHODS, RestoreOptions, plan_restore, restore  # noqa: E402
 
-TASKS = {
-    "inpaint": ({"box": None}, 0.0, ["ddnm", "repaint", "dps"]),
-    "denoise": ({}, 0.2, ["ddnm", "dps", "sdedit"]),
-    "sr": ({"scale": 4}, 0.0, ["ddnm", "repaint", "dps"]),
-    "deblur": ({"kernel_sigma": 2.0}, 0.01, ["ddnm", "dps"]),
+TASKS = {  # operator keywords, noise sigma (image units)
+    "inpaint": ({"box": (10, 10, 12, 12)}, 0.0),
+    "denoise": ({}, 0.2),
+    "sr": ({"scale": 4}, 0.0),
+    "deblur": ({"kernel_sigma": 2.0}, 0.01),
 }
+REFERENCE = ("dps", 1000, {})  # DPS as its paper runs it: over the NFE limit, measured on the test split
+
+
+def candidates(task: str) -> list[tuple[str, int, dict]]:
+    """(method, steps, options) to try on the validation split; every one at most 200 NFE."""
+    out = [("ddnm", 100, {"eta": 0.85}), ("ddnm", 100, {"eta": 1.0})]
+    for steps, length, interval, repeat in ((50, 5, 5, 2), (40, 10, 10, 3), (100, 5, 10, 1)):
+        travel = {"travel_length": length, "travel_interval": interval, "travel_repeat": repeat}
+        out.append(("ddnm", steps, {"eta": 0.85, **travel}))
+    if task != "denoise":
+        out += [("repaint", 50, {"jump_length": 5, "jump_n": 3}), ("repaint", 40, {"jump_length": 10, "jump_n": 3})]
+    zeta = METHODS["dps"].options["zeta"](task, 200)
+    out += [("dps", 200, {"zeta": zeta}), ("dps", 200, {"zeta": zeta / 2})]
+    out += [("pigdm", 100, {"eta": eta, "weight": w}) for eta, w in ((1.0, 1.0), (0.5, 1.0), (1.0, 0.5))]
+    out += [("diffpir", 100, {"lam": lam, "zeta": z}) for lam in (1.0, 7.0, 50.0) for z in (0.3, 0.9)]
+    if task == "denoise":
+        out += [("sdedit", 100, {"eta": 1.0}), ("sdedit", 100, {"eta": 0.5})]
+    return out
 
 
 def optional(name):
@@ -58,11 +92,19 @@ def optional(name):
 
 
 # ------------------------------------------------------------------------------------------
-# classical baselines: f(y_file, op, sigma, **param) -> x (N, C, H, W)
+# classical baselines: f(y, op, sigma, **param) -> x (N, C, H, W); y is the observation file's array
 
 
 def per_image(fn, images):
     return np.stack([np.stack([fn(im[c]) for c in range(im.shape[0])]) for im in images]).astype(np.float32)
+
+
+def decoded(y, op):
+    return op.decode(torch.from_numpy(np.asarray(y, np.float64)))
+
+
+def tv(y, op, sigma, lam):
+    return tv_restore(op, decoded(y, op), lam).numpy().astype(np.float32)
 
 
 def biharmonic(y, op, sigma):
@@ -81,11 +123,6 @@ def bm3d_denoise(y, op, sigma):
     return per_image(lambda im: bm3d.bm3d(im, sigma_psd=sigma), y)
 
 
-def tv(y, op, sigma, weight):
-    restoration = optional("skimage.restoration")
-    return per_image(lambda im: restoration.denoise_tv_chambolle(im, weight=weight), y)
-
-
 def bicubic(y, op, sigma):
     from PIL import Image
 
@@ -96,7 +133,7 @@ def bicubic(y, op, sigma):
 
 
 def nearest(y, op, sigma):
-    return op.pinv(torch.from_numpy(y).double()).numpy().astype(np.float32)
+    return op.pinv(decoded(y, op)).numpy().astype(np.float32)
 
 
 def wiener(y, op, sigma, balance):
@@ -119,143 +156,201 @@ def richardson_lucy(y, op, sigma, iterations):
     return x.numpy().astype(np.float32)
 
 
-BASELINES = {
-    "inpaint": [("biharmonic", biharmonic, "skimage", None)],
-    "denoise": [
-        ("bm3d", bm3d_denoise, "bm3d", None),
-        ("tv", tv, "skimage", ("weight", [0.02, 0.05, 0.08, 0.1, 0.15, 0.2, 0.3])),
-    ],
-    "sr": [("bicubic", bicubic, None, None), ("nearest", nearest, None, None)],
+TV_GRID = ("lam", [1e-4, 3e-4, 1e-3, 3e-3, 0.01, 0.03, 0.1, 0.2, 0.3, 0.5])
+BASELINES = {  # name, function, the module it needs, (parameter, grid) tuned on the validation split
+    "inpaint": [("tv", tv, None, TV_GRID), ("biharmonic", biharmonic, "skimage", None)],
+    "denoise": [("bm3d", bm3d_denoise, "bm3d", None), ("tv", tv, None, TV_GRID)],
+    "sr": [("tv", tv, None, TV_GRID), ("bicubic", bicubic, None, None), ("nearest", nearest, None, None)],
     "deblur": [
+        ("tv", tv, None, TV_GRID),
         ("wiener", wiener, None, ("balance", [1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2])),
         ("richardson-lucy", richardson_lucy, None, ("iterations", [10, 30, 100, 300, 1000])),
     ],
 }
 
 
-def score(x, truth):
-    x = np.clip(x, 0, 1)
-    return float(np.mean(psnr(x, truth))), float(np.mean(ssim(x, truth)))
+# ------------------------------------------------------------------------------------------
+# measuring
+
+
+class Split:
+    """One split of one task: the clean images, the operator and the observation file's array."""
+
+    def __init__(self, model, task: str, n: int, seed: int):
+        kw, self.sigma = TASKS[task]
+        c, h, w = model.data_shape
+        self.truth, _ = datasets.make("triangles", n, seed=seed, size=h)
+        self.op = make_operator(task, model.data_shape, n, **kw)
+        self.y = degrade(self.truth, self.op, self.sigma, seed=0)
+        self.y_obs = decoded(self.y, self.op)
+
+    def score(self, x: np.ndarray, seconds_per_image: float, nfe: int | None = None) -> dict:
+        """Per-image PSNR and SSIM (clipped to [0, 1]) and their summaries, pooled PSNR, consistency."""
+        x = np.clip(x, 0.0, 1.0)
+        p, s = psnr(x, self.truth), ssim(x, self.truth)
+        mse = np.mean((x.astype(np.float64) - self.truth) ** 2, axis=tuple(range(1, x.ndim)))
+        residual = self.op.A(torch.from_numpy(x).double()) - self.y_obs
+        support = self.op.noise_support(torch.ones_like(residual)) * torch.ones_like(residual)
+        rms = torch.sqrt((residual**2).flatten(1).sum(1) / support.flatten(1).sum(1)).numpy()
+        ci = 1.96 / math.sqrt(len(p))
+        return {
+            "psnr": float(np.mean(p)), "psnr_ci": float(ci * np.std(p, ddof=1)) if len(p) > 1 else 0.0,
+            "ssim": float(np.mean(s)), "ssim_ci": float(ci * np.std(s, ddof=1)) if len(s) > 1 else 0.0,
+            "psnr_pooled": float(10 * np.log10(1 / np.mean(mse))), "consistency": float(np.mean(rms)),
+            "nfe": nfe, "seconds_per_image": float(seconds_per_image), "per_image_psnr": [float(v) for v in p],
+        }  # fmt: skip
+
+
+def run_diffusion(model, split: Split, config, args) -> dict:
+    method, steps, options = config
+    x, info = restore(
+        model, split.y, split.op, split.sigma, method, steps, seed=args.seed, batch=args.batch, device=args.dev,
+        **options,
+    )  # fmt: skip
+    return split.score(x, info["seconds_per_image"], info["nfe"])
+
+
+def run_baseline(split: Split, fn, param: dict) -> dict:
+    t0 = time.perf_counter()
+    x = fn(split.y, split.op, split.sigma, **param)
+    return split.score(x, (time.perf_counter() - t0) / len(split.y))
+
+
+def label(config) -> str:
+    method, steps, options = config
+    opts = ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in options.items())
+    return f"{method} {steps} steps" + (f" ({opts})" if opts else "")
+
+
+def validate(model, task: str, split: Split, args) -> tuple[dict, dict, list]:
+    """The best configuration of each diffusion method (<= max NFE) and each baseline's parameter."""
+    best_method, best_base, rows = {}, {}, []
+    for config in candidates(task) if not args.quick else _quick(task):
+        nfe = plan_restore(model, split.op, split.sigma, config[0], config[1], options=RestoreOptions(**config[2])).nfe
+        if nfe > args.max_nfe:
+            continue
+        r = run_diffusion(model, split, config, args)
+        rows.append({"task": task, "split": "validation", "config": label(config), **r})
+        print(f"  val {label(config):62s} PSNR {r['psnr']:6.2f}  SSIM {r['ssim']:.3f}  {r['nfe']:4d} NFE", flush=True)
+        if config[0] not in best_method or r["psnr"] > best_method[config[0]][1]["psnr"]:
+            best_method[config[0]] = (config, r)
+    for name, fn, needs, grid in BASELINES[task]:
+        if needs and optional(needs) is None:
+            continue
+        for value in [None] if grid is None else grid[1]:
+            param = {} if grid is None else {grid[0]: value}
+            r = run_baseline(split, fn, param)
+            print(f"  val {name} {param or ''}: PSNR {r['psnr']:6.2f}", flush=True)
+            if name not in best_base or r["psnr"] > best_base[name][1]["psnr"]:
+                best_base[name] = (param, r)
+    return best_method, best_base, rows
+
+
+def _quick(task: str) -> list:
+    seen, out = set(), []
+    for config in candidates(task):
+        if config[0] not in seen:
+            seen.add(config[0])
+            out.append((config[0], min(config[1], 10), config[2]))
+    return out
+
+
+def test_phase(model, task: str, split: Split, best_method: dict, best_base: dict, args) -> list:
+    """Each method's validation-best configuration, the DPS reference and the tuned baselines."""
+    rows = []
+    observation = split.score(split.op.display(split.y_obs).numpy(), 0.0)
+    rows.append(
+        {"task": task, "split": "test", "kind": "observation", "name": "observation", "config": "", **observation}
+    )
+    for name, (param, _) in best_base.items():
+        fn = next(f for n, f, _, _ in BASELINES[task] if n == name)
+        r = run_baseline(split, fn, param)
+        rows.append({"task": task, "split": "test", "kind": "classical", "name": name, "config": str(param), **r})
+    configs = [(m, c) for m, (c, _) in best_method.items()]
+    if not args.quick and args.dps_steps:
+        configs.append(("dps (reference)", (REFERENCE[0], args.dps_steps, REFERENCE[2])))
+    for name, config in configs:
+        r = run_diffusion(model, split, config, args)
+        rows.append({"task": task, "split": "test", "kind": "diffusion", "name": name, "config": label(config), **r})
+        print(f"  test {label(config):61s} PSNR {r['psnr']:6.2f}  SSIM {r['ssim']:.3f}", flush=True)
+    return rows
+
+
+def print_table(task: str, rows: list, default: str, classical: str) -> None:
+    print(f"\n{task}: test split, {len(rows[0]['per_image_psnr'])} images (mean, 95% CI)")
+    print("| method | configuration | PSNR (dB) | SSIM | PSNR of pooled MSE | RMS(Ax - y) | NFE | s/image |")
+    print("|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        name = r["name"] + (" (default)" if r["name"] == default and r["kind"] == "diffusion" else "")
+        nfe = "" if r["nfe"] is None else str(r["nfe"])
+        print(
+            f"| {name} | {r['config']} | {r['psnr']:.2f} ± {r['psnr_ci']:.2f} | {r['ssim']:.3f} ± {r['ssim_ci']:.3f} "
+            f"| {r['psnr_pooled']:.2f} | {r['consistency']:.4f} | {nfe} | {r['seconds_per_image']:.3g} |"
+        )
+    d = next(r for r in rows if r["kind"] == "diffusion" and r["name"] == default)
+    c = next((r for r in rows if r["kind"] == "classical" and r["name"] == classical), None)
+    if c is not None:
+        gap = np.array(d["per_image_psnr"]) - np.array(c["per_image_psnr"])
+        ci = 1.96 * np.std(gap, ddof=1) / math.sqrt(len(gap)) if len(gap) > 1 else 0.0
+        print(
+            f"{task}: default {default} - best classical {classical} = {gap.mean():+.2f} ± {ci:.2f} dB PSNR (paired), "
+            f"{d['ssim'] - c['ssim']:+.3f} SSIM"
+        )
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("checkpoint")
-    ap.add_argument("--n", type=int, default=100)
-    ap.add_argument(
-        "--data-seed", type=int, default=12345, help="seed of the held-out triangles (not the training seed)"
-    )
+    ap.add_argument("--val-n", type=int, default=32)
+    ap.add_argument("--test-n", type=int, default=100)
+    ap.add_argument("--val-seed", type=int, default=98)
+    ap.add_argument("--test-seed", type=int, default=99)
     ap.add_argument("--tasks", default=",".join(TASKS))
-    ap.add_argument("--methods", default="ddnm,dps,repaint,sdedit")
+    ap.add_argument("--max-nfe", type=int, default=200, help="NFE limit of the candidates (the default's budget)")
     ap.add_argument(
-        "--steps", type=int, default=None, help="steps for every diffusion method (default: each method's own)"
+        "--dps-steps", type=int, default=1000, help="steps of the DPS reference on the test split (0: none)"
     )
-    ap.add_argument("--dps-steps", type=int, default=None)
-    ap.add_argument("--zeta", type=float, default=None, help="DPS step size (default: restore's per task)")
     ap.add_argument("--batch", type=int, default=100)
     ap.add_argument("--device", default="auto")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument(
-        "--samples",
-        type=int,
-        default=1,
-        help="also run each diffusion method as the mean of this many restorations (restore --samples)",
-    )
-    ap.add_argument("--json", default=None, help="also write the results here")
+    ap.add_argument("--quick", action="store_true", help="one short configuration per method on 4 + 4 images")
+    ap.add_argument("--json", default=None, help="also write every row (per-image PSNR included) here")
     args = ap.parse_args()
-
-    dev = resolve_device(args.device)
-    model = load_model(args.checkpoint, device=dev)
-    c, h, w = model.data_shape
-    truth, _ = datasets.make("triangles", args.n + 10, seed=args.data_seed, size=h)
-    truth, valid = truth[: args.n], truth[args.n :]
-    print(
-        f"checkpoint {args.checkpoint} ({model.process.describe()}), {args.n} held-out triangles {h}x{w}, device {dev}"
-    )
-    rows = []
-    methods = args.methods.split(",")
+    if args.quick:
+        args.val_n, args.test_n = 4, 4
+    args.dev = resolve_device(args.device)
+    model = load_model(args.checkpoint, device=args.dev)
+    print(f"checkpoint {args.checkpoint} ({model.process.describe()}), device {args.dev}, torch threads "
+          f"{torch.get_num_threads()}; validation: {args.val_n} triangles (seed {args.val_seed}), "
+          f"test: {args.test_n} (seed {args.test_seed})")  # fmt: skip
+    rows, chosen = [], {}
     for task in args.tasks.split(","):
-        kw, sigma, task_methods = TASKS[task]
-        if "box" in kw:
-            kw = {"box": centre_box(model.data_shape)}
-        op = make_operator(task, model.data_shape, args.n, **kw)
-        y = degrade(truth, op, sigma, seed=1)
-        vop = make_operator(task, model.data_shape, len(valid), **kw)
-        vy = degrade(valid, vop, sigma, seed=2)
-        shown = op.display(op.decode(torch.from_numpy(y))).numpy()
-        p, s = score(shown, truth)
-        rows.append({"task": task, "method": "observation", "psnr": p, "ssim": s, "seconds_per_image": 0.0})
-        print(f"\n{task} (noise {sigma:g}): observation PSNR {p:.2f} dB SSIM {s:.3f}")
-        for name, fn, needs, tune in BASELINES[task]:
-            if needs and optional(needs) is None:
-                print(f"  {name:18s} not installed ({needs})")
-                rows.append({"task": task, "method": name, "psnr": None, "note": "not installed"})
-                continue
-            extra = {}
-            if tune is not None:  # oracle-tuned on the validation images
-                key, grid = tune
-                best = max(grid, key=lambda v: score(fn(vy, vop, sigma, **{key: v}), valid)[0])
-                extra = {key: best}
-            t0 = time.perf_counter()
-            x = fn(y, op, sigma, **extra)
-            sec = (time.perf_counter() - t0) / args.n
-            p, s = score(x, truth)
-            rows.append({"task": task, "method": name, "psnr": p, "ssim": s, "seconds_per_image": sec, **extra})
-            print(f"  {name:18s} PSNR {p:6.2f} dB  SSIM {s:.3f}  {sec * 1e3:9.2f} ms/image  {extra or ''}")
-        for method in task_methods:
-            if method not in methods:
-                continue
-            steps = args.dps_steps if (method == "dps" and args.dps_steps) else args.steps
-            for k in sorted({1, args.samples}):
-                x, info = restore(
-                    model,
-                    y,
-                    op,
-                    sigma,
-                    method,
-                    steps,
-                    zeta=args.zeta,
-                    seed=args.seed,
-                    batch=args.batch,
-                    device=dev,
-                    samples=k,
-                )
-                p, s = score(x, truth)
-                label = method if k == 1 else f"{method} mean of {k}"
-                rows.append(
-                    {
-                        "task": task,
-                        "method": label,
-                        "psnr": p,
-                        "ssim": s,
-                        "samples": k,
-                        "seconds_per_image": info["seconds_per_image"],
-                        "steps": info["steps"],
-                        "nfe": info["nfe"],
-                    }
-                )
-                print(
-                    f"  {label:18s} PSNR {p:6.2f} dB  SSIM {s:.3f}  {info['seconds_per_image'] * 1e3:9.2f} ms/image  "
-                    f"({info['nfe']} NFE{' x ' + str(k) if k > 1 else ''}"
-                    f"{', zeta ' + str(info['zeta']) if 'zeta' in info else ''})"
-                )
-    print("\nbest diffusion method vs best classical baseline (PSNR, dB):")
-    for task in args.tasks.split(","):
-        diff = [r for r in rows if r["task"] == task and "samples" in r and r.get("psnr") is not None]
-        base = [
-            r
-            for r in rows
-            if r["task"] == task and "samples" not in r and r["method"] != "observation" and r.get("psnr") is not None
-        ]
-        if diff and base:
-            bd, bb = max(diff, key=lambda r: r["psnr"]), max(base, key=lambda r: r["psnr"])
-            print(
-                f"  {task:8s} {bd['method']} {bd['psnr']:.2f} vs {bb['method']} {bb['psnr']:.2f}: "
-                f"{bd['psnr'] - bb['psnr']:+.2f}"
-            )
+        print(f"\n== {task} (noise {TASKS[task][1]:g})", flush=True)
+        best_method, best_base, val_rows = validate(model, task, Split(model, task, args.val_n, args.val_seed), args)
+        default = max(best_method, key=lambda m: best_method[m][1]["psnr"])
+        classical = max(best_base, key=lambda m: best_base[m][1]["psnr"]) if best_base else None
+        chosen[task] = {"method": default, "config": label(best_method[default][0]), "classical": classical,
+                        "best": {m: label(c) for m, (c, _) in best_method.items()}}  # fmt: skip
+        test_rows = test_phase(
+            model, task, Split(model, task, args.test_n, args.test_seed), best_method, best_base, args
+        )
+        print_table(task, test_rows, default, classical)
+        rows += val_rows + test_rows
+    print("\nchosen on the validation split (the default of restore, at <= max NFE):")
+    for task, c in chosen.items():
+        print(f"  {task:8s} {c['config']}  (best classical: {c['classical']})")
     if args.json:
         Path(args.json).write_text(
-            json.dumps({"checkpoint": args.checkpoint, "n": args.n, "rows": rows}, indent=2) + "\n"
+            json.dumps(
+                {
+                    "checkpoint": args.checkpoint,
+                    "args": {k: v for k, v in vars(args).items() if k != "dev"},
+                    "chosen": chosen,
+                    "rows": rows,
+                },
+                indent=1,
+            )
+            + "\n"
         )
 
 

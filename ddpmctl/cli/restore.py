@@ -1,4 +1,5 @@
-"""ddpmctl restore: restore degraded observations with a trained diffusion model (DDNM, DPS, RePaint, SDEdit)."""
+"""ddpmctl restore: restore degraded observations with a trained diffusion model (DDNM, RePaint, DPS, PiGDM,
+DiffPIR, SDEdit)."""
 
 from __future__ import annotations
 
@@ -24,14 +25,22 @@ from ddpmctl.cli.common import (
 )
 from ddpmctl.errors import InputError
 from ddpmctl.operators import TASKS, observation_operator
-from ddpmctl.restore import DEFAULT_ZETA, METHODS
+from ddpmctl.restore import DEFAULT_METHOD, DEFAULT_ZETA, METHODS, describe_default, parse_options
 
 # options with long help, declared here so that ``command``'s signature reads as a list
 OBSERVATION = typer.Argument(..., help="Observation .npy from 'ddpmctl degrade' (its sidecar .json is read too).")
 TRUTH = typer.Option(
     None, "--truth", help="Clean images: report PSNR and SSIM, and add them as a row to a .png output."
 )
-METHOD = choice_option("ddnm", "--method", METHODS, ", ".join(f"{m.name} ({m.help})" for m in METHODS.values()) + ".")
+METHOD = choice_option(
+    None,
+    "--method",
+    METHODS,
+    ", ".join(f"{m.name} ({m.help})" for m in METHODS.values())
+    + ". Default, per task (the best measured): "
+    + ", ".join(f"{task} {name}" for task, name in DEFAULT_METHOD.items())
+    + ".",
+)
 STEPS = steps_option(
     "Diffusion steps (default: "
     + ", ".join(f"{m.name} {m.steps}" for m in METHODS.values())
@@ -40,8 +49,8 @@ STEPS = steps_option(
 ETA = typer.Option(
     None,
     "--eta",
-    help="ddnm/sdedit: DDIM stochasticity in [0, 1] (default: "
-    + ", ".join(f"{m.name} {m.options['eta']:g}" for m in METHODS.values() if "eta" in m.options)
+    help="ddnm/pigdm/sdedit: DDIM stochasticity in [0, 1] (default: "
+    + ", ".join(f"{m.name} {describe_default(m.options['eta'])}" for m in METHODS.values() if "eta" in m.options)
     + ").",
 )
 ZETA = typer.Option(
@@ -50,7 +59,9 @@ ZETA = typer.Option(
     help=(
         "dps: step size of the gradient of ||y - A x0|| (the code's scaling, = 2 x the paper's zeta') (default: ("
         + ", ".join(f"{v:g} {k}" for k, v in DEFAULT_ZETA.items())
-        + ") x 1000 / steps)."
+        + ") x 1000 / steps); diffpir: share of fresh noise per step in [0, 1] (default: "
+        + describe_default(METHODS["diffpir"].options["zeta"])
+        + ")."
     ),
 )
 JUMP_LENGTH = typer.Option(
@@ -62,6 +73,19 @@ JUMP_N = typer.Option(
     None,
     "--jump-n",
     help=f"repaint: passes over each jump (jump_n - 1 resamplings) (default: {METHODS['repaint'].options['jump_n']}).",
+)
+OPTION = typer.Option(
+    None,
+    "--option",
+    "-O",
+    metavar="NAME=VALUE",
+    help="A method's option by name (repeatable; overrides its flag); every option and its default: "
+    + "; ".join(
+        f"{m.name} " + ", ".join(f"{k}={describe_default(v)}" for k, v in m.options.items())
+        for m in METHODS.values()
+        if m.options
+    )
+    + ".",
 )
 SAMPLES = typer.Option(
     1,
@@ -91,12 +115,13 @@ OUTPUT = typer.Option(
 def command(
     checkpoint: str = typer.Argument(..., help="Checkpoint folder or model.safetensors."),
     observation: str = OBSERVATION,
-    method: str = METHOD,
+    method: Optional[str] = METHOD,
     steps: Optional[int] = STEPS,
     eta: Optional[float] = ETA,
     zeta: Optional[float] = ZETA,
     jump_length: Optional[int] = JUMP_LENGTH,
     jump_n: Optional[int] = JUMP_N,
+    option: Optional[list[str]] = OPTION,
     samples: int = SAMPLES,
     std: Optional[str] = STD,
     truth: Optional[str] = TRUTH,
@@ -117,19 +142,24 @@ def command(
     """Restore observations y = A x + n (from 'ddpmctl degrade') with a diffusion model as the prior.
 
     The operator and the noise level come from the observation's sidecar (Y.json); the flags
-    --task/--box/--mask/--scale/--kernel-sigma/--kernel-size/--noise override it. Methods: ddnm
-    (default; x0 <- A^+ y + (I - A^+ A) x0 inside DDIM steps, DDNM+ when y is noisy), dps
-    (gradient of ||y - A x0|| through the network), repaint (known part replaced, with resampling
-    jumps; not for denoising), sdedit (denoising only: starts where the model's noise level
-    matches that of y). With --truth it prints the PSNR and SSIM of the observation and of the
-    restoration. --samples K outputs the mean of K restorations (an estimate of the posterior
-    mean, which raises PSNR), --std their per-pixel spread.
+    --task/--box/--mask/--scale/--kernel-sigma/--kernel-size/--noise override it. Without --method
+    each task gets the method that measured best on held-out data (--method's help lists them).
+    Methods: ddnm (x0 <- A^+ y + (I - A^+ A) x0 inside DDIM steps, DDNM+ when y is noisy; time
+    travel with -O travel_repeat=R), repaint (known part replaced, with resampling jumps; not for
+    denoising), dps (gradient of ||y - A x0|| through the network), pigdm (pseudo-inverse guided
+    score), diffpir (closed-form data step between denoising steps), sdedit (denoising only:
+    starts where the model's noise level matches that of y). With --truth it prints the PSNR and
+    SSIM of the observation and of the restoration. --samples K outputs the mean of K
+    restorations (an estimate of the posterior mean: lower squared error), --std their
+    per-pixel spread.
 
     Example: ddpmctl restore ckpt/ y.npy --truth tri.npy -o restored.png
 
     Example: ddpmctl restore ckpt/ y.npy --method dps --steps 500 --zeta 0.3 --json -o x.npy
 
     Example: ddpmctl restore ckpt/ y.npy --samples 16 --std std.npy --truth tri.npy -o mean.npy
+
+    Example: ddpmctl restore ckpt/ y.npy --method ddnm --steps 50 -O travel_repeat=2 -O travel_length=5 -o x.npy
     """
     from ddpmctl.checkpoint import load_model
     from ddpmctl.device import resolve_device
@@ -138,9 +168,8 @@ def command(
     io.output_kind(output)
     if std is not None and not std.lower().endswith(".npy"):
         raise InputError(f"--std: {std}: must be a .npy file")
-    options = RestoreOptions(
-        eta=eta, zeta=zeta, jump_length=jump_length, jump_n=jump_n, samples=samples, return_std=std is not None
-    )
+    given = dict(eta=eta, zeta=zeta, jump_length=jump_length, jump_n=jump_n, **parse_options(option))
+    options = RestoreOptions(**given, samples=samples, return_std=std is not None)
     dev = resolve_device(device)
     model = load_model(checkpoint, device=dev)
     y = _read_observation(observation)
@@ -151,7 +180,7 @@ def command(
     job = plan_restore(model, op, sigma, method, steps, y.shape[0], batch, options)
     clean = _read_truth(truth, y.shape[0], model.data_shape)
     y_checked = check_observation(model, y, op)
-    with progress(job.progress_total, f"restore {method}", quiet=quiet) as update:
+    with progress(job.progress_total, f"restore {job.method.name}", quiet=quiet) as update:
         result = run_restore(model, job, y_checked, op, sigma, seed, dev, update)
     x, info = result[0], result[-1]
     _write(output, op, y, x, clean, model.data_kind, info)

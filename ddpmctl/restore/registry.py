@@ -142,15 +142,16 @@ def parse_options(pairs: Sequence[str] | None) -> dict[str, Any]:
 
 
 def describe_default(value: Any) -> str:
-    """An option default as text for --help and the docs (a per-task default lists its tasks)."""
+    """An option default as text for --help and the docs (a per-task default: task:value pairs)."""
+
+    def text(v: Any) -> str:
+        return f"{v:g}" if isinstance(v, float) else str(v)
+
     values = getattr(value, "values", None)
     if values is not None:
-        return (
-            "/".join(f"{v:g}" if isinstance(v, float) else str(v) for v in values.values())
-            + " ("
-            + "/".join(values)
-            + ")"
-        )
+        if len(set(values.values())) == 1:
+            return text(next(iter(values.values())))
+        return "/".join(f"{task}:{text(v)}" for task, v in values.items())
     if callable(value):
         return (value.__doc__ or "depends on the task").strip().splitlines()[0]
-    return f"{value:g}" if isinstance(value, float) else str(value)
+    return text(value)
