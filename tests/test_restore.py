@@ -525,10 +525,12 @@ def test_cli_restore_bad_input(files):
 # the registry of methods
 
 
-@pytest.mark.parametrize("method", ["ddnm", "dps", "repaint", "sdedit"])
+@pytest.mark.parametrize("method", ["ddnm", "dps", "repaint", "sdedit", "pigdm", "diffpir", "ddnm-travel"])
 def test_method_record_nfe_is_the_counted_nfe(method):
     from ddpmctl.restore import METHODS
 
+    travel = method == "ddnm-travel"
+    method = "ddnm" if travel else method
     record = METHODS[method]
     task = record.tasks[0]
     params, sigma = TASKS[task]
@@ -541,11 +543,11 @@ def test_method_record_nfe_is_the_counted_nfe(method):
     model.denoiser = lambda clip=None: Denoiser(
         lambda x, t: calls.append(1) or inner().net(x, t), model.process, "eps", None, "t"
     )
-    options = RestoreOptions(jump_length=3, jump_n=2) if method == "repaint" else RestoreOptions()
-    job = plan_restore(model, op, max(sigma, 0.1), method, 12, 3, 2, options)
-    out, info = restore(
-        model, y, op, max(sigma, 0.1), method, 12, batch=2, jump_length=options.jump_length, jump_n=options.jump_n
-    )
+    given = dict(jump_length=3, jump_n=2) if method == "repaint" else {}
+    given = dict(travel_length=2, travel_interval=3, travel_repeat=2) if travel else given
+    job = plan_restore(model, op, max(sigma, 0.1), method, 12, 3, 2, RestoreOptions(**given))
+    out, info = restore(model, y, op, max(sigma, 0.1), method, 12, batch=2, **given)
+    assert job.nfe > 12 if travel else True
     assert info["nfe"] == job.nfe and len(calls) == 2 * job.nfe  # two batches
     assert job.progress_total == 2 * job.nfe
     assert set(job.options) == set(record.options) and all(info[k] == v for k, v in job.options.items())

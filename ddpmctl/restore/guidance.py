@@ -78,8 +78,11 @@ def pigdm(
     ((A^+ y - A^+ A x0^)^T d x0^/d x_t)^T / r_t^2). Added to the prior's score, Tweedie's formula
     gives the guided x0 = x0^ + ``weight`` sigma_t^2 / alpha_t g, and the step is DDIM(eta) from
     (x_t, x0) with eps = (x_t - alpha_t x0) / sigma_t. For a N(0, I) prior d x0^/d x_t =
-    alpha_t / (alpha_t^2 + sigma_t^2) I and the guided x0 is exactly DDNM's x0^ + A^+ (y - A x0^).
-    NFE = steps, each with a backward pass through the network."""
+    alpha_t / (alpha_t^2 + sigma_t^2) I and the guided x0 is exactly DDNM's x0^ + A^+ (y - A x0^)
+    (noisy y: exactly E[x0 | x_t, y]). With a trained network the factor sigma_t^2 / alpha_t (about
+    1 / alpha_t early) amplifies the Jacobian's errors, so the guided x0 is clipped to the data range
+    where the denoiser clips (images), as the denoiser's own x0 is. NFE = steps, each with a backward
+    pass through the network."""
     process, op, y, sigma_y = denoiser.process, obs.op, obs.y, obs.sigma_y
     for i, (t, s) in enumerate(S._steps(times)):
         a_t, sg_t = _f(process.alpha(t)), _f(process.sigma(t))
@@ -91,6 +94,8 @@ def pigdm(
             v = op.pinv_filter(residual, lambda sv, r2=r2: sv / (r2 * sv**2 + sigma_y**2))
             (g,) = torch.autograd.grad(pred.x0, xg, grad_outputs=v.to(pred.x0.dtype))
         x0 = pred.x0.detach() + (weight * sg_t**2 / a_t) * g.to(x.dtype)
+        if denoiser.clip is not None:  # the data range, as the denoiser's own x0
+            x0 = x0.clamp(*denoiser.clip)
         eps = (x - a_t * x0) / sg_t
         z = S.randn_like(x, generator) if eta > 0 and s > 0 else None
         x_next = S.ddim_step(x, Prediction(eps=eps, x0=x0), t, s, process, eta, z)
