@@ -39,12 +39,17 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import sys
 import time
 from pathlib import Path
 
-import numpy as np
-import torch
+# OpenMP threads spin-wait for each other by default; on a shared CPU that made every network call
+# ~60x slower here (2 threads, other jobs running). ddpmctl's CLI sets the same (docs/architecture.md).
+os.environ.setdefault("GOMP_SPINCOUNT", "10000")
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -311,11 +316,16 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=100)
     ap.add_argument("--device", default="auto")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--threads", type=int, default=1, help="torch CPU threads (1: fastest on a shared 2-core CPU)")
+    ap.add_argument(
+        "--reference-only", action="store_true", help="only the DPS reference on the test split (it is the slow part)"
+    )
     ap.add_argument("--quick", action="store_true", help="one short configuration per method on 4 + 4 images")
     ap.add_argument("--json", default=None, help="also write every row (per-image PSNR included) here")
     args = ap.parse_args()
     if args.quick:
         args.val_n, args.test_n = 4, 4
+    torch.set_num_threads(args.threads)
     args.dev = resolve_device(args.device)
     model = load_model(args.checkpoint, device=args.dev)
     print(f"checkpoint {args.checkpoint} ({model.process.describe()}), device {args.dev}, torch threads "
@@ -324,6 +334,9 @@ def main() -> None:
     rows, chosen = [], {}
     for task in args.tasks.split(","):
         print(f"\n== {task} (noise {TASKS[task][1]:g})", flush=True)
+        if args.reference_only:
+            rows += reference(model, task, Split(model, task, args.test_n, args.test_seed), args)
+            continue
         best_method, best_base, val_rows = validate(model, task, Split(model, task, args.val_n, args.val_seed), args)
         default = max(best_method, key=lambda m: best_method[m][1]["psnr"])
         classical = max(best_base, key=lambda m: best_base[m][1]["psnr"]) if best_base else None
@@ -334,21 +347,31 @@ def main() -> None:
         )
         print_table(task, test_rows, default, classical)
         rows += val_rows + test_rows
+    if args.reference_only:
+        _dump(args, {}, rows)
+        return
     print("\nchosen on the validation split (the default of restore, at <= max NFE):")
     for task, c in chosen.items():
         print(f"  {task:8s} {c['config']}  (best classical: {c['classical']})")
+    _dump(args, chosen, rows)
+
+
+def reference(model, task: str, split: Split, args) -> list:
+    config = (REFERENCE[0], args.dps_steps, REFERENCE[2])
+    r = run_diffusion(model, split, config, args)
+    print(f"  test {label(config)}: PSNR {r['psnr']:.2f} ± {r['psnr_ci']:.2f}  SSIM {r['ssim']:.3f} ± "
+          f"{r['ssim_ci']:.3f}  pooled {r['psnr_pooled']:.2f}  RMS(Ax-y) {r['consistency']:.4f}  {r['nfe']} NFE  "
+          f"{r['seconds_per_image']:.3g} s/image", flush=True)  # fmt: skip
+    return [
+        {"task": task, "split": "test", "kind": "diffusion", "name": "dps (reference)", "config": label(config), **r}
+    ]
+
+
+def _dump(args, chosen: dict, rows: list) -> None:
     if args.json:
+        kept = {k: v for k, v in vars(args).items() if k != "dev"}
         Path(args.json).write_text(
-            json.dumps(
-                {
-                    "checkpoint": args.checkpoint,
-                    "args": {k: v for k, v in vars(args).items() if k != "dev"},
-                    "chosen": chosen,
-                    "rows": rows,
-                },
-                indent=1,
-            )
-            + "\n"
+            json.dumps({"checkpoint": args.checkpoint, "args": kept, "chosen": chosen, "rows": rows}, indent=1) + "\n"
         )
 
 
