@@ -265,3 +265,20 @@ def test_cli_option_flag(tmp_path):
     assert r.exit_code == 0, r.stderr
     info = json.loads(r.stdout)
     assert info["nfe"] == 6 + 2 * 2 and info["travel_repeat"] == 1  # jump points 2 and 4
+
+
+def test_the_tasks_default_brings_its_measured_steps_and_options(model):
+    """Without --method the task's DEFAULT_SETTINGS apply (steps capped by a discrete process's T);
+    given options still override them."""
+    from ddpmctl.restore import DEFAULT_SETTINGS
+
+    for task in TASKS:
+        op = make_operator(task, SHAPE, 1, **TASKS[task][0])
+        steps, settings = DEFAULT_SETTINGS[task]
+        job = plan_restore(model, op, 0.1, None)
+        assert job.method.name == DEFAULT_METHOD[task] and len(job.times) - 1 == steps
+        assert all(job.options[k] == v for k, v in settings.items())
+        small = GaussianImages(make_process("ddpm", T=20))
+        assert len(plan_restore(small, op, 0.1, None).times) - 1 == min(steps, 20)
+        if "eta" in job.options:
+            assert plan_restore(model, op, 0.1, None, options=RestoreOptions(eta=0.25)).options["eta"] == 0.25

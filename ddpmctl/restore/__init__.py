@@ -20,6 +20,7 @@ the batch loop of ``ddpmctl.sampling`` (``run_restore``), with the posterior mea
 
 from ddpmctl.restore.registry import (  # noqa: I001  (the families register in this order)
     DEFAULT_METHOD,
+    DEFAULT_SETTINGS,
     METHODS,
     OPTION_TYPES,
     Method,
@@ -50,7 +51,8 @@ from ddpmctl.restore.driver import (
 )
 
 __all__ = [
-    "DEFAULT_METHOD", "DEFAULT_ZETA", "METHODS", "OPTION_TYPES", "SIGMA_N_MIN", "Method", "Observation",
+    "DEFAULT_METHOD", "DEFAULT_SETTINGS", "DEFAULT_ZETA", "METHODS", "OPTION_TYPES", "SIGMA_N_MIN", "Method",
+    "Observation",
     "RestoreOptions", "RestorePlan", "check_method", "check_observation", "check_samples", "comparison_rows",
     "ddnm", "default_method", "describe_default", "diffpir", "diffpir_x0", "down_steps", "dps", "get_method",
     "jump_back", "jump_path", "parse_options", "per_task", "pigdm", "pigdm_r2", "plain_grid", "plan_restore",

@@ -9,6 +9,7 @@ deviation. The K x N restorations run through the same batched loop.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -19,7 +20,15 @@ import torch
 from ddpmctl import samplers as S
 from ddpmctl.errors import InputError
 from ddpmctl.operators import Operator
-from ddpmctl.restore.registry import OPTION_TYPES, Method, Observation, default_method, get_method, plain_grid
+from ddpmctl.restore.registry import (
+    DEFAULT_SETTINGS,
+    OPTION_TYPES,
+    Method,
+    Observation,
+    default_method,
+    get_method,
+    plain_grid,
+)
 from ddpmctl.sampling import Batches, drive, place_model, sample_seed
 
 
@@ -100,7 +109,12 @@ def plan_restore(
     """Check a ``restore`` run and fill in its defaults (InputError naming the option). ``method``
     None is the task's default (``registry.DEFAULT_METHOD``)."""
     samples = check_samples(options.samples, options.return_std)
-    record = get_method(method or default_method(op.task))
+    if method is None:  # the task's default, with its measured steps and options
+        method, (task_steps, settings) = default_method(op.task), DEFAULT_SETTINGS[op.task]
+        given = {k: v for k, v in settings.items() if getattr(options, k) is None}
+        options = dataclasses.replace(options, **given)
+        steps = min(task_steps, model.process.max_steps or task_steps) if steps is None else steps
+    record = get_method(method)
     record.check(op, sigma_y)
     options.check()
     steps = record.default_steps(model.process) if steps is None else int(steps)

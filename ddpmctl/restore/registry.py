@@ -20,9 +20,16 @@ from ddpmctl.errors import InputError
 from ddpmctl.operators import TASKS, Operator
 from ddpmctl.schedules import Process
 
-# The method `restore` uses when none is given, per task: the one with the best PSNR on the
-# validation split of benchmarks/restore_quality.py at <= 200 NFE (docs/restore.md, "Benchmark").
+# The method `restore` uses when none is given, per task, with its steps and options: the
+# configuration with the best mean PSNR on the validation split of benchmarks/restore_quality.py
+# at <= 200 NFE (docs/restore.md, "Benchmark"). Given flags and options override these.
 DEFAULT_METHOD = {"inpaint": "ddnm", "denoise": "ddnm", "sr": "ddnm", "deblur": "ddnm"}
+DEFAULT_SETTINGS: dict[str, tuple[int, dict[str, Any]]] = {
+    "inpaint": (100, {}),
+    "denoise": (100, {}),
+    "sr": (100, {}),
+    "deblur": (100, {}),
+}
 
 
 @dataclass(frozen=True)
