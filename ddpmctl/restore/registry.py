@@ -23,12 +23,12 @@ from ddpmctl.schedules import Process
 # The method `restore` uses when none is given, per task, with its steps and options: the
 # configuration with the best mean PSNR on the validation split of benchmarks/restore_quality.py
 # at <= 200 NFE (docs/restore.md, "Benchmark"). Given flags and options override these.
-DEFAULT_METHOD = {"inpaint": "ddnm", "denoise": "ddnm", "sr": "ddnm", "deblur": "ddnm"}
+DEFAULT_METHOD = {"inpaint": "dps", "denoise": "ddnm", "sr": "dps", "deblur": "dps"}
 DEFAULT_SETTINGS: dict[str, tuple[int, dict[str, Any]]] = {
-    "inpaint": (100, {}),
-    "denoise": (100, {}),
-    "sr": (100, {}),
-    "deblur": (100, {}),
+    "inpaint": (200, {}),  # DPS's zeta at 200 steps: 0.5 x 1000 / 200
+    "denoise": (50, {"travel_length": 5, "travel_interval": 5, "travel_repeat": 2}),  # 140 NFE
+    "sr": (200, {}),
+    "deblur": (200, {}),
 }
 
 
