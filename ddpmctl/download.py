@@ -22,7 +22,6 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
-from typing import ContextManager
 
 from ddpmctl import io
 from ddpmctl.errors import InputError, RunError
@@ -33,7 +32,7 @@ TIMEOUT = 30.0  # seconds without an answer before a connection or a read gives 
 CHUNK = 1 << 16
 
 # reporter(total bytes or None, description) -> a context manager yielding update(bytes)
-Reporter = Callable[[int | None, str], ContextManager[Callable[[int], None]]]
+Reporter = Callable[[int | None, str], contextlib.AbstractContextManager[Callable[[int], None]]]
 
 
 @contextlib.contextmanager

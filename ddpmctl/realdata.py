@@ -144,7 +144,7 @@ def _read(f, count: int, path: Path, what: str) -> bytes:
     except (EOFError, OSError, zlib.error) as e:
         raise InputError(f"{path}: truncated or corrupt gzip data ({e.__class__.__name__}: {e})") from None
     if got < count:
-        raise InputError(f"{path}: truncated: {what} needs {count:,} bytes, the file has {got:,}")
+        raise InputError(f"{path}: truncated: {count:,} bytes expected for {what}, the file has {got:,}")
     return b"".join(parts)
 
 
@@ -250,10 +250,9 @@ def read_cifar_files(paths: list[Path]) -> tuple[np.ndarray, np.ndarray]:
     """Binary batch files (``data_batch_1.bin`` ...) read in order."""
     parts = []
     for p in paths:
-        with _open(p) as f:
-            data = _read(f, p.stat().st_size, p, "the batch")  # an uncompressed file is read whole
-            _at_end(f, p, "the batch")
-        parts.append(read_cifar_batch(data, str(p)))
+        if p.stat().st_size > MAX_VALUES:
+            raise InputError(f"{p}: {p.stat().st_size:,} bytes is too large for a CIFAR-10 batch")
+        parts.append(read_cifar_batch(p.read_bytes(), str(p)))
     return _join(parts)
 
 

@@ -456,8 +456,9 @@ def _report(json_out: bool, to_stdout: bool, quiet: bool, result: dict) -> None:
         shape = " x ".join(str(s) for s in result["shape"])
         rate = f", {result['per_second']:,.0f}/s" if result.get("per_second") else ""
         where = "stdout" if to_stdout else result["output"]
+        seed = "-" if result.get("seed") is None else result["seed"]
         print(
-            f"wrote {where}: {what}, {shape} float32, seed {_or_dash(result.get('seed'))}, {result['seconds']:.2f} s{rate}",
+            f"wrote {where}: {what}, {shape} float32, seed {seed}, {result['seconds']:.2f} s{rate}",
             file=stream,
         )
     for key, label in (("labels", "labels"), ("params", "mixture"), ("preview", "preview")):
@@ -465,7 +466,3 @@ def _report(json_out: bool, to_stdout: bool, quiet: bool, result: dict) -> None:
             print(f"wrote {result[key]}: {label}", file=stream)
     if result.get("skipped"):
         print(f"skipped {len(result['skipped'])} unreadable file(s)", file=stream)
-
-
-def _or_dash(value) -> str:
-    return "-" if value is None else str(value)
