@@ -333,7 +333,7 @@ def from_source(rs: RealSet, source: Path, split: str | None) -> Raw:
             x, y = _cifar_in_folder(source, split)
         return Raw(x, y, str(source), split, rs.classes)
     name = source.name.lower()
-    if _python_version(name):
+    if not rs.is_idx and _python_version(name):
         _refuse_python(source)
     if not rs.is_idx and name.endswith((".tar.gz", ".tgz", ".tar")):
         split = split or "train"
@@ -456,9 +456,11 @@ class RealData:
     def labels(self) -> np.ndarray:
         return self.raw.labels if self.index is None else self.raw.labels[self.index]
 
-    def iter_chunks(self, count: int | None = None, chunk: int = 8192) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-        """``(images, labels)`` chunks of the first ``count`` items (default all), in order."""
+    def iter_chunks(self, count: int | None = None, chunk: int | None = None) -> Iterator[tuple[np.ndarray, ...]]:
+        """``(images, labels)`` chunks of the first ``count`` items (default all), in order; ``chunk``
+        items each (default: about 32 MB of float32). The concatenation does not depend on ``chunk``."""
         count = self.n if count is None else min(int(count), self.n)
+        chunk = max(1, (8 << 20) // int(np.prod(self.sample_shape))) if chunk is None else int(chunk)
         mats = None
         if self.mode == "resize":
             h, w = self.raw.images.shape[2:]

@@ -226,6 +226,19 @@ def test_cifar10_binary_records_in_every_layout(tmp_path, where, split):
     np.testing.assert_array_equal(np.load(tmp_path / "c.labels.npy"), y)
 
 
+@pytest.mark.parametrize("size", [32, 33])
+def test_chunks_do_not_change_the_data(idx_dir, size):
+    d, _ = idx_dir
+    data = realdata.prepare(realdata.load("mnist", "train", source=d), size=size, n=6, seed=2)
+    whole = data.arrays()
+    parts = list(data.iter_chunks(chunk=4))
+    assert [len(p[0]) for p in parts] == [4, 2]
+    np.testing.assert_array_equal(np.concatenate([p[0] for p in parts]), whole[0])
+    np.testing.assert_array_equal(np.concatenate([p[1] for p in parts]), whole[1])
+    head = next(data.iter_chunks(count=3))
+    np.testing.assert_array_equal(head[0], whole[0][:3])
+
+
 def test_cifar10_record_layout_is_label_then_red_green_blue_rows():
     """One record built by hand: byte 1 + c * 1024 + i * 32 + j is channel c, row i, column j."""
     rec = bytearray(realdata.CIFAR_RECORD)
