@@ -35,6 +35,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ddpmctl import download
 from ddpmctl.errors import InputError
 
 SPLITS = ("train", "test")
@@ -129,6 +130,8 @@ def _open(path: Path):
         raise InputError(f"{path}: no such file") from None
     except IsADirectoryError:
         raise InputError(f"{path}: a folder, not a file") from None
+    except OSError as e:
+        raise InputError(f"{path}: cannot read ({e.strerror or e})") from None
 
 
 def _read(f, count: int, path: Path, what: str) -> bytes:
@@ -250,9 +253,13 @@ def read_cifar_files(paths: list[Path]) -> tuple[np.ndarray, np.ndarray]:
     """Binary batch files (``data_batch_1.bin`` ...) read in order."""
     parts = []
     for p in paths:
-        if p.stat().st_size > MAX_VALUES:
-            raise InputError(f"{p}: {p.stat().st_size:,} bytes is too large for a CIFAR-10 batch")
-        parts.append(read_cifar_batch(p.read_bytes(), str(p)))
+        try:
+            if p.stat().st_size > MAX_VALUES:
+                raise InputError(f"{p}: {p.stat().st_size:,} bytes is too large for a CIFAR-10 batch")
+            data = p.read_bytes()
+        except OSError as e:
+            raise InputError(f"{p}: cannot read ({e.strerror or e})") from None
+        parts.append(read_cifar_batch(data, str(p)))
     return _join(parts)
 
 
@@ -299,8 +306,7 @@ def load(kind: str, split: str | None = None, source: str | Path | None = None, 
         raise InputError(f"--split: must be train or test, got {split}")
     if source is not None:
         return from_source(rs, Path(source), split)
-    if fetch is None:
-        from ddpmctl.download import fetch
+    fetch = download.fetch if fetch is None else fetch
     split = split or "train"
     paths = [fetch(rs, name) for name in rs.files[split]]
     if rs.is_idx:
