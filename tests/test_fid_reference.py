@@ -22,7 +22,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
 from conftest import run_cli
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
