@@ -2,7 +2,7 @@
 stored, torch-fidelity 0.4.0) computed itself on the same images with the same weights
 (``tests/data/fid_reference.json``, part "bench", made by ``benchmarks/make_fid_fixture.py --bench``).
 
-    .venv/bin/python benchmarks/fid_reference.py [--device cpu] [--batch 50]
+    .venv/bin/python benchmarks/fid_reference.py [--device cpu] [--batch 50] [--tools pytorch_fid,torch_fidelity]
 
 Slow: 4,200 Inception passes per tool (about 15 minutes on 2 free CPU cores). The sets are
 regenerated with make-data (``fid_reference_common.IMAGE_SETS``: bench_a, bench_b) and written as PNG
@@ -37,12 +37,13 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--batch", type=int, default=50)
+    ap.add_argument("--tools", default="pytorch_fid,torch_fidelity", help="which stored numbers to check")
     args = ap.parse_args()
     meta = json.loads(FIXTURE.read_text())
     bench = meta.get("bench")
     if not bench:
         sys.exit(f"{FIXTURE} has no bench part: run benchmarks/make_fid_fixture.py --bench first")
-    tools = [t for t in PREPROCESS if t in bench]
+    tools = [t for t in args.tools.split(",") if t in bench]
     summary: dict = {"device": args.device, "torch": torch.__version__, "threads": torch.get_num_threads()}
     with tempfile.TemporaryDirectory() as tmp:
         state = common.key_seeded_state_dict(net.expected_state_dict_shapes())
