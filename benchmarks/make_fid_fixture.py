@@ -263,7 +263,7 @@ def main() -> None:
         made_by = " ".join(["benchmarks/make_fid_fixture.py", *sys.argv[1:]])
         if args.bench:
             out = bench_part(folders, weights, args.tools.split(","))
-            part["bench"] = {"made_by": made_by, "sets": sets, **out, "versions": versions()}
+            part["bench"] = {"made_by": [made_by], "sets": sets, **out, "versions": versions()}
         else:
             rec = Recorder()
             out, arrays = ci_part(folders, weights, rec)
@@ -271,6 +271,11 @@ def main() -> None:
             part["ci"] = {"made_by": made_by, "sets": sets, **out, "versions": versions()}
             np.savez_compressed(NPZ_PATH, **arrays)
     meta = json.loads(JSON_PATH.read_text()) if JSON_PATH.exists() else {}  # read now: keep the other part
+    if "bench" in part and meta.get("bench", {}).get("sets") == part["bench"]["sets"]:
+        # the same sets: keep the other tool's number (--tools runs one tool at a time)
+        runs = meta["bench"].get("made_by", [])
+        runs = [runs] if isinstance(runs, str) else runs
+        part["bench"] = {**meta["bench"], **part["bench"], "made_by": sorted({*runs, made_by})}
     meta.update(part, weights={"seed": common.WEIGHTS_SEED, **wrec})
     JSON_PATH.write_text(json.dumps(meta, indent=1, sort_keys=True) + "\n")
     print(f"wrote {JSON_PATH}" + ("" if args.bench else f" and {NPZ_PATH}"), file=sys.stderr)
