@@ -4,7 +4,7 @@ stored, torch-fidelity 0.4.0) computed itself on the same images with the same w
 
     .venv/bin/python benchmarks/fid_reference.py [--device cpu] [--batch 50] [--tools pytorch_fid,torch_fidelity]
 
-Slow: 4,200 Inception passes per tool (about 15 minutes on 2 free CPU cores). The sets are
+Slow: 4,200 Inception passes per tool (355 s measured on 2 otherwise idle CPU cores). The sets are
 regenerated with make-data (``fid_reference_common.IMAGE_SETS``: bench_a, bench_b) and written as PNG
 files; the weights are the key-seeded ones (not the TF-2015 file), read through ``--weights``.
 Both are checked against the SHA-256 the fixture recorded. With 2,100 > 2,048 samples the
