@@ -469,7 +469,7 @@ def draw_batch(run: RunState, cpu_gen: torch.Generator, noise_gen: torch.Generat
     return x0, t, eps, sc_use, labels
 
 
-def _self_cond_input(net, objective: Objective, x_t, c_noise, t, use: torch.Tensor, clip, kw: dict) -> torch.Tensor:
+def _self_cond_input(net, objective: Objective, x_t, c_noise, t, use: torch.Tensor, clip, kw=None) -> torch.Tensor:
     """Self-conditioning (Chen et al. 2022, "Analog Bits", section 3): for the samples in ``use``
     (a CPU bool mask, half the batch) the net first predicts x0 from (x_t, zeros), without gradient;
     that estimate (clipped like the sampler's) is the extra input of the trained pass. The rest
@@ -479,7 +479,7 @@ def _self_cond_input(net, objective: Objective, x_t, c_noise, t, use: torch.Tens
         idx = use.nonzero().squeeze(1)
         dev_idx = idx.to(x_t.device)
         with torch.no_grad():
-            first = net(x_t[dev_idx], c_noise[dev_idx], None, **{k: v[dev_idx] for k, v in kw.items()})
+            first = net(x_t[dev_idx], c_noise[dev_idx], None, **{k: v[dev_idx] for k, v in (kw or {}).items()})
             cond[dev_idx] = objective.x0_estimate(first.float(), x_t[dev_idx], t[idx], clip).to(cond.dtype)
     return cond
 
