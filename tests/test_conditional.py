@@ -180,6 +180,10 @@ def test_class_checks(mixture):
             generate(model, "ode", n=3, labels=labels, cfg=cfg)
     with pytest.raises(InputError, match="--cfg: not with --guide"):
         generate(model, "ode", n=3, labels=[0, 1, 2], cfg=2.0, guide=model)
+    # autoguidance alone works with classes: the guide gets them too (a model guiding itself is unchanged)
+    plain, _ = generate(model, "ode", n=6, steps=5, labels=[0, 1, 2] * 2)
+    selfg, info = generate(model, "ode", n=6, steps=5, labels=[0, 1, 2] * 2, guide=ExactGMM(mixture, model.process))
+    assert np.allclose(plain, selfg, atol=1e-9) and info["nfe"] == 10
     with pytest.raises(InputError, match="not class-conditional"):
         generate(GaussianImages(make_process("vp")), "ddim", n=2, labels=[0, 0])
     with pytest.raises(ValueError, match="not class-conditional"):
