@@ -134,6 +134,9 @@ def test_idx_folder_gives_the_stored_images_and_labels(idx_dir, tmp_path, split)
     info = json.loads(r.stdout)
     assert info["split"] == split and info["size_mode"] == "stored" and info["n"] == len(x)
     assert info["labels"] == str(tmp_path / "m.labels.npy")
+    # the class names beside the labels, for train to record (labels.names_path)
+    assert (tmp_path / "m.classes.txt").read_text().split() == info["classes"] == [str(c) for c in range(10)]
+    assert info["classes_file"] == str(tmp_path / "m.classes.txt")
 
 
 def test_fashion_reads_uncompressed_idx_and_one_images_file(tmp_path):

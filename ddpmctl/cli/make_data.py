@@ -31,6 +31,7 @@ from ddpmctl.cli.common import (
 )
 from ddpmctl.errors import InputError, RunError
 from ddpmctl.gmm import GaussianMixture
+from ddpmctl.labels import names_path, write_names
 
 MAX_N = 1_000_000_000
 PREVIEW_IMAGES = 64
@@ -47,7 +48,8 @@ HELP_OUTPUT = (
 )
 HELP_PREVIEW = "Also write a preview PNG (first 64 images, or a scatter plot of the points)."
 HELP_LABELS = (
-    "shapes, moons, gmm, mnist, fashion-mnist, cifar10: also write the class labels (int64) to OUT.labels.npy."
+    "shapes, moons, gmm, mnist, fashion-mnist, cifar10: also write the class labels (int64) to OUT.labels.npy "
+    "and, but for gmm, the class names to OUT.classes.txt; train finds them beside OUT.npy."
 )
 HELP_SIZE = (
     "Image size S: images are S x S (4..1024; default: 32). mnist, fashion-mnist (stored 28 x 28): 28 as stored, "
@@ -132,6 +134,7 @@ class Producer:
     sample_shape: tuple[int, ...]
     chunks: Callable[[int], Iterator[tuple[np.ndarray, np.ndarray | None]]]
     mixture: GaussianMixture | None = None
+    class_names: tuple[str, ...] | None = None  # of labels 0, 1, ... (written to OUT.classes.txt with --labels)
 
     @property
     def is_images(self) -> bool:
@@ -209,7 +212,9 @@ def _synthetic(kind: str, given: dict, seed: int, out: Outputs, json_out: bool, 
     """triangles, shapes and the point sets: generate from the seed, write, report."""
     n = 10_000 if given["--n"] is None else given["--n"]
     spec = _spec(kind, seed, given)
-    producer = Producer(kind, spec.sample_shape, lambda count: datasets.iter_chunks(spec, count, seed), spec.mixture)
+    producer = Producer(
+        kind, spec.sample_shape, lambda count: datasets.iter_chunks(spec, count, seed), spec.mixture, spec.class_names
+    )
     gen_seconds = _generate(producer, n, out, quiet)
     result = {
         "kind": kind,
@@ -219,6 +224,7 @@ def _synthetic(kind: str, given: dict, seed: int, out: Outputs, json_out: bool, 
         "output": out.output,
         "seed": seed,
         "labels": out.labels,
+        "classes_file": names_path(out.labels) if out.labels and spec.class_names else None,
         "params": out.params,
         "mixture": given["--mixture"],
         "preview": out.shown_preview,
@@ -330,6 +336,9 @@ def _generate(spec: Producer, n: int, out: Outputs, quiet: bool) -> float | None
             if out.labels is not None:
                 io.save_npy(out.labels, np.concatenate(label_parts))
                 written.append(out.labels)
+                if spec.class_names:  # label c is named on line c + 1
+                    write_names(names_path(out.labels), spec.class_names)
+                    written.append(names_path(out.labels))
         if out.params is not None:
             spec.mixture.save(out.params)
             written.append(out.params)
@@ -422,7 +431,8 @@ def _real(kind: str, given: dict, seed: int, out: Outputs, json_out: bool, quiet
     )
     size = realdata.DEFAULT_SIZE if given["--size"] is None else given["--size"]
     data = realdata.prepare(raw, size, given["--n"], seed)
-    gen_seconds = _generate(Producer(kind, data.sample_shape, data.iter_chunks), data.n, out, quiet)
+    producer = Producer(kind, data.sample_shape, data.iter_chunks, class_names=tuple(raw.classes))
+    gen_seconds = _generate(producer, data.n, out, quiet)
     stored = raw.images.shape[2:]
     result = {
         "kind": kind,
@@ -439,6 +449,7 @@ def _real(kind: str, given: dict, seed: int, out: Outputs, json_out: bool, quiet
         "output": out.output,
         "seed": seed if data.index is not None else None,
         "labels": out.labels,
+        "classes_file": names_path(out.labels) if out.labels else None,
         "preview": out.shown_preview,
         "seconds": round(time.perf_counter() - t0, 4),
         "per_second": round(data.n / gen_seconds, 1) if gen_seconds else None,
@@ -466,7 +477,8 @@ def _report(json_out: bool, to_stdout: bool, quiet: bool, result: dict) -> None:
             f"wrote {where}: {what}, {shape} float32, seed {seed}, {result['seconds']:.2f} s{rate}",
             file=stream,
         )
-    for key, label in (("labels", "labels"), ("params", "mixture"), ("preview", "preview")):
+    extra = (("labels", "labels"), ("classes_file", "class names"), ("params", "mixture"), ("preview", "preview"))
+    for key, label in extra:
         if result.get(key):
             print(f"wrote {result[key]}: {label}", file=stream)
     if result.get("skipped"):
