@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from ddpmctl import io, sampling
+from ddpmctl import io
 from ddpmctl import samplers as S
 from ddpmctl.cli.common import (
     HELP_OUTPUT,
@@ -247,6 +247,8 @@ def command(
         rtol=rtol, atol=atol, clip_x0=clip_x0, trajectory=trajectory, guide=guide_model, guidance=guidance, start=start,
     )  # fmt: skip
     options.update(S.parse_options(option))
+    from ddpmctl import sampling  # torch: imported when a command runs, not for --help
+
     job = sampling.plan_sample(model, sampler, n, steps, batch, sampling.SampleOptions(**options))
     w = job.options.guidance
     label = job.label + (f", autoguidance w={w:g}" if guide_model is not None and w != 1.0 else "")
@@ -261,10 +263,7 @@ def command(
             samples, info = sampling.generate(model, sampler, n, steps, seed, batch, dev, progress=update, **options)
             io.save_output(output, samples)
     result = _result(model, checkpoint, guide, output, preview, samples, info)
-    if json_out:
-        emit_json(result)
-    else:
-        _report(result, model, label)
+    emit_json(result) if json_out else _report(result, model, label)
 
 
 def _read_latents(path: Optional[str]):
@@ -303,6 +302,8 @@ def _load_guide(guide: Optional[str], guidance: Optional[float], checkpoint: str
 
 def _result(model, checkpoint: str, guide: Optional[str], output: str, preview: Optional[str], samples, info) -> dict:
     """Write the preview and the trajectory; the JSON report."""
+    from ddpmctl import sampling
+
     traj = info.pop("trajectory", None)
     if preview is not None:
         io.save_output(preview, samples[:PREVIEW_IMAGES] if samples.ndim == 4 else samples)
