@@ -1,14 +1,15 @@
 """Start-up time of the commands that need no torch, with `python -c "import torch"` as the peer.
 
-    .venv/bin/python benchmarks/startup.py                       # this checkout, 10 runs each
-    .venv/bin/python benchmarks/startup.py --root /work/main     # another checkout (PYTHONPATH=ROOT)
+    .venv/bin/python benchmarks/startup.py                                # the installed ddpmctl
+    .venv/bin/python benchmarks/startup.py --root OLD --root .            # two checkouts, side by side
 
-Each command runs in a new process, --runs times, the commands interleaved round-robin (so a burst
-of load on a shared machine hits them all alike), after one untimed warm-up run each that writes
-the bytecode caches (PYTHONDONTWRITEBYTECODE is removed from the children's environment, so the
-figures are those of an installed package). Prints, per command, the median wall time, its spread
-(min .. max), the median CPU time (user + system of the child, less sensitive to a loaded machine)
-and whether the median meets the goal of issue #21 (under 0.3 s wall) — the peers have no goal.
+Each command runs in a new process, --runs times, the commands (and the checkouts given by --root,
+each as PYTHONPATH) interleaved round-robin, so a burst of load on a shared machine hits them all
+alike; the peers run once per round. Before timing, one untimed run of each writes the bytecode
+caches (PYTHONDONTWRITEBYTECODE is removed from the children's environment, so the figures are
+those of an installed package). Prints, per command, the median wall time, its spread (min ..
+max), the median CPU time (user + system of the child, less sensitive to a loaded machine) and
+whether the median meets the goal of issue #21 (under 0.3 s wall); the peers have no goal.
 """
 
 from __future__ import annotations
@@ -44,11 +45,12 @@ def commands(tmp: Path) -> list[tuple[str, list[str], bool]]:
     ]  # fmt: skip
 
 
-def run_once(argv: list[str], env: dict) -> tuple[float, float]:
-    """Wall and CPU seconds (user + system) of one child process; an error if it fails."""
+def run_once(argv: list[str], env: dict, cwd: str) -> tuple[float, float]:
+    """Wall and CPU seconds (user + system) of one child process; an error if it fails. ``cwd`` is
+    not a checkout: ``python -m`` puts it first on sys.path, ahead of PYTHONPATH."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t = time.perf_counter()
-    r = subprocess.run([sys.executable, *argv], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    r = subprocess.run([sys.executable, *argv], env=env, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     wall = time.perf_counter() - t
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if r.returncode != 0:
@@ -69,30 +71,34 @@ def cpu_name() -> str:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--runs", type=int, default=10, help="timed runs per command (default 10)")
-    ap.add_argument("--root", default=None, help="checkout to measure (PYTHONPATH); default: the one installed")
+    ap.add_argument("--root", action="append", help="a checkout to measure (PYTHONPATH); repeatable")
     args = ap.parse_args()
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
-    if args.root:
-        env["PYTHONPATH"] = str(Path(args.root).resolve())
+    base = {k: v for k, v in os.environ.items() if k not in ("PYTHONDONTWRITEBYTECODE", "PYTHONPATH")}
+    roots = [str(Path(r).resolve()) for r in args.root] if args.root else [None]
+    envs = {None: base, **{r: dict(base, PYTHONPATH=r) for r in roots if r is not None}}
     with tempfile.TemporaryDirectory() as tmp:
         cmds = commands(Path(tmp))
-        for _, argv, _ in cmds:  # warm-up: bytecode caches, page cache
-            run_once(argv, env)
-        times: dict[str, list[tuple[float, float]]] = {label: [] for label, _, _ in cmds}
+        jobs = [(None, c) for c in cmds if not c[2]] + [(r, c) for r in roots for c in cmds if c[2]]
+        for root, (_, argv, _) in jobs:  # warm-up: bytecode caches, page cache
+            run_once(argv, envs[root], tmp)
+        times: dict[tuple, list[tuple[float, float]]] = {(root, c[0]): [] for root, c in jobs}
         for _ in range(args.runs):
-            for label, argv, _ in cmds:
-                times[label].append(run_once(argv, env))
+            for root, (label, argv, _) in jobs:
+                times[root, label].append(run_once(argv, envs[root], tmp))
     print(f"# {sys.executable} (Python {platform.python_version()}), {cpu_name()}, {os.cpu_count()} cores")
-    print(f"# root: {env.get('PYTHONPATH', '(installed package)')}; {args.runs} runs each; load average "
-          f"{' '.join(f'{v:.2f}' for v in os.getloadavg())} at the end")  # fmt: skip
-    print(f"| command | wall median (s) | wall min .. max (s) | CPU median (s) | goal < {GOAL_S} s |")
-    print("|---|---|---|---|---|")
-    for label, _, has_goal in cmds:
-        wall = [w for w, _ in times[label]]
-        cpu = [c for _, c in times[label]]
+    print(f"# {args.runs} runs each; load average {' '.join(f'{v:.2f}' for v in os.getloadavg())} at the end")
+    print(f"| checkout | command | wall median (s) | wall min .. max (s) | CPU median (s) | goal < {GOAL_S} s |")
+    print("|---|---|---|---|---|---|")
+    for root, (label, _, has_goal) in jobs:
+        wall = [w for w, _ in times[root, label]]
+        cpu = [c for _, c in times[root, label]]
         med = statistics.median(wall)
         goal = ("met" if med < GOAL_S else "NOT met") if has_goal else "(peer)"
-        print(f"| `{label}` | {med:.3f} | {min(wall):.3f} .. {max(wall):.3f} | {statistics.median(cpu):.3f} | {goal} |")
+        where = "-" if root is None and not has_goal else (root or "installed")
+        print(
+            f"| {where} | `{label}` | {med:.3f} | {min(wall):.3f} .. {max(wall):.3f} | "
+            f"{statistics.median(cpu):.3f} | {goal} |"
+        )
 
 
 if __name__ == "__main__":
