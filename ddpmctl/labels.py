@@ -19,6 +19,10 @@ import numpy as np
 from ddpmctl import io
 from ddpmctl.errors import InputError
 
+# classifier-free guidance scale s when classes are given without one: 1 samples the model's own
+# class-conditional distribution (no guidance, 1 NFE per step)
+DEFAULT_CFG = 1.0
+
 LABELS_SUFFIX = ".labels.npy"
 NAMES_SUFFIX = ".classes.txt"
 MAX_CLASSES = 100_000  # the most classes a network embeds (``nets``)

@@ -41,8 +41,8 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -51,14 +51,18 @@ import torch
 from ddpmctl import samplers as S
 from ddpmctl.diffusion import Prediction, transition
 from ddpmctl.errors import InputError
-from ddpmctl.operators import TASKS, Operator
+from ddpmctl.operators import Operator
+from ddpmctl.restore_registry import (  # noqa: F401  (re-exported: the registry is part of this module's API)
+    DEFAULT_ZETA,
+    METHODS,
+    OPTION_TYPES,
+    TASKS,
+    Method,
+    check_method,
+    get_method,
+)
 from ddpmctl.sampling import DEFAULT_CFG, Batches, check_classes, drive, place_model, sample_seed
 from ddpmctl.schedules import Process
-
-# DPS step size at 1000 steps (the DPS configs, code scaling; denoising, which DPS has no config
-# for: measured); with K steps the default is DEFAULT_ZETA * 1000 / K, which keeps the total
-# guidance (docs/restore.md).
-DEFAULT_ZETA = {"inpaint": 0.5, "denoise": 0.06, "sr": 0.3, "deblur": 0.3}
 
 
 @dataclass(frozen=True)
@@ -230,94 +234,11 @@ def sdedit(denoiser, x, times, generator, callback=None, *, obs: Observation, et
 
 
 # --------------------------------------------------------------------------------------------
-# the registry: one record per method
+# the time grids of the records (``restore_registry.METHODS`` names them)
 
 
 def _grid(process: Process, steps: int, sigma_y: float) -> torch.Tensor:
     return S.make_times(process, steps)
-
-
-def _down_steps(k: int, options: Mapping[str, Any]) -> int:
-    path = repaint_path(k, options["jump_length"], options["jump_n"])
-    return sum(1 for a, b in zip(path[:-1], path[1:]) if b > a)
-
-
-def _default_zeta(task: str, steps: int) -> float:
-    return DEFAULT_ZETA[task] * 1000.0 / steps
-
-
-@dataclass(frozen=True)
-class Method:
-    """A restoration method ``fn(denoiser, x, times, generator, callback=None, *, obs, **options)``:
-    the sampler signature plus the observation."""
-
-    name: str
-    fn: Callable
-    steps: int  # default steps (at most T on a process with T steps)
-    help: str
-    options: Mapping[str, Any] = field(default_factory=dict)  # keyword -> default (a callable: of (task, steps))
-    tasks: tuple[str, ...] = TASKS  # the tasks it applies to
-    refusal: str = ""  # why it refuses the others ({others}: the methods that take them)
-    noisy: bool = False  # needs a noisy observation
-    times: Callable[[Process, int, float], torch.Tensor] = _grid  # its grid for (process, steps, sigma_y)
-    nfe: Callable[[int, Mapping[str, Any]], int] = lambda k, options: k
-    hint: str = ""  # added to the error when the result is not finite
-
-    def check(self, op: Operator, sigma_y: float) -> None:
-        """InputError (one line) when the method does not apply to this problem."""
-        if op.task not in self.tasks:
-            others = [m.name for m in METHODS.values() if op.task in m.tasks]
-            others = ", ".join(others[:-1]) + " or " + others[-1] if len(others) > 1 else others[0]
-            raise InputError(f"--method {self.name} " + self.refusal.format(task=op.task, others=others))
-        if self.noisy and not sigma_y > 0:
-            raise InputError(
-                f"--method {self.name} needs a noisy observation (noise sigma > 0 in the sidecar or --noise)"
-            )
-
-    def default_steps(self, process: Process) -> int:
-        return self.steps if process.max_steps is None else min(self.steps, process.max_steps)
-
-
-METHODS: dict[str, Method] = {
-    m.name: m
-    for m in (
-        Method("ddnm", ddnm, 100, "null-space projection; DDNM+ for noisy y", {"eta": 0.85}),
-        Method("dps", dps, 1000, "posterior sampling", {"zeta": _default_zeta}, hint=" (try a smaller --zeta)"),
-        Method(
-            "repaint",
-            repaint,
-            250,
-            "inpainting with resampling",
-            {"jump_length": 10, "jump_n": 10},
-            ("inpaint", "sr", "deblur"),
-            nfe=_down_steps,
-            refusal="does not apply to denoising (it replaces the observed part, which is everything; use {others})",
-        ),
-        Method(
-            "sdedit",
-            sdedit,
-            100,
-            "denoising",
-            {"eta": 1.0},
-            ("denoise",),
-            noisy=True,
-            times=sdedit_times,
-            refusal="applies to denoising only (this observation is {task}; use {others})",
-        ),
-    )
-}
-_CASTS = {"eta": float, "zeta": float, "jump_length": int, "jump_n": int}
-
-
-def get_method(name: str) -> Method:
-    if name not in METHODS:
-        raise InputError(f"--method: unknown method '{name}' (choose from {', '.join(METHODS)})")
-    return METHODS[name]
-
-
-def check_method(method: str, op: Operator, sigma_y: float) -> None:
-    """InputError (one line) when ``method`` does not apply to this problem."""
-    get_method(method).check(op, sigma_y)
 
 
 # --------------------------------------------------------------------------------------------
@@ -404,7 +325,7 @@ def plan_restore(
     kwargs = {}
     for k, default in record.options.items():
         value = default if getattr(options, k) is None else getattr(options, k)
-        kwargs[k] = _CASTS[k](value(op.task, len(times) - 1) if callable(value) else value)
+        kwargs[k] = OPTION_TYPES[k](value(op.task, len(times) - 1) if callable(value) else value)
     return RestorePlan(record, times, kwargs, n, batch, sigma_m, options)
 
 
@@ -516,7 +437,7 @@ def run_restore(
     }  # fmt: skip
     if settings.labels is not None:
         info["cfg"] = float(settings.cfg)
-    if job.method.times is not _grid:
+    if job.method.grid != "_grid":
         info["t_start"] = float(job.times[0])
     if settings.return_std:
         return moments.mean(), moments.std(), info

@@ -28,6 +28,7 @@ from ddpmctl import samplers as S
 from ddpmctl.device import autocast
 from ddpmctl.diffusion import Denoiser
 from ddpmctl.errors import InputError, RunError
+from ddpmctl.labels import DEFAULT_CFG  # noqa: F401  (re-exported: sampling.DEFAULT_CFG)
 
 # --------------------------------------------------------------------------------------------
 # noise: per-sample streams
@@ -171,9 +172,6 @@ class SampleOptions:
 # autoguidance's weight w when a guide is given without one: the best of 1.5-5 on the triangles
 # demo with base-32 models (docs/demo.md, round 6)
 DEFAULT_GUIDANCE = 3.0
-# classifier-free guidance scale s when classes are given without one: 1 samples the model's own
-# class-conditional distribution (no guidance, 1 NFE per step)
-DEFAULT_CFG = 1.0
 
 # the options of every sampler and ODE solver (``SampleOptions`` has a field for each)
 SAMPLER_KEYWORDS = tuple(

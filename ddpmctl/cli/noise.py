@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Optional
 
 import numpy as np
-import torch
 import typer
 
 from ddpmctl import io
@@ -21,9 +20,7 @@ from ddpmctl.cli.common import (
     seed_option,
     steps_option,
 )
-from ddpmctl.diffusion import IDENTITY_NORMALIZATION, IMAGE_NORMALIZATION, forward_noise, q_sample_sequential
 from ddpmctl.errors import InputError
-from ddpmctl.schedules import make_process
 
 
 def _parse_times(text: str) -> list[float]:
@@ -95,6 +92,11 @@ def command(
         raise InputError("give exactly one of --t and --steps")
     if sequential and sde is not None:
         raise InputError("--sequential runs the discrete chain; it does not combine with --sde")
+    import torch
+
+    from ddpmctl.diffusion import IDENTITY_NORMALIZATION, IMAGE_NORMALIZATION, forward_noise, q_sample_sequential
+    from ddpmctl.schedules import make_process
+
     kind_out = io.output_kind(output)
     process = make_process(sde, schedule, T)
     top = 1.0 if sde is not None else process.max_steps  # times in [0, 1], or the steps 0..T of DDPM

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Optional
 
 import numpy as np
-import torch
 import typer
 
 from ddpmctl import io
@@ -23,8 +22,7 @@ from ddpmctl.cli.common import (
     steps_option,
 )
 from ddpmctl.errors import InputError
-from ddpmctl.operators import TASKS, observation_operator
-from ddpmctl.restore import DEFAULT_ZETA, METHODS
+from ddpmctl.restore_registry import DEFAULT_ZETA, METHODS, TASKS
 
 # options with long help, declared here so that ``command``'s signature reads as a list
 OBSERVATION = typer.Argument(..., help="Observation .npy from 'ddpmctl degrade' (its sidecar .json is read too).")
@@ -148,11 +146,10 @@ def command(
     from ddpmctl.checkpoint import load_model
     from ddpmctl.device import resolve_device
     from ddpmctl.labels import sample_labels
+    from ddpmctl.operators import observation_operator
     from ddpmctl.restore import RestoreOptions, check_observation, plan_restore, run_restore
 
-    io.output_kind(output)
-    if std is not None and not std.lower().endswith(".npy"):
-        raise InputError(f"--std: {std}: must be a .npy file")
+    _check_outputs(output, std)
     dev = resolve_device(device)
     model = load_model(checkpoint, device=dev)
     y = _read_observation(observation)
@@ -180,6 +177,12 @@ def command(
         _report(info, model.data_kind, op, sigma, output, std)
 
 
+def _check_outputs(output: str, std: Optional[str]) -> None:
+    io.output_kind(output)
+    if std is not None and not std.lower().endswith(".npy"):
+        raise InputError(f"--std: {std}: must be a .npy file")
+
+
 def _read_observation(observation: str) -> np.ndarray:
     y = np.asarray(io.read_npy(observation, mmap=False))
     if y.dtype.kind not in "fui" or y.ndim < 2:
@@ -203,6 +206,8 @@ def _read_truth(truth: Optional[str], n: int, data_shape) -> Optional[np.ndarray
 
 def _write(output: str, op, y: np.ndarray, x: np.ndarray, clean, data_kind: str, info: dict) -> None:
     """Write the restorations (a .png: rows observation | restored | truth); quality vs --truth into ``info``."""
+    import torch
+
     from ddpmctl.metrics import quality
     from ddpmctl.restore import comparison_rows
 

@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from ddpmctl import io, sampling
+from ddpmctl import io
 from ddpmctl import samplers as S
 from ddpmctl.cli.common import (
     HELP_OUTPUT,
@@ -26,6 +26,7 @@ from ddpmctl.cli.common import (
     steps_option,
 )
 from ddpmctl.errors import InputError
+from ddpmctl.labels import DEFAULT_CFG
 
 SAMPLER_HELP = (
     ", ".join(
@@ -195,7 +196,7 @@ CFG = typer.Option(
     help="With classes: classifier-free guidance scale S, eps = eps_uncond + S (eps_cond - eps_uncond) "
          "(Ho & Salimans' w = S - 1); 1 = the conditional model alone, 0 = the unconditional one, S > 1 "
          "truer to the class, less diverse; S != 1 costs 2 NFE per step (one call on a doubled batch) "
-         f"[default: {sampling.DEFAULT_CFG:g}].",
+         f"[default: {DEFAULT_CFG:g}].",
 )  # fmt: skip
 PREVIEW = typer.Option(
     None,
@@ -269,8 +270,9 @@ def command(
         solver=solver, spacing=spacing, rho=rho, eta=eta, variance=variance, snr=snr, corrector_steps=corrector_steps,
         rtol=rtol, atol=atol, clip_x0=clip_x0, trajectory=trajectory, guide=guide_model, guidance=guidance, start=start,
         labels=labels, cfg=cfg,
-    )  # fmt: skip
-    options.update(S.parse_options(option))
+    ) | S.parse_options(option)  # fmt: skip
+    from ddpmctl import sampling  # torch: imported when a command runs, not for --help
+
     job = sampling.plan_sample(model, sampler, n, steps, batch, sampling.SampleOptions(**options))
     label = _label(job, guide_model)
     with progress(job.progress_total, f"sample {label}", quiet=quiet) as update:
@@ -311,7 +313,7 @@ def _inputs(model, output: str, latents: Optional[str], chosen: tuple, n: int):
     return start, sample_labels(names, *chosen, n), n
 
 
-def _label(job: sampling.SamplePlan, guide) -> str:
+def _label(job, guide) -> str:
     """The sampler and the guidance, as the progress bar and the report name them."""
     w, opts = job.options.guidance, job.options
     label = job.label + (f", autoguidance w={w:g}" if guide is not None and w != 1.0 else "")
@@ -363,6 +365,7 @@ def _load_guide(guide: Optional[str], guidance: Optional[float], checkpoint: str
 
 def _result(model, checkpoint: str, guide, output: str, preview: Optional[str], samples, info, labels) -> dict:
     """Write the preview, the trajectory and the labels (OUT.labels.npy beside an .npy); the JSON report."""
+    from ddpmctl import sampling
     from ddpmctl.labels import labels_path
 
     traj = info.pop("trajectory", None)
