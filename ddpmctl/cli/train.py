@@ -35,9 +35,11 @@ def _help() -> str:
         "DATA is an .npy array (read through a memory map) or a folder of images. Images (N, C, H, W) in "
         "[0, 1] are mapped to [-1, 1]; points (N, D) are standardised with one mean and standard deviation "
         "(recorded in the checkpoint; --normalize none keeps them as they are).",
-        "The process is discrete DDPM (--schedule, --T; t uniform over the T steps) or a continuous SDE "
-        "(--sde vp|subvp|ve; t uniform in (eps, 1)). The network predicts eps (default), x0, v or the score "
-        "(--prediction) under an L2 or L1 loss (--loss), optionally with min-SNR-gamma weighting (--min-snr). "
+        "The process is discrete DDPM (--schedule, --T; t uniform over the T steps), a continuous SDE "
+        "(--sde vp|subvp|ve; t uniform in (eps, 1)) or EDM's (--sde edm: Karras et al. 2022, Table 1; noise "
+        "levels ln sigma ~ N(--p-mean, --p-std^2), preconditioning with --sigma-data, EDM's loss weight). The "
+        "network predicts eps (default), x0, v, the score or EDM's F (--prediction; edm, the default with "
+        "--sde edm) under an L2 or L1 loss (--loss), optionally with min-SNR-gamma weighting (--min-snr). "
         "AdamW with a linear warm-up, gradient clipping and an EMA of the weights (sampling uses the EMA).",
         "Every option can also come from a YAML file (--config; flags override it); the effective "
         "configuration is saved as CKPT_DIR/config.yaml. CKPT_DIR receives model.safetensors (EMA weights "
@@ -50,6 +52,7 @@ def _help() -> str:
         "image of the network for your data and options.",
         "Example: ddpmctl train triangles.npy --steps 20000 --batch 128 -o ckpt/",
         "Example: ddpmctl train swissroll.npy --sde vp --steps 5000 -o roll/",
+        "Example: ddpmctl train triangles.npy --sde edm --time-limit 10m -o edm/",
         "Example: torchrun --nproc_per_node=2 -m ddpmctl train data.npy --config train.yaml -o ckpt/",
     ]
     return "\n\n".join(paras)
@@ -112,12 +115,21 @@ def command(
     clip: Optional[float] = typer.Option(None, "--clip", help="Gradient-norm clipping (default 1.0; 0: off)."),
     ema: Optional[float] = typer.Option(
         None, "--ema", help="Largest EMA decay (default 0.9999, warm-up (1+n)/(10+n); 0: off)."),
-    sde: Optional[str] = typer.Option(None, "--sde", help="Process: ddpm (discrete, default), vp, subvp or ve."),
+    sde: Optional[str] = typer.Option(
+        None, "--sde", help="Process: ddpm (discrete, default), vp, subvp, ve or edm (Karras et al. 2022)."),
+    p_mean: Optional[float] = typer.Option(
+        None, "--p-mean", help="edm: mean of ln sigma in training (default -1.2, EDM Table 1)."),
+    p_std: Optional[float] = typer.Option(
+        None, "--p-std", help="edm: standard deviation of ln sigma in training (default 1.2)."),
+    sigma_data: Optional[float] = typer.Option(
+        None, "--sigma-data", help="edm: the data's standard deviation in model space that the preconditioning "
+        "assumes (default 0.5; standardised points have 1)."),
     schedule: Optional[str] = typer.Option(
         None, "--schedule", "-s", help="DDPM beta schedule name or .npy of betas (default linear)."),
     T: Optional[int] = typer.Option(None, "--T", "-T", help="DDPM steps T of a named schedule (default 1000)."),
     prediction: Optional[str] = typer.Option(
-        None, "--prediction", help="Network output: eps (default), x0, v or score."),
+        None, "--prediction", help="Network output: eps (default), x0, v, score or edm (EDM's preconditioned F; "
+        "the default with --sde edm)."),
     loss: Optional[str] = typer.Option(None, "--loss", help="l2 (default) or l1."),
     min_snr: Optional[float] = typer.Option(None, "--min-snr", help="Min-SNR-gamma loss weighting (e.g. 5)."),
     normalize: Optional[str] = typer.Option(None, "--normalize", help="Points: auto (standardise, default) or none."),
@@ -148,7 +160,7 @@ def command(
 
     flags = dict(steps=steps, epochs=epochs, batch=batch, lr=lr, optimizer=optimizer, warmup=warmup,
                  lr_schedule=lr_schedule, weight_decay=weight_decay, clip=clip, ema=ema, sde=sde, schedule=schedule,
-                 T=T, prediction=prediction, loss=loss, min_snr=min_snr, normalize=normalize, hflip=hflip, seed=seed,
+                 T=T, p_mean=p_mean, p_std=p_std, sigma_data=sigma_data, prediction=prediction, loss=loss, min_snr=min_snr, normalize=normalize, hflip=hflip, seed=seed,
                  device=device, bf16=bf16, compile=compile_, log_every=log_every, save_every=save_every,
                  sample_every=sample_every, time_limit=None if time_limit is None else parse_duration(time_limit),
                  snapshots=list(snapshot) if snapshot else None)

@@ -172,7 +172,8 @@ def plan(
         if check is not None:
             check(kwargs)
     steps = record.default_steps(process, solver) if steps is None else int(steps)
-    spacing = spacing or record.spacing
+    # a sampler's "uniform" default is the process's own default grid (EDM, whose t = sigma: karras)
+    spacing = spacing or (process.default_spacing if record.spacing == "uniform" else record.spacing)
     return Plan(record, solver, spacing, make_times(process, steps, spacing, rho=rho), kwargs)
 
 

@@ -398,11 +398,12 @@ def training_loop(run: RunState, callbacks: list[Callback], handle_signals: bool
             # 2. loss
             lr = opt.lr = lr_at(run.step, cfg, run.total, cfg.warmup, run.time_fraction)
             x_t, c_noise, target, weight = objective.inputs(x0, t, eps)
+            x_in = objective.net_input(x_t, t)  # x_t, or EDM's c_in x_t
             with autocast(run.device, cfg.bf16):
                 if self_cond:
-                    out = run.model(x_t, c_noise, _self_cond_input(net, objective, x_t, c_noise, t, sc_use, sc_clip))
+                    out = run.model(x_in, c_noise, _self_cond_input(net, objective, x_t, c_noise, t, sc_use, sc_clip))
                 else:
-                    out = run.model(x_t, c_noise)
+                    out = run.model(x_in, c_noise)
             loss = objective.per_sample(out, target, weight).mean()
             # 3. backward, clip, optimizer step
             opt.zero_grad()
@@ -469,7 +470,7 @@ def _self_cond_input(net, objective: Objective, x_t, c_noise, t, use: torch.Tens
         idx = use.nonzero().squeeze(1)
         dev_idx = idx.to(x_t.device)
         with torch.no_grad():
-            first = net(x_t[dev_idx], c_noise[dev_idx], None)
+            first = net(objective.net_input(x_t[dev_idx], t[idx]), c_noise[dev_idx], None)
             cond[dev_idx] = objective.x0_estimate(first.float(), x_t[dev_idx], t[idx], clip).to(cond.dtype)
     return cond
 
