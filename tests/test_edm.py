@@ -282,3 +282,20 @@ def test_cli_noise_and_exact_mixture_on_edm(tmp_path):
     out = np.load(tmp_path / "n.npy")  # x_t = x0 + sigma eps with one eps per point: columns scale by sigma
     assert out.shape == (4, 3, 2) and np.all(out[:, 0] == 0)
     np.testing.assert_allclose(out[:, 2], 40 * out[:, 1], rtol=1e-5)
+
+
+def test_demo_edm_config_differs_from_the_demo_in_the_objective_only():
+    """examples/triangles/edm.yaml (`make demo-edm`) is demo.yaml with EDM's process and
+    parameterisation: the same network, optimiser, batch, learning rate schedule and EMA."""
+    from pathlib import Path
+
+    from ddpmctl.train.config import read_config_file, resolve_config
+
+    here = Path(__file__).resolve().parent.parent / "examples" / "triangles"
+    demo, edm = resolve_config(file=here / "demo.yaml"), resolve_config(file=here / "edm.yaml")
+    assert (edm.sde, edm.prediction, edm.min_snr) == ("edm", "edm", None)
+    assert edm.make_process().to_dict() == EDMProcess().to_dict()  # the paper's values
+    objective = {"sde", "schedule", "prediction", "min_snr", "p_mean", "p_std", "sigma_data"}
+    differ = {k for k in demo.to_dict() if getattr(demo, k) != getattr(edm, k)}
+    assert differ <= objective and {"sde", "prediction"} <= differ, differ
+    assert set(read_config_file(here / "edm.yaml")) - objective <= set(read_config_file(here / "demo.yaml"))

@@ -62,8 +62,10 @@ def command(
         1000, "--T", "-T", callback=at_least("--T", 1), help="Number of diffusion steps of a named schedule."
     ),
     t: Optional[str] = typer.Option(
-        None, "--t", help="Comma-separated steps t in 0..T (0 is the clean input). With --sde: times in [0, 1] "
-        "(edm: sigma in [0, 80])."
+        None,
+        "--t",
+        help="Comma-separated steps t in 0..T (0 is the clean input). With --sde: times in [0, 1] "
+        "(edm: sigma in [0, 80]).",
     ),
     steps: Optional[int] = steps_option("Instead of --t: K evenly spaced steps from 0 to T."),
     sde: Optional[str] = choice_option(

@@ -160,7 +160,8 @@ def command(
 
     flags = dict(steps=steps, epochs=epochs, batch=batch, lr=lr, optimizer=optimizer, warmup=warmup,
                  lr_schedule=lr_schedule, weight_decay=weight_decay, clip=clip, ema=ema, sde=sde, schedule=schedule,
-                 T=T, p_mean=p_mean, p_std=p_std, sigma_data=sigma_data, prediction=prediction, loss=loss, min_snr=min_snr, normalize=normalize, hflip=hflip, seed=seed,
+                 T=T, p_mean=p_mean, p_std=p_std, sigma_data=sigma_data, prediction=prediction, loss=loss,
+                 min_snr=min_snr, normalize=normalize, hflip=hflip, seed=seed,
                  device=device, bf16=bf16, compile=compile_, log_every=log_every, save_every=save_every,
                  sample_every=sample_every, time_limit=None if time_limit is None else parse_duration(time_limit),
                  snapshots=list(snapshot) if snapshot else None)

@@ -234,5 +234,5 @@ register(
     Sampler("langevin", sample_langevin, 100, lambda k, o: k * o["corrector_steps"] + 1, "levels x M + 1",
             "annealed Langevin", "Song & Ermon 2019, Algorithm 1 (SMLD, seed 000)",
             options={"snr": 0.5, "corrector_steps": 2}, check=lambda o: _check_langevin(o, 1),
-            processes=("ve", "edm"), why="annealed Langevin dynamics (SMLD) needs a ve (or edm) process"),
+            processes=("ve", "edm"), why="annealed Langevin dynamics (SMLD) needs a ve process (edm is one)"),
 )  # fmt: skip
