@@ -87,6 +87,24 @@ def parse_duration(text: str) -> float:
     return value
 
 
+# the process options, declared here so that ``command``'s signature reads as a list
+SDE = typer.Option(None, "--sde", help="Process: ddpm (discrete, default), vp, subvp, ve or edm (Karras et al. 2022).")
+P_MEAN = typer.Option(None, "--p-mean", help="edm: mean of ln sigma in training (default -1.2, EDM Table 1).")
+P_STD = typer.Option(None, "--p-std", help="edm: standard deviation of ln sigma in training (default 1.2).")
+SIGMA_DATA = typer.Option(
+    None,
+    "--sigma-data",
+    help="edm: the data's standard deviation in model space that the preconditioning assumes "
+    "(default 0.5; standardised points have 1).",
+)
+
+PREDICTION = typer.Option(
+    None,
+    "--prediction",
+    help="Network output: eps (default), x0, v, score or edm (EDM's preconditioned F; the default with --sde edm).",
+)
+
+
 # The command's flags as a table, one line per option (the formatter leaves it as written).
 # fmt: off
 @handle_errors("train")
@@ -115,21 +133,14 @@ def command(
     clip: Optional[float] = typer.Option(None, "--clip", help="Gradient-norm clipping (default 1.0; 0: off)."),
     ema: Optional[float] = typer.Option(
         None, "--ema", help="Largest EMA decay (default 0.9999, warm-up (1+n)/(10+n); 0: off)."),
-    sde: Optional[str] = typer.Option(
-        None, "--sde", help="Process: ddpm (discrete, default), vp, subvp, ve or edm (Karras et al. 2022)."),
-    p_mean: Optional[float] = typer.Option(
-        None, "--p-mean", help="edm: mean of ln sigma in training (default -1.2, EDM Table 1)."),
-    p_std: Optional[float] = typer.Option(
-        None, "--p-std", help="edm: standard deviation of ln sigma in training (default 1.2)."),
-    sigma_data: Optional[float] = typer.Option(
-        None, "--sigma-data", help="edm: the data's standard deviation in model space that the preconditioning "
-        "assumes (default 0.5; standardised points have 1)."),
+    sde: Optional[str] = SDE,
+    p_mean: Optional[float] = P_MEAN,
+    p_std: Optional[float] = P_STD,
+    sigma_data: Optional[float] = SIGMA_DATA,
     schedule: Optional[str] = typer.Option(
         None, "--schedule", "-s", help="DDPM beta schedule name or .npy of betas (default linear)."),
     T: Optional[int] = typer.Option(None, "--T", "-T", help="DDPM steps T of a named schedule (default 1000)."),
-    prediction: Optional[str] = typer.Option(
-        None, "--prediction", help="Network output: eps (default), x0, v, score or edm (EDM's preconditioned F; "
-        "the default with --sde edm)."),
+    prediction: Optional[str] = PREDICTION,
     loss: Optional[str] = typer.Option(None, "--loss", help="l2 (default) or l1."),
     min_snr: Optional[float] = typer.Option(None, "--min-snr", help="Min-SNR-gamma loss weighting (e.g. 5)."),
     normalize: Optional[str] = typer.Option(None, "--normalize", help="Points: auto (standardise, default) or none."),
