@@ -212,6 +212,15 @@ class Denoiser:
     affine in each other at a given x_t), before clipping; w = 1 is the model alone. The guide is
     typically a smaller or less-trained model of the same data; each call then costs 2 network
     evaluations, and ``nfe`` counts both.
+
+    A class-conditional network (``net.num_classes`` K > 0) is called with ``class_labels`` when
+    ``set_labels(labels)`` gave the rows of the batch their classes (None: the null class K, the
+    unconditional model). ``cfg`` = s != 1 turns on classifier-free guidance (Ho & Salimans 2022,
+    eq. 6, written with the CFG scale s = 1 + w of Stable Diffusion and diffusers):
+    out = out_uncond + s (out_cond - out_uncond), from one network call on the doubled batch
+    [x, x] with labels [labels, K]; as eps and x0 are affine in the output at a given x_t, eps and
+    x0 are guided alike. s = 1 is the conditional model alone, s = 0 the unconditional one. Each
+    guided call counts 2 evaluations in ``nfe`` (twice the rows of one call).
     """
 
     def __init__(
@@ -235,6 +244,24 @@ class Denoiser:
         self.guide: Denoiser | None = None
         self.guidance = 1.0
         self.set_guide(guide, guidance)
+        self.num_classes = int(getattr(net, "num_classes", 0) or 0)
+        self.labels: torch.Tensor | None = None
+        self.cfg = 1.0
+
+    def set_labels(self, labels, cfg: float | None = None) -> Denoiser:
+        """Condition the next calls on class ``labels`` ((B,) integers in [0, K), one per row of the
+        batch; None: the unconditional model), with guidance scale ``cfg`` (None: unchanged). A
+        conditional guide gets the same labels."""
+        if labels is not None:
+            labels = torch.as_tensor(np.asarray(labels), dtype=torch.long)
+            if self.num_classes == 0:
+                raise ValueError("class labels for a network that is not class-conditional")
+        self.labels = labels
+        if cfg is not None:
+            self.cfg = float(cfg)
+        if self.guide is not None and self.guide.num_classes > 0:
+            self.guide.set_labels(labels)
+        return self
 
     def set_guide(self, guide: Denoiser | None, guidance: float) -> Denoiser:
         """Turn on autoguidance by ``guide`` with weight ``guidance`` (off for None or w = 1)."""
@@ -265,18 +292,7 @@ class Denoiser:
         if t.ndim == 0:
             t = t.expand(x.shape[0])
         alpha, sigma = marginal(self.process, t)
-        if self.conditioning == "t":
-            out = self.net(x, t.to(x.device))
-        else:
-            c_noise = self.process.c_noise(t).to(device=x.device, dtype=torch.float32)
-            x_in = net_input(x, alpha, sigma, self.prediction, self.process.sigma_data)  # c_in x~ for edm
-            if self.self_cond:
-                prev = self._x0_prev
-                out = self.net(x_in, c_noise, prev if prev is not None and prev.shape == x.shape else None)
-            else:
-                out = self.net(x_in, c_noise)
-        out = out.to(x.dtype)
-        self.nfe += 1
+        out = self._output(x, t)
         eps, x0 = to_eps_x0(out, x, alpha, sigma, self.prediction, self.process.sigma_data)
         if self.guide is not None:
             g, w = self.guide(x, t), self.guidance
@@ -288,6 +304,36 @@ class Denoiser:
         if self.self_cond:
             self._x0_prev = x0.detach()
         return Prediction(eps=eps, x0=x0)
+
+    def _output(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """The network's output at (x, t) (counted), guided by the classes when ``cfg`` != 1."""
+        labels = self.labels
+        if labels is not None and labels.shape[0] != x.shape[0]:
+            raise ValueError(f"{labels.shape[0]} class labels for a batch of {x.shape[0]}")
+        guided = labels is not None and self.cfg != 1.0
+        prev = self._x0_prev if self.self_cond and self._x0_prev is not None else None
+        prev = prev if prev is not None and prev.shape == x.shape else None
+        if guided:  # one call on [x, x] with [labels, null]: conditional and unconditional rows
+            x, t = torch.cat([x, x]), torch.cat([t, t])
+            labels = torch.cat([labels, torch.full_like(labels, self.num_classes)])
+            prev = None if prev is None else torch.cat([prev, prev])
+        kwargs = {} if labels is None else {"class_labels": labels.to(x.device)}
+        if self.conditioning == "t":
+            out = self.net(x, t.to(x.device), **kwargs)
+        else:
+            c_noise = self.process.c_noise(t).to(device=x.device, dtype=torch.float32)
+            if self.prediction == "edm":  # the network sees EDM's c_in x~ (Table 1)
+                x = net_input(x, *marginal(self.process, t), self.prediction, self.process.sigma_data)
+            if self.self_cond:
+                out = self.net(x, c_noise, prev, **kwargs)
+            else:
+                out = self.net(x, c_noise, **kwargs)
+        out = out.to(x.dtype)
+        self.nfe += 2 if guided else 1
+        if guided:
+            cond, uncond = out.chunk(2)
+            out = uncond + self.cfg * (cond - uncond)
+        return out
 
 
 # --------------------------------------------------------------------------------------------

@@ -39,6 +39,7 @@ with the per-pixel standard deviation. The K x N restorations run through the sa
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -51,7 +52,7 @@ from ddpmctl import samplers as S
 from ddpmctl.diffusion import Prediction, transition
 from ddpmctl.errors import InputError
 from ddpmctl.operators import TASKS, Operator
-from ddpmctl.sampling import Batches, drive, place_model, sample_seed
+from ddpmctl.sampling import DEFAULT_CFG, Batches, check_classes, drive, place_model, sample_seed
 from ddpmctl.schedules import Process
 
 # DPS step size at 1000 steps (the DPS configs, code scaling; denoising, which DPS has no config
@@ -337,6 +338,8 @@ class RestoreOptions:
     amp: bool | None = None
     samples: int = 1
     return_std: bool = False
+    labels: Any = None  # class-conditional models: the class of each observation
+    cfg: float | None = None  # with labels: classifier-free guidance scale (``sampling.DEFAULT_CFG`` when None)
 
     def check(self) -> None:
         """The ranges of the given method options (checked whatever the method)."""
@@ -395,6 +398,9 @@ def plan_restore(
         raise InputError(f"--batch: must be >= 1, got {batch}")
     sigma_m = abs(float(model.normalization.scale)) * float(sigma_y)
     times = record.times(model.process, steps, sigma_m)
+    if options.labels is not None or options.cfg is not None:
+        labels = check_classes(model, options.labels, options.cfg, n)[:n]
+        options = dataclasses.replace(options, labels=labels, cfg=DEFAULT_CFG if options.cfg is None else options.cfg)
     kwargs = {}
     for k, default in record.options.items():
         value = default if getattr(options, k) is None else getattr(options, k)
@@ -462,6 +468,8 @@ def run_restore(
     settings, k, n, norm = job.settings, job.settings.samples, job.n, model.normalization
     amp = dev.type == "cuda" and dtype != torch.float64 if settings.amp is None else settings.amp
     denoiser = model.denoiser()
+    if settings.labels is not None:
+        denoiser.cfg = float(settings.cfg)
     shape = tuple(model.data_shape)
     out = np.empty((n, *shape), dtype=np.float32) if k == 1 else None
     moments = _Moments(n, shape, k, settings.return_std) if k > 1 else None
@@ -497,6 +505,7 @@ def run_restore(
         inference=False,
         clip=settings.clip,
         failure=f"{job.method.name} produced NaN or inf{job.method.hint}",
+        labels=None if settings.labels is None else np.repeat(settings.labels, k),  # row r: observation r // K
     )
     nfes, seconds = drive(run, prepare, sink)
     info = {
@@ -505,6 +514,8 @@ def run_restore(
         "seed": int(seed), "seconds": seconds, "seconds_per_image": seconds / n, "device": str(dev),
         "process": model.process.describe(), **job.options,
     }  # fmt: skip
+    if settings.labels is not None:
+        info["cfg"] = float(settings.cfg)
     if job.method.times is not _grid:
         info["t_start"] = float(job.times[0])
     if settings.return_std:

