@@ -10,9 +10,10 @@ Per step (``step`` = number of optimizer updates done so far):
    (``ddpmctl.train.data``); under ``torchrun`` every rank draws the same global batch and keeps its
    own slice; x0 = normalise(data[indices]) in model space, optionally flipped;
 2. x_t, c_noise, target, weight = objective.inputs(x0, t, eps); loss = mean of
-   objective.per_sample(net(x_t, c_noise), target, weight), under bf16 autocast on CUDA; with labels,
-   net(x_t, c_noise, class_labels) where each label is the null class with probability
-   ``label_dropout`` (classifier-free guidance's joint training, Ho & Salimans 2022, Algorithm 1);
+   objective.per_sample(net(x_in, c_noise), target, weight) with x_in = x_t (EDM: c_in x_t,
+   ``objective.net_input``), under bf16 autocast on CUDA; with labels, net(x_in, c_noise,
+   class_labels) where each label is the null class with probability ``label_dropout``
+   (classifier-free guidance's joint training, Ho & Salimans 2022, Algorithm 1);
 3. backward (DDP averages gradients across ranks), clip the gradient norm, an AdamW or Muon step
    with a linear warm-up and an optional cosine / linear decay of the learning rate;
 4. EMA of the weights, decay min(ema, (1 + n) / (10 + n)) after n updates.
