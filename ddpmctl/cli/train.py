@@ -93,7 +93,13 @@ def parse_duration(text: str) -> float:
     return value
 
 
-# the process options, declared here so that ``command``'s signature reads as a list
+# options with long help, declared here so that ``command``'s signature reads as a list
+OPTIMIZER = typer.Option(
+    None,
+    "--optimizer",
+    help="adamw (default) or muon (Muon on the hidden weight matrices, AdamW on the rest; same --lr scale).",
+)
+SCHEDULE = typer.Option(None, "--schedule", "-s", help="DDPM beta schedule name or .npy of betas (default linear).")
 SDE = typer.Option(None, "--sde", help="Process: ddpm (discrete, default), vp, subvp, ve or edm (Karras et al. 2022).")
 P_MEAN = typer.Option(None, "--p-mean", help="edm: mean of ln sigma in training (default -1.2, EDM Table 1).")
 P_STD = typer.Option(None, "--p-std", help="edm: standard deviation of ln sigma in training (default 1.2).")
@@ -128,9 +134,7 @@ def command(
         "a decaying --lr-schedule then decays over that time (or the steps, if they end first)."),
     batch: Optional[int] = batch_option(None, "Global: split across torchrun ranks (default 64)."),
     lr: Optional[float] = typer.Option(None, "--lr", help="Peak learning rate (default 2e-4)."),
-    optimizer: Optional[str] = typer.Option(
-        None, "--optimizer", help="adamw (default) or muon (Muon on the hidden weight matrices, AdamW on the rest; "
-        "same --lr scale)."),
+    optimizer: Optional[str] = OPTIMIZER,
     warmup: Optional[int] = typer.Option(
         None, "--warmup", help="Linear warm-up steps (default min(5000, 5% of the steps))."),
     lr_schedule: Optional[str] = typer.Option(
@@ -143,8 +147,7 @@ def command(
     p_mean: Optional[float] = P_MEAN,
     p_std: Optional[float] = P_STD,
     sigma_data: Optional[float] = SIGMA_DATA,
-    schedule: Optional[str] = typer.Option(
-        None, "--schedule", "-s", help="DDPM beta schedule name or .npy of betas (default linear)."),
+    schedule: Optional[str] = SCHEDULE,
     T: Optional[int] = typer.Option(None, "--T", "-T", help="DDPM steps T of a named schedule (default 1000)."),
     prediction: Optional[str] = PREDICTION,
     loss: Optional[str] = typer.Option(None, "--loss", help="l2 (default) or l1."),
