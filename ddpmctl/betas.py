@@ -18,7 +18,7 @@ import numpy as np
 
 from ddpmctl.errors import InputError
 
-PROCESS_KINDS = ("ddpm", "vp", "subvp", "ve")  # the processes of ddpmctl.schedules (make_process)
+PROCESS_KINDS = ("ddpm", "vp", "subvp", "ve", "edm")  # the processes of ddpmctl.schedules (make_process)
 SPACINGS = ("uniform", "quadratic", "logsnr", "karras")  # the time grids of ddpmctl.schedules.make_times
 
 

@@ -6,6 +6,11 @@ With the marginal ``x_t = alpha_t x_0 + sigma_t eps`` of any process (``ddpmctl.
   ``eps = (x_t - alpha_t x0) / sigma_t``, ``score = grad log p_t(x_t) = -eps / sigma_t``, and
   ``v = a eps - s x0`` with ``a = alpha_t / r``, ``s = sigma_t / r``, ``r = sqrt(alpha_t^2 + sigma_t^2)``
   (for VP processes r = 1 and this is the usual v of Salimans & Ho 2022);
+* EDM's preconditioning (Karras et al. 2022, Table 1, "Ours"; prediction ``edm``): in the VE form
+  ``x~ = x_t / alpha_t``, ``sigma~ = sigma_t / alpha_t`` the network F gives the denoiser
+  ``D(x~; sigma~) = c_skip x~ + c_out F(c_in x~; c_noise)`` with ``c_skip = sd^2 / (sigma~^2 + sd^2)``,
+  ``c_out = sigma~ sd / sqrt(sigma~^2 + sd^2)``, ``c_in = 1 / sqrt(sigma~^2 + sd^2)`` (sd = sigma_data,
+  ``edm_precond``) and ``x0 = D``; its training target is ``(x0 - c_skip x~) / c_out`` (EDM eq. 8);
 * the Gaussian transition between two times s < t: ``alpha_{t|s} = alpha_t / alpha_s``,
   ``sigma_{t|s}^2 = sigma_t^2 - alpha_{t|s}^2 sigma_s^2`` (for DDPM steps this is beta_t);
 * the posterior ``q(x_s | x_t, x_0)`` (DDPM eq. 6-7 for s = t - 1, seed 004):
@@ -25,7 +30,7 @@ import torch
 from ddpmctl.errors import InputError
 from ddpmctl.schedules import DiscreteProcess, Process
 
-PREDICTIONS = ("eps", "x0", "v", "score")
+PREDICTIONS = ("eps", "x0", "v", "score", "edm")
 
 
 def _bcast(c: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
@@ -96,15 +101,49 @@ def posterior(process: Process, s, t) -> tuple[torch.Tensor, torch.Tensor, torch
 # parameterisations: the one place
 
 
-def check_prediction(prediction: str) -> str:
+def check_prediction(prediction: str, process: Process | None = None) -> str:
+    """``prediction`` if it is one of PREDICTIONS (and, given the ``process``, fits it: ``edm``
+    needs the data std ``sigma_data`` that only the edm process records)."""
     if prediction not in PREDICTIONS:
         raise InputError(f"unknown prediction '{prediction}' (choose from {', '.join(PREDICTIONS)})")
+    if prediction == "edm" and process is not None and process.sigma_data is None:
+        raise InputError(f"--prediction edm: EDM's preconditioning needs --sde edm (this process is {process.kind})")
     return prediction
 
 
-def to_eps_x0(pred: torch.Tensor, x: torch.Tensor, alpha, sigma, prediction: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """Convert a network output of type ``prediction`` at x_t into (eps, x0)."""
+def edm_precond(sigma_t, sigma_data: float) -> tuple:
+    """(c_skip, c_out, c_in) of EDM's preconditioning at the noise level ``sigma_t`` = sigma~
+    (Karras et al. 2022, Table 1, "Ours"; their section 5 and appendix B.6 derive them: unit
+    variance of the network's input and of its training target)."""
+    r2 = sigma_t**2 + sigma_data**2
+    return sigma_data**2 / r2, sigma_t * sigma_data / r2**0.5, 1 / r2**0.5
+
+
+def net_input(x: torch.Tensor, alpha, sigma, prediction: str, sigma_data: float | None = None) -> torch.Tensor:
+    """What the network is given at x_t: ``c_in x~ = x_t / sqrt(sigma_t^2 + alpha_t^2 sd^2)`` for
+    ``edm`` (EDM Table 1, with x~ = x_t / alpha_t), ``x_t`` itself (the same tensor) otherwise."""
+    if prediction != "edm":
+        return x
+    return x / torch.sqrt(_bcast(sigma, x) ** 2 + (_bcast(alpha, x) * sigma_data) ** 2)
+
+
+def _edm_sd(sigma_data: float | None) -> float:
+    if sigma_data is None:
+        raise InputError("prediction 'edm' needs sigma_data (the edm process records it)")
+    return float(sigma_data)
+
+
+def to_eps_x0(
+    pred: torch.Tensor, x: torch.Tensor, alpha, sigma, prediction: str, sigma_data: float | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Convert a network output of type ``prediction`` at x_t into (eps, x0) (``sigma_data``:
+    the edm preconditioning's data std)."""
     a, s = _bcast(alpha, x), _bcast(sigma, x)
+    if prediction == "edm":  # x0 = D = c_skip x~ + c_out F; eps = (x~ - D) / sigma~, without the division
+        sd = _edm_sd(sigma_data)
+        st, xt = s / a, x / a
+        r = torch.sqrt(st**2 + sd**2)
+        return st * xt / r**2 - sd * pred / r, (sd**2 * xt) / r**2 + (st * sd / r) * pred
     if prediction == "eps":
         eps = pred
         return eps, (x - s * eps) / a
@@ -122,9 +161,16 @@ def to_eps_x0(pred: torch.Tensor, x: torch.Tensor, alpha, sigma, prediction: str
     raise InputError(f"unknown prediction '{prediction}'")
 
 
-def from_eps_x0(eps: torch.Tensor, x0: torch.Tensor, alpha, sigma, prediction: str) -> torch.Tensor:
+def from_eps_x0(
+    eps: torch.Tensor, x0: torch.Tensor, alpha, sigma, prediction: str, sigma_data: float | None = None
+) -> torch.Tensor:
     """The target a network of type ``prediction`` should output, given the true (eps, x0)."""
     a, s = _bcast(alpha, eps), _bcast(sigma, eps)
+    if prediction == "edm":
+        # (x0 - c_skip x~) / c_out with x~ = x0 + sigma~ eps, written without cancellation
+        sd = _edm_sd(sigma_data)
+        st = s / a
+        return (st * x0 - sd**2 * eps) / (sd * torch.sqrt(st**2 + sd**2))
     if prediction == "eps":
         return eps
     if prediction == "x0":
@@ -190,7 +236,7 @@ class Denoiser:
         self.net = net
         self.conditioning = conditioning  # "c_noise": net(x, process.c_noise(t)); "t": net(x, t) (exact models)
         self.process = process
-        self.prediction = check_prediction(prediction)
+        self.prediction = check_prediction(prediction, process)
         self.clip = clip
         self.nfe = 0
         self.self_cond = bool(getattr(net, "self_cond", False))
@@ -247,7 +293,7 @@ class Denoiser:
             t = t.expand(x.shape[0])
         alpha, sigma = marginal(self.process, t)
         out = self._output(x, t)
-        eps, x0 = to_eps_x0(out, x, alpha, sigma, self.prediction)
+        eps, x0 = to_eps_x0(out, x, alpha, sigma, self.prediction, self.process.sigma_data)
         if self.guide is not None:
             g, w = self.guide(x, t), self.guidance
             eps, x0 = g.eps + w * (eps - g.eps), g.x0 + w * (x0 - g.x0)
@@ -276,6 +322,8 @@ class Denoiser:
             out = self.net(x, t.to(x.device), **kwargs)
         else:
             c_noise = self.process.c_noise(t).to(device=x.device, dtype=torch.float32)
+            if self.prediction == "edm":  # the network sees EDM's c_in x~ (Table 1)
+                x = net_input(x, *marginal(self.process, t), self.prediction, self.process.sigma_data)
             if self.self_cond:
                 out = self.net(x, c_noise, prev, **kwargs)
             else:

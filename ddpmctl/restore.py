@@ -211,7 +211,7 @@ def sdedit_start(process: Process, sigma_y: float) -> float:
 def sdedit_times(process: Process, steps: int, sigma_y: float) -> torch.Tensor:
     """t*, then the times of the full ``steps``-step grid below t*, then 0."""
     t_star = sdedit_start(process, sigma_y)
-    full = S.make_times(process, steps)
+    full = S.make_times(process, steps, process.default_spacing)
     return torch.cat([torch.tensor([t_star], dtype=torch.float64), full[full < t_star - 1e-12]])
 
 
@@ -238,7 +238,7 @@ def sdedit(denoiser, x, times, generator, callback=None, *, obs: Observation, et
 
 
 def _grid(process: Process, steps: int, sigma_y: float) -> torch.Tensor:
-    return S.make_times(process, steps)
+    return S.make_times(process, steps, process.default_spacing)
 
 
 # --------------------------------------------------------------------------------------------

@@ -4,10 +4,12 @@ Beta schedules (discrete DDPM, Ho et al. 2020; seeds 002, 003, 004) give ``beta_
 ``alpha_bar_t = prod_{s<=t} (1 - beta_s)``; they are defined in ``ddpmctl.betas`` (numpy only, so
 that commands which need no torch start fast) and re-exported here. Continuous processes (Song et
 al. 2021) are the VP and VE SDEs of seeds 000 and 001 and the sub-VP SDE (Song et al. 2021,
-section 3.4; in no seed), ``dx = f(t) x dt + g(t) dw``.
+section 3.4; in no seed), ``dx = f(t) x dt + g(t) dw``. EDM's process (Karras et al. 2022, Table 1) is the VE process
+with sigma(t) = t, trained at log-normal noise levels.
 
 Every process, discrete or continuous, exposes the same thing: its marginal
-``x_t = alpha(t) x_0 + sigma(t) eps`` on a continuous time ``t`` in ``[0, 1]`` (``alpha(0) = 1``,
+``x_t = alpha(t) x_0 + sigma(t) eps`` on a continuous time ``t`` in ``[0, 1]`` (EDM's: ``t = sigma``
+in ``[0, 80]``) (``alpha(0) = 1``,
 ``sigma(0) = 0``), the SDE coefficients ``f(t)`` and ``g(t)^2``, and the network's noise
 conditioning ``c_noise(t)``. A discrete process with T steps puts step ``i = 1..T`` at ``t = i / T``
 and interpolates ``log alpha_bar`` linearly in between (as DPM-Solver does), so samplers written
@@ -54,7 +56,8 @@ def _t(t) -> torch.Tensor:
 
 
 class Process(abc.ABC):
-    """A diffusion process with marginal ``x_t = alpha(t) x_0 + sigma(t) eps``, t in [0, 1].
+    """A diffusion process with marginal ``x_t = alpha(t) x_0 + sigma(t) eps``, t in [0, t_max]
+    (t_max = 1, except EDM's t = sigma up to 80).
 
     Subclasses define ``log_alpha``, ``sigma``, ``f`` (drift coefficient) and ``g2`` (squared
     diffusion) as float64 tensor functions of t, plus ``c_noise`` (what the network is told).
@@ -64,6 +67,8 @@ class Process(abc.ABC):
     t_min: float = 0.0  # smallest time trained and sampled (eps of the continuous SDEs, 1/T for DDPM)
     t_max: float = 1.0
     max_steps: int | None = None  # most steps a sampling grid can have (a discrete process: T)
+    default_spacing: str = "uniform"  # the grid of a sampler whose own default is "uniform" (make_times)
+    sigma_data: float | None = None  # the data std of EDM's preconditioning (prediction "edm"): EDM only
 
     # -- time: where the network was trained ---------------------------------------------------
     def round_t(self, t, up: bool = False) -> torch.Tensor:
@@ -298,6 +303,54 @@ class VESDE(Process):
         return f"ve SDE (sigma {self.sigma_min}..{self.sigma_max})"
 
 
+class EDMProcess(VESDE):
+    """EDM (Karras et al. 2022, Table 1, "Ours"): the VE process with sigma(t) = t, s(t) = 1, so the
+    time *is* the noise level, t in [sigma_min, sigma_max] = [0.002, 80]; alpha = 1, f = 0,
+    g^2 = d sigma^2/dt = 2 t (the PF-ODE dx/dt = -t score = (x - D(x; t)) / t, EDM eq. 4). Training
+    draws ln sigma ~ N(P_mean, P_std^2) (Table 1, "Noise distribution"); the network sees
+    c_noise = ln(sigma) / 4; ``sigma_data`` is the data std that the "edm" parameterisation's
+    preconditioning assumes (``diffusion.edm_precond``)."""
+
+    kind = "edm"
+    default_spacing = "karras"  # EDM eq. 5; uniform in t = sigma would spend every step at high noise
+    KEYS = ("sigma_min", "sigma_max", "p_mean", "p_std", "sigma_data")
+
+    def __init__(self, sigma_min=0.002, sigma_max=80.0, p_mean=-1.2, p_std=1.2, sigma_data=0.5):
+        if not (0 < sigma_min < sigma_max < math.inf and p_std > 0 and sigma_data > 0 and math.isfinite(p_mean)):
+            raise InputError(
+                "edm: need 0 < sigma_min < sigma_max < inf, p_std > 0, sigma_data > 0 and a finite p_mean, got "
+                f"{sigma_min}, {sigma_max}, {p_std}, {sigma_data}, {p_mean}"
+            )
+        super().__init__(sigma_min, sigma_max, eps=sigma_min)  # t = sigma: t_min = sigma_min
+        self.t_max = self.sigma_max
+        self.p_mean, self.p_std, self.sigma_data = float(p_mean), float(p_std), float(sigma_data)
+
+    def training_times(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """sigma = exp(P_mean + P_std z), z ~ N(0, 1) (EDM Table 1; not clipped, as in the paper)."""
+        return torch.exp(self.p_mean + self.p_std * torch.randn(n, generator=generator, dtype=torch.float64))
+
+    def sigma(self, t):
+        return _t(t).clone()
+
+    def g2(self, t):
+        return 2 * _t(t)
+
+    def t_from_log_snr(self, lam):
+        return torch.exp(-0.5 * _t(lam))  # lambda = -2 log sigma
+
+    def c_noise(self, t):
+        return 0.25 * torch.log(_t(t).clamp(min=1e-12))  # EDM Table 1: c_noise = ln(sigma) / 4
+
+    def to_dict(self) -> dict:
+        return {"kind": "edm", **{k: getattr(self, k) for k in self.KEYS}}
+
+    def describe(self) -> str:
+        return (
+            f"edm (sigma {self.sigma_min:g}..{self.sigma_max:g}, ln sigma ~ N({self.p_mean:g}, {self.p_std:g}^2), "
+            f"sigma_data {self.sigma_data:g})"
+        )
+
+
 KARRAS_SIGMA_MAX = 80.0  # EDM (Karras et al. 2022), Table 1: where the karras ramp starts at most
 
 
@@ -332,6 +385,8 @@ def process_from_dict(d: dict) -> Process:
             return SubVPSDE(d["beta_min"], d["beta_max"], d.get("eps", 1e-3))
         if kind == "ve":
             return VESDE(d["sigma_min"], d["sigma_max"], d.get("eps", 1e-5))
+        if kind == "edm":
+            return EDMProcess(*(d[k] for k in EDMProcess.KEYS))
     except (KeyError, TypeError) as e:
         raise InputError(f"process description is missing {e}") from None
     raise InputError(f"unknown process kind '{kind}' (choose from {', '.join(PROCESS_KINDS)})")
@@ -347,10 +402,19 @@ def make_process(
     sigma_min: float | None = None,
     sigma_max: float | None = None,
     eps: float | None = None,
+    p_mean: float | None = None,
+    p_std: float | None = None,
+    sigma_data: float | None = None,
     **schedule_options,
 ) -> Process:
     """The process a user asks for: ``sde`` None/"ddpm" gives DDPM with a beta schedule,
-    ``vp``/``subvp``/``ve`` the continuous SDEs with their usual defaults (score_sde)."""
+    ``vp``/``subvp``/``ve`` the continuous SDEs with their usual defaults (score_sde), ``edm`` EDM's
+    (Karras et al. 2022, Table 1: sigma in [0.002, 80], P_mean -1.2, P_std 1.2, sigma_data 0.5)."""
+    edm = {"p_mean": p_mean, "p_std": p_std, "sigma_data": sigma_data}
+    if sde != "edm":
+        for k, v in edm.items():
+            if v is not None:
+                raise InputError(f"--{k.replace('_', '-')}: applies to the edm process only (--sde edm)")
     if sde in (None, "ddpm", "discrete"):
         name = Path(schedule).name if is_schedule_file(schedule) else schedule
         return DiscreteProcess(get_betas(schedule, T, **schedule_options), name)
@@ -360,7 +424,12 @@ def make_process(
         return cls(0.1 if beta_min is None else beta_min, 20.0 if beta_max is None else beta_max, **kw)
     if sde == "ve":
         return VESDE(0.01 if sigma_min is None else sigma_min, 50.0 if sigma_max is None else sigma_max, **kw)
-    raise InputError(f"unknown process '{sde}' (choose from ddpm, vp, subvp, ve)")
+    if sde == "edm":
+        if eps is not None:
+            raise InputError("--t-eps: the edm process's smallest time is its sigma_min")
+        given = {k: v for k, v in dict(edm, sigma_min=sigma_min, sigma_max=sigma_max).items() if v is not None}
+        return EDMProcess(**given)
+    raise InputError(f"unknown process '{sde}' (choose from {', '.join(PROCESS_KINDS)})")
 
 
 # --------------------------------------------------------------------------------------------

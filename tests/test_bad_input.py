@@ -220,6 +220,7 @@ def _arrays(d: Path) -> None:
     (d / "bad.yaml").write_text("steps: [1, 2\n")
     (d / "list.yaml").write_text("- 1\n- 2\n")
     (d / "unknown.yaml").write_text("stepz: 10\n")
+    (d / "edm_eps.yaml").write_text("t_eps: 1.0e-3\n")
     (d / "python.yaml").write_text("steps: !!python/object/apply:os.system ['true']\n")
 
 
@@ -385,6 +386,7 @@ OPTION_CASES = [
     ("noise-t-negative", ["noise", "{d}/imgs.npy", "--t", "-1", "-o", "{o}/out.npy"], ["--t", "-1"]),
     ("noise-t-above-T", ["noise", "{d}/imgs.npy", "--t", "5000", "-o", "{o}/out.npy"], ["--t", "5000"]),
     ("noise-t-not-number", ["noise", "{d}/imgs.npy", "--t", "ten", "-o", "{o}/out.npy"], ["--t", "ten"]),
+    ("noise-edm-t-above-sigma-max", ["noise", "{d}/imgs.npy", "--sde", "edm", "--t", "81", "-o", "{o}/out.npy"], ["--t", "[0, 80]", "81"]),
     ("noise-steps-zero", ["noise", "{d}/imgs.npy", "--steps", "0", "-o", "{o}/out.npy"], ["--steps", "0"]),
     ("noise-t-and-steps", ["noise", "{d}/imgs.npy", "--t", "1", "--steps", "3", "-o", "{o}/out.npy"], ["--t", "--steps"]),
     ("noise-sde-unknown", ["noise", "{d}/imgs.npy", "--sde", "xyz", "--t", "0.5", "-o", "{o}/out.npy"], ["--sde", "xyz"]),
@@ -448,6 +450,11 @@ OPTION_CASES = [
     ("train-ema-one", ["train", "{d}/imgs.npy", "--ema", "1.5", "-o", "{o}/ckpt"], ["--ema", "[0, 1)"]),
     ("train-sde-unknown", ["train", "{d}/imgs.npy", "--sde", "warp", "-o", "{o}/ckpt"], ["--sde", "warp"]),
     ("train-prediction-unknown", ["train", "{d}/imgs.npy", "--prediction", "banana", "-o", "{o}/ckpt"], ["--prediction", "banana"]),
+    ("train-prediction-edm-not-edm", ["train", "{d}/imgs.npy", "--prediction", "edm", "--sde", "vp", "-o", "{o}/ckpt"], ["--prediction edm", "--sde edm"]),
+    ("train-p-mean-not-edm", ["train", "{d}/imgs.npy", "--p-mean", "-1", "--steps", "1", "-o", "{o}/ckpt"], ["--p-mean", "edm"]),
+    ("train-edm-p-std-zero", ["train", "{d}/imgs.npy", "--sde", "edm", "--p-std", "0", "-o", "{o}/ckpt"], ["--p-std", "> 0"]),
+    ("train-edm-sigma-data-negative", ["train", "{d}/imgs.npy", "--sde", "edm", "--sigma-data", "-0.5", "-o", "{o}/ckpt"], ["--sigma-data", "> 0"]),
+    ("train-edm-t-eps", ["train", "{d}/imgs.npy", "--sde", "edm", "--config", "{d}/edm_eps.yaml", "--steps", "1", "-o", "{o}/ckpt"], ["--t-eps", "sigma_min"]),
     ("train-steps-and-epochs", ["train", "{d}/imgs.npy", "--steps", "3", "--epochs", "1", "-o", "{o}/ckpt"], ["--steps", "--epochs"]),
     ("train-mults", ["train", "{d}/imgs.npy", "--mults", "1,x", "-o", "{o}/ckpt"], ["--mults", "1,x"]),
     ("train-too-deep", ["train", "{d}/imgs.npy", "--mults", "1,1,1,1,1,1", "--steps", "1", "-o", "{o}/ckpt"], ["8"]),

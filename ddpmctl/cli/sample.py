@@ -52,7 +52,7 @@ SPACING_HELP = (
         for sp in dict.fromkeys(s.spacing for s in S.SAMPLERS_BY_NAME.values())
         if sp != "uniform"
     )
-    + ", else uniform]."
+    + ", else uniform (karras on an edm model)]."
 )
 
 
@@ -170,7 +170,7 @@ TRAJECTORY = typer.Option(
     "--trajectory",
     help="Also save K intermediate states and predicted x0 to OUT.trajectory.npy (N, K, 2, ...) and .png.",
 )
-PROCESS = typer.Option(None, "--process", "--sde", help="Mixture .npz only: ddpm, vp, subvp or ve [default: vp].")
+PROCESS = typer.Option(None, "--process", "--sde", help="Mixture .npz only: ddpm, vp, subvp, ve or edm [default: vp].")
 SCHEDULE = typer.Option(None, "--schedule", help="Mixture .npz with --process ddpm: beta schedule [default: linear].")
 STEPS_T = typer.Option(None, "--T", "-T", help="Mixture .npz with --process ddpm: number of steps [default: 1000].")
 FROM = typer.Option(

@@ -35,9 +35,11 @@ def _help() -> str:
         "DATA is an .npy array (read through a memory map) or a folder of images. Images (N, C, H, W) in "
         "[0, 1] are mapped to [-1, 1]; points (N, D) are standardised with one mean and standard deviation "
         "(recorded in the checkpoint; --normalize none keeps them as they are).",
-        "The process is discrete DDPM (--schedule, --T; t uniform over the T steps) or a continuous SDE "
-        "(--sde vp|subvp|ve; t uniform in (eps, 1)). The network predicts eps (default), x0, v or the score "
-        "(--prediction) under an L2 or L1 loss (--loss), optionally with min-SNR-gamma weighting (--min-snr). "
+        "The process is discrete DDPM (--schedule, --T; t uniform over the T steps), a continuous SDE "
+        "(--sde vp|subvp|ve; t uniform in (eps, 1)) or EDM's (--sde edm: Karras et al. 2022, Table 1; noise "
+        "levels ln sigma ~ N(--p-mean, --p-std^2), preconditioning with --sigma-data, EDM's loss weight). The "
+        "network predicts eps (default), x0, v, the score or EDM's F (--prediction; edm, the default with "
+        "--sde edm) under an L2 or L1 loss (--loss), optionally with min-SNR-gamma weighting (--min-snr). "
         "AdamW with a linear warm-up, gradient clipping and an EMA of the weights (sampling uses the EMA).",
         "Every option can also come from a YAML file (--config; flags override it); the effective "
         "configuration is saved as CKPT_DIR/config.yaml. CKPT_DIR receives model.safetensors (EMA weights "
@@ -55,6 +57,7 @@ def _help() -> str:
         "image of the network for your data and options.",
         "Example: ddpmctl train triangles.npy --steps 20000 --batch 128 -o ckpt/",
         "Example: ddpmctl train swissroll.npy --sde vp --steps 5000 -o roll/",
+        "Example: ddpmctl train triangles.npy --sde edm --time-limit 10m -o edm/",
         "Example: ddpmctl train shapes.npy --labels shapes.labels.npy --steps 20000 -o cond/",
         "Example: torchrun --nproc_per_node=2 -m ddpmctl train data.npy --config train.yaml -o ckpt/",
     ]
@@ -90,6 +93,30 @@ def parse_duration(text: str) -> float:
     return value
 
 
+# options with long help, declared here so that ``command``'s signature reads as a list
+OPTIMIZER = typer.Option(
+    None,
+    "--optimizer",
+    help="adamw (default) or muon (Muon on the hidden weight matrices, AdamW on the rest; same --lr scale).",
+)
+SCHEDULE = typer.Option(None, "--schedule", "-s", help="DDPM beta schedule name or .npy of betas (default linear).")
+SDE = typer.Option(None, "--sde", help="Process: ddpm (discrete, default), vp, subvp, ve or edm (Karras et al. 2022).")
+P_MEAN = typer.Option(None, "--p-mean", help="edm: mean of ln sigma in training (default -1.2, EDM Table 1).")
+P_STD = typer.Option(None, "--p-std", help="edm: standard deviation of ln sigma in training (default 1.2).")
+SIGMA_DATA = typer.Option(
+    None,
+    "--sigma-data",
+    help="edm: the data's standard deviation in model space that the preconditioning assumes "
+    "(default 0.5; standardised points have 1).",
+)
+
+PREDICTION = typer.Option(
+    None,
+    "--prediction",
+    help="Network output: eps (default), x0, v, score or edm (EDM's preconditioned F; the default with --sde edm).",
+)
+
+
 # The command's flags as a table, one line per option (the formatter leaves it as written).
 # fmt: off
 @handle_errors("train")
@@ -107,9 +134,7 @@ def command(
         "a decaying --lr-schedule then decays over that time (or the steps, if they end first)."),
     batch: Optional[int] = batch_option(None, "Global: split across torchrun ranks (default 64)."),
     lr: Optional[float] = typer.Option(None, "--lr", help="Peak learning rate (default 2e-4)."),
-    optimizer: Optional[str] = typer.Option(
-        None, "--optimizer", help="adamw (default) or muon (Muon on the hidden weight matrices, AdamW on the rest; "
-        "same --lr scale)."),
+    optimizer: Optional[str] = OPTIMIZER,
     warmup: Optional[int] = typer.Option(
         None, "--warmup", help="Linear warm-up steps (default min(5000, 5% of the steps))."),
     lr_schedule: Optional[str] = typer.Option(
@@ -118,12 +143,13 @@ def command(
     clip: Optional[float] = typer.Option(None, "--clip", help="Gradient-norm clipping (default 1.0; 0: off)."),
     ema: Optional[float] = typer.Option(
         None, "--ema", help="Largest EMA decay (default 0.9999, warm-up (1+n)/(10+n); 0: off)."),
-    sde: Optional[str] = typer.Option(None, "--sde", help="Process: ddpm (discrete, default), vp, subvp or ve."),
-    schedule: Optional[str] = typer.Option(
-        None, "--schedule", "-s", help="DDPM beta schedule name or .npy of betas (default linear)."),
+    sde: Optional[str] = SDE,
+    p_mean: Optional[float] = P_MEAN,
+    p_std: Optional[float] = P_STD,
+    sigma_data: Optional[float] = SIGMA_DATA,
+    schedule: Optional[str] = SCHEDULE,
     T: Optional[int] = typer.Option(None, "--T", "-T", help="DDPM steps T of a named schedule (default 1000)."),
-    prediction: Optional[str] = typer.Option(
-        None, "--prediction", help="Network output: eps (default), x0, v or score."),
+    prediction: Optional[str] = PREDICTION,
     loss: Optional[str] = typer.Option(None, "--loss", help="l2 (default) or l1."),
     min_snr: Optional[float] = typer.Option(None, "--min-snr", help="Min-SNR-gamma loss weighting (e.g. 5)."),
     normalize: Optional[str] = typer.Option(None, "--normalize", help="Points: auto (standardise, default) or none."),
@@ -159,7 +185,8 @@ def command(
 
     flags = dict(steps=steps, epochs=epochs, batch=batch, lr=lr, optimizer=optimizer, warmup=warmup,
                  lr_schedule=lr_schedule, weight_decay=weight_decay, clip=clip, ema=ema, sde=sde, schedule=schedule,
-                 T=T, prediction=prediction, loss=loss, min_snr=min_snr, normalize=normalize, hflip=hflip, seed=seed,
+                 T=T, p_mean=p_mean, p_std=p_std, sigma_data=sigma_data, prediction=prediction, loss=loss,
+                 min_snr=min_snr, normalize=normalize, hflip=hflip, seed=seed,
                  device=device, bf16=bf16, compile=compile_, log_every=log_every, save_every=save_every,
                  sample_every=sample_every, time_limit=None if time_limit is None else parse_duration(time_limit),
                  snapshots=list(snapshot) if snapshot else None, label_dropout=label_dropout,

@@ -196,7 +196,8 @@ def plan(
         if check is not None:
             check(kwargs)
     steps = record.default_steps(process, solver) if steps is None else int(steps)
-    spacing = spacing or record.spacing
+    # a sampler's "uniform" default is the process's own default grid (EDM, whose t = sigma: karras)
+    spacing = spacing or (process.default_spacing if record.spacing == "uniform" else record.spacing)
     return Plan(record, solver, spacing, make_times(process, steps, spacing, rho=rho), kwargs)
 
 
@@ -257,7 +258,7 @@ register(
     Sampler("langevin", "ancestral.sample_langevin", 100, lambda k, o: k * o["corrector_steps"] + 1, "levels x M + 1",
             "annealed Langevin", "Song & Ermon 2019, Algorithm 1 (SMLD, seed 000)",
             options={"snr": 0.5, "corrector_steps": 2}, check=lambda o: _check_langevin(o, 1),
-            processes=("ve",), why="annealed Langevin dynamics (SMLD) needs a ve process"),
+            processes=("ve", "edm"), why="annealed Langevin dynamics (SMLD) needs a ve process (edm is one)"),
 )  # fmt: skip
 
 

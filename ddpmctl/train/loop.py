@@ -10,9 +10,10 @@ Per step (``step`` = number of optimizer updates done so far):
    (``ddpmctl.train.data``); under ``torchrun`` every rank draws the same global batch and keeps its
    own slice; x0 = normalise(data[indices]) in model space, optionally flipped;
 2. x_t, c_noise, target, weight = objective.inputs(x0, t, eps); loss = mean of
-   objective.per_sample(net(x_t, c_noise), target, weight), under bf16 autocast on CUDA; with labels,
-   net(x_t, c_noise, class_labels) where each label is the null class with probability
-   ``label_dropout`` (classifier-free guidance's joint training, Ho & Salimans 2022, Algorithm 1);
+   objective.per_sample(net(x_in, c_noise), target, weight) with x_in = x_t (EDM: c_in x_t,
+   ``objective.net_input``), under bf16 autocast on CUDA; with labels, net(x_in, c_noise,
+   class_labels) where each label is the null class with probability ``label_dropout``
+   (classifier-free guidance's joint training, Ho & Salimans 2022, Algorithm 1);
 3. backward (DDP averages gradients across ranks), clip the gradient norm, an AdamW or Muon step
    with a linear warm-up and an optional cosine / linear decay of the learning rate;
 4. EMA of the weights, decay min(ema, (1 + n) / (10 + n)) after n updates.
@@ -403,13 +404,14 @@ def training_loop(run: RunState, callbacks: list[Callback], handle_signals: bool
             # 2. loss
             lr = opt.lr = lr_at(run.step, cfg, run.total, cfg.warmup, run.time_fraction)
             x_t, c_noise, target, weight = objective.inputs(x0, t, eps)
+            x_in = objective.net_input(x_t, t)  # x_t, or EDM's c_in x_t
             kw = {} if labels is None else {"class_labels": labels}
             with autocast(run.device, cfg.bf16):
                 if self_cond:
                     cond = _self_cond_input(net, objective, x_t, c_noise, t, sc_use, sc_clip, kw)
-                    out = run.model(x_t, c_noise, cond, **kw)
+                    out = run.model(x_in, c_noise, cond, **kw)
                 else:
-                    out = run.model(x_t, c_noise, **kw)
+                    out = run.model(x_in, c_noise, **kw)
             loss = objective.per_sample(out, target, weight).mean()
             # 3. backward, clip, optimizer step
             opt.zero_grad()
@@ -479,7 +481,8 @@ def _self_cond_input(net, objective: Objective, x_t, c_noise, t, use: torch.Tens
         idx = use.nonzero().squeeze(1)
         dev_idx = idx.to(x_t.device)
         with torch.no_grad():
-            first = net(x_t[dev_idx], c_noise[dev_idx], None, **{k: v[dev_idx] for k, v in (kw or {}).items()})
+            x_in = objective.net_input(x_t[dev_idx], t[idx])
+            first = net(x_in, c_noise[dev_idx], None, **{k: v[dev_idx] for k, v in (kw or {}).items()})
             cond[dev_idx] = objective.x0_estimate(first.float(), x_t[dev_idx], t[idx], clip).to(cond.dtype)
     return cond
 
