@@ -8,10 +8,11 @@ STAMP  := $(VENV)/.installed
 DEMO   ?= demo
 JOBS   ?= 2
 
-.PHONY: all demo test lint install man clean help
+.PHONY: all demo demo-edm test lint install man clean help
 
 help:
 	@echo "make demo   - run the main job (data -> schedule -> noise -> train -> sample -> fid) into $(DEMO)/"
+	@echo "make demo-edm - the same demo, trained with EDM (examples/triangles/edm.yaml), into $(DEMO)-edm/"
 	@echo "make test   - run the whole test suite"
 	@echo "make lint   - ruff: the linter and the formatter's check (configured in pyproject.toml)"
 	@echo "make man    - regenerate the man pages under man/ from the CLI"
@@ -35,6 +36,11 @@ lint: $(STAMP)
 demo: $(STAMP)
 	DDPMCTL=$(BIN)/ddpmctl OUT=$(DEMO) bash examples/demo.sh
 
+# EDM training (Karras et al. 2022) against the demo's recipe in the same wall time: run after `make demo`
+# on the same idle machine and compare $(DEMO)/quality.txt with $(DEMO)-edm/quality.txt (docs/demo.md).
+demo-edm: $(STAMP)
+	DDPMCTL=$(BIN)/ddpmctl OUT=$(DEMO)-edm CONFIG=examples/triangles/edm.yaml bash examples/demo.sh
+
 man: $(STAMP)
 	$(BIN)/python -m ddpmctl.manpages man
 
@@ -44,4 +50,4 @@ install: $(STAMP)
 	cp man/*.1 $(DESTDIR)$(PREFIX)/share/man/man1/
 
 clean:
-	rm -rf $(DEMO) .pytest_cache
+	rm -rf $(DEMO) $(DEMO)-edm .pytest_cache

@@ -10,7 +10,8 @@ A checkpoint directory holds
        "process": {...Process.to_dict()...}, "prediction": "eps" | "x0" | "v" | "score",
        "data": {"kind": "images" | "points", "shape": [C, H, W] or [D],
                 "normalization": {"scale": s, "shift": b}},
-       "step": int, "ema": bool, "train": {...the effective training config...}}
+       "step": int, "ema": bool, "train": {...the effective training config...},
+       "classes": ["name of class 0", ...]}   (class-conditional models only: net "num_classes" > 0)
 
 * ``state.safetensors``: what ``train --resume`` needs: the raw weights (``model.*``), the EMA
   weights (``ema.*``), the AdamW moments (``optim.<i>.exp_avg``, ``optim.<i>.exp_avg_sq``, ``<i>``
@@ -82,9 +83,10 @@ def make_meta(
     step: int = 0,
     ema: bool = True,
     train: dict | None = None,
+    classes: list[str] | None = None,
 ) -> dict:
     """The ``"ddpmctl"`` metadata object of a checkpoint (see the module docstring)."""
-    return {
+    meta = {
         "format": FORMAT,
         "ddpmctl_version": __version__,
         "net": net_config,
@@ -95,6 +97,9 @@ def make_meta(
         "ema": bool(ema),
         "train": train or {},
     }
+    if classes:
+        meta["classes"] = [str(c) for c in classes]
+    return meta
 
 
 def save_model(path: str | os.PathLike, net: torch.nn.Module | dict, meta: dict) -> None:
@@ -229,6 +234,17 @@ class LoadedModel:
         p = next(iter(self.net.parameters()), None)
         return p.device if p is not None else torch.device("cpu")
 
+    @property
+    def num_classes(self) -> int:
+        """K > 0 for a class-conditional model (labels 0..K-1), 0 for an unconditional one."""
+        return int(getattr(self.net, "num_classes", 0) or 0)
+
+    @property
+    def class_names(self) -> list[str]:
+        """The names of the classes 0..K-1 (recorded at training; "0".."K-1" if none were)."""
+        names = self.meta.get("classes")
+        return list(names) if names else [str(c) for c in range(self.num_classes)]
+
     def denoiser(self, clip: bool | None = None) -> Denoiser:
         """A ``diffusion.Denoiser`` over the network. ``clip`` (default: True for images) clips the
         predicted x0 to the model-space data range [-1, 1]."""
@@ -256,6 +272,9 @@ def load_model(path: str | os.PathLike, device="cpu") -> LoadedModel:
     except (KeyError, TypeError, ValueError, IndexError) as e:
         raise InputError(f"{p}: malformed 'process' in checkpoint metadata ({e.__class__.__name__}: {e})") from None
     net = build_net_from_meta(meta, str(p))
+    names = meta.get("classes")
+    if names is not None and (not isinstance(names, list) or len(names) != getattr(net, "num_classes", 0)):
+        raise InputError(f"{p}: checkpoint metadata has a malformed 'classes' entry (one name per class)")
     load_weights(net, tensors, str(p))
     net.eval().requires_grad_(False)
     net.to(torch.device(device) if not isinstance(device, torch.device) else device)

@@ -43,6 +43,7 @@ IMAGE_KINDS = ("triangles", "shapes")
 POINT_KINDS = ("swissroll", "moons", "gmm", "checkerboard")
 KINDS = IMAGE_KINDS + POINT_KINDS + ("folder",)
 SHAPE_CLASSES = ("triangle", "square", "disc", "ellipse")  # label = index
+MOON_CLASSES = ("upper", "lower")
 MIN_SIZE, MAX_SIZE = 4, 1024
 
 DEFAULT_MIN_AREA = 0.02  # fraction of the image area
@@ -388,6 +389,7 @@ class Spec:
     block: Callable[[int, np.random.Generator], tuple[np.ndarray, np.ndarray | None]] = field(repr=False)
     has_labels: bool = False
     mixture: GaussianMixture | None = None
+    class_names: tuple[str, ...] | None = None  # of labels 0, 1, ... (None: the labels are their names)
 
     @property
     def is_images(self) -> bool:
@@ -437,11 +439,13 @@ def spec(
         opts = dict(min_area=min_area, min_angle=min_angle, supersample=int(supersample))
         if kind == "triangles":
             return Spec(kind, (1, size, size), lambda m, r: (triangles(m, size, r, **opts), None))
-        return Spec(kind, (1, size, size), lambda m, r: shapes(m, size, r, **opts), has_labels=True)
+        return Spec(
+            kind, (1, size, size), lambda m, r: shapes(m, size, r, **opts), has_labels=True, class_names=SHAPE_CLASSES
+        )
     if kind == "swissroll":
         return Spec(kind, (2,), lambda m, r: (swissroll(m, r, noise), None))
     if kind == "moons":
-        return Spec(kind, (2,), lambda m, r: moons(m, r, noise), has_labels=True)
+        return Spec(kind, (2,), lambda m, r: moons(m, r, noise), has_labels=True, class_names=MOON_CLASSES)
     if kind == "checkerboard":
         return Spec(kind, (2,), lambda m, r: (checkerboard(m, r, noise), None))
     # gmm

@@ -6,6 +6,11 @@ With the marginal ``x_t = alpha_t x_0 + sigma_t eps`` of any process (``ddpmctl.
   ``eps = (x_t - alpha_t x0) / sigma_t``, ``score = grad log p_t(x_t) = -eps / sigma_t``, and
   ``v = a eps - s x0`` with ``a = alpha_t / r``, ``s = sigma_t / r``, ``r = sqrt(alpha_t^2 + sigma_t^2)``
   (for VP processes r = 1 and this is the usual v of Salimans & Ho 2022);
+* EDM's preconditioning (Karras et al. 2022, Table 1, "Ours"; prediction ``edm``): in the VE form
+  ``x~ = x_t / alpha_t``, ``sigma~ = sigma_t / alpha_t`` the network F gives the denoiser
+  ``D(x~; sigma~) = c_skip x~ + c_out F(c_in x~; c_noise)`` with ``c_skip = sd^2 / (sigma~^2 + sd^2)``,
+  ``c_out = sigma~ sd / sqrt(sigma~^2 + sd^2)``, ``c_in = 1 / sqrt(sigma~^2 + sd^2)`` (sd = sigma_data,
+  ``edm_precond``) and ``x0 = D``; its training target is ``(x0 - c_skip x~) / c_out`` (EDM eq. 8);
 * the Gaussian transition between two times s < t: ``alpha_{t|s} = alpha_t / alpha_s``,
   ``sigma_{t|s}^2 = sigma_t^2 - alpha_{t|s}^2 sigma_s^2`` (for DDPM steps this is beta_t);
 * the posterior ``q(x_s | x_t, x_0)`` (DDPM eq. 6-7 for s = t - 1, seed 004):
@@ -25,7 +30,7 @@ import torch
 from ddpmctl.errors import InputError
 from ddpmctl.schedules import DiscreteProcess, Process
 
-PREDICTIONS = ("eps", "x0", "v", "score")
+PREDICTIONS = ("eps", "x0", "v", "score", "edm")
 
 
 def _bcast(c: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
@@ -96,15 +101,49 @@ def posterior(process: Process, s, t) -> tuple[torch.Tensor, torch.Tensor, torch
 # parameterisations: the one place
 
 
-def check_prediction(prediction: str) -> str:
+def check_prediction(prediction: str, process: Process | None = None) -> str:
+    """``prediction`` if it is one of PREDICTIONS (and, given the ``process``, fits it: ``edm``
+    needs the data std ``sigma_data`` that only the edm process records)."""
     if prediction not in PREDICTIONS:
         raise InputError(f"unknown prediction '{prediction}' (choose from {', '.join(PREDICTIONS)})")
+    if prediction == "edm" and process is not None and process.sigma_data is None:
+        raise InputError(f"--prediction edm: EDM's preconditioning needs --sde edm (this process is {process.kind})")
     return prediction
 
 
-def to_eps_x0(pred: torch.Tensor, x: torch.Tensor, alpha, sigma, prediction: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """Convert a network output of type ``prediction`` at x_t into (eps, x0)."""
+def edm_precond(sigma_t, sigma_data: float) -> tuple:
+    """(c_skip, c_out, c_in) of EDM's preconditioning at the noise level ``sigma_t`` = sigma~
+    (Karras et al. 2022, Table 1, "Ours"; their section 5 and appendix B.6 derive them: unit
+    variance of the network's input and of its training target)."""
+    r2 = sigma_t**2 + sigma_data**2
+    return sigma_data**2 / r2, sigma_t * sigma_data / r2**0.5, 1 / r2**0.5
+
+
+def net_input(x: torch.Tensor, alpha, sigma, prediction: str, sigma_data: float | None = None) -> torch.Tensor:
+    """What the network is given at x_t: ``c_in x~ = x_t / sqrt(sigma_t^2 + alpha_t^2 sd^2)`` for
+    ``edm`` (EDM Table 1, with x~ = x_t / alpha_t), ``x_t`` itself (the same tensor) otherwise."""
+    if prediction != "edm":
+        return x
+    return x / torch.sqrt(_bcast(sigma, x) ** 2 + (_bcast(alpha, x) * sigma_data) ** 2)
+
+
+def _edm_sd(sigma_data: float | None) -> float:
+    if sigma_data is None:
+        raise InputError("prediction 'edm' needs sigma_data (the edm process records it)")
+    return float(sigma_data)
+
+
+def to_eps_x0(
+    pred: torch.Tensor, x: torch.Tensor, alpha, sigma, prediction: str, sigma_data: float | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Convert a network output of type ``prediction`` at x_t into (eps, x0) (``sigma_data``:
+    the edm preconditioning's data std)."""
     a, s = _bcast(alpha, x), _bcast(sigma, x)
+    if prediction == "edm":  # x0 = D = c_skip x~ + c_out F; eps = (x~ - D) / sigma~, without the division
+        sd = _edm_sd(sigma_data)
+        st, xt = s / a, x / a
+        r = torch.sqrt(st**2 + sd**2)
+        return st * xt / r**2 - sd * pred / r, (sd**2 * xt) / r**2 + (st * sd / r) * pred
     if prediction == "eps":
         eps = pred
         return eps, (x - s * eps) / a
@@ -122,9 +161,16 @@ def to_eps_x0(pred: torch.Tensor, x: torch.Tensor, alpha, sigma, prediction: str
     raise InputError(f"unknown prediction '{prediction}'")
 
 
-def from_eps_x0(eps: torch.Tensor, x0: torch.Tensor, alpha, sigma, prediction: str) -> torch.Tensor:
+def from_eps_x0(
+    eps: torch.Tensor, x0: torch.Tensor, alpha, sigma, prediction: str, sigma_data: float | None = None
+) -> torch.Tensor:
     """The target a network of type ``prediction`` should output, given the true (eps, x0)."""
     a, s = _bcast(alpha, eps), _bcast(sigma, eps)
+    if prediction == "edm":
+        # (x0 - c_skip x~) / c_out with x~ = x0 + sigma~ eps, written without cancellation
+        sd = _edm_sd(sigma_data)
+        st = s / a
+        return (st * x0 - sd**2 * eps) / (sd * torch.sqrt(st**2 + sd**2))
     if prediction == "eps":
         return eps
     if prediction == "x0":
@@ -166,6 +212,15 @@ class Denoiser:
     affine in each other at a given x_t), before clipping; w = 1 is the model alone. The guide is
     typically a smaller or less-trained model of the same data; each call then costs 2 network
     evaluations, and ``nfe`` counts both.
+
+    A class-conditional network (``net.num_classes`` K > 0) is called with ``class_labels`` when
+    ``set_labels(labels)`` gave the rows of the batch their classes (None: the null class K, the
+    unconditional model). ``cfg`` = s != 1 turns on classifier-free guidance (Ho & Salimans 2022,
+    eq. 6, written with the CFG scale s = 1 + w of Stable Diffusion and diffusers):
+    out = out_uncond + s (out_cond - out_uncond), from one network call on the doubled batch
+    [x, x] with labels [labels, K]; as eps and x0 are affine in the output at a given x_t, eps and
+    x0 are guided alike. s = 1 is the conditional model alone, s = 0 the unconditional one. Each
+    guided call counts 2 evaluations in ``nfe`` (twice the rows of one call).
     """
 
     def __init__(
@@ -181,7 +236,7 @@ class Denoiser:
         self.net = net
         self.conditioning = conditioning  # "c_noise": net(x, process.c_noise(t)); "t": net(x, t) (exact models)
         self.process = process
-        self.prediction = check_prediction(prediction)
+        self.prediction = check_prediction(prediction, process)
         self.clip = clip
         self.nfe = 0
         self.self_cond = bool(getattr(net, "self_cond", False))
@@ -189,6 +244,24 @@ class Denoiser:
         self.guide: Denoiser | None = None
         self.guidance = 1.0
         self.set_guide(guide, guidance)
+        self.num_classes = int(getattr(net, "num_classes", 0) or 0)
+        self.labels: torch.Tensor | None = None
+        self.cfg = 1.0
+
+    def set_labels(self, labels, cfg: float | None = None) -> Denoiser:
+        """Condition the next calls on class ``labels`` ((B,) integers in [0, K), one per row of the
+        batch; None: the unconditional model), with guidance scale ``cfg`` (None: unchanged). A
+        conditional guide gets the same labels."""
+        if labels is not None:
+            labels = torch.as_tensor(np.asarray(labels), dtype=torch.long)
+            if self.num_classes == 0:
+                raise ValueError("class labels for a network that is not class-conditional")
+        self.labels = labels
+        if cfg is not None:
+            self.cfg = float(cfg)
+        if self.guide is not None and self.guide.num_classes > 0:
+            self.guide.set_labels(labels)
+        return self
 
     def set_guide(self, guide: Denoiser | None, guidance: float) -> Denoiser:
         """Turn on autoguidance by ``guide`` with weight ``guidance`` (off for None or w = 1)."""
@@ -219,18 +292,8 @@ class Denoiser:
         if t.ndim == 0:
             t = t.expand(x.shape[0])
         alpha, sigma = marginal(self.process, t)
-        if self.conditioning == "t":
-            out = self.net(x, t.to(x.device))
-        else:
-            c_noise = self.process.c_noise(t).to(device=x.device, dtype=torch.float32)
-            if self.self_cond:
-                prev = self._x0_prev
-                out = self.net(x, c_noise, prev if prev is not None and prev.shape == x.shape else None)
-            else:
-                out = self.net(x, c_noise)
-        out = out.to(x.dtype)
-        self.nfe += 1
-        eps, x0 = to_eps_x0(out, x, alpha, sigma, self.prediction)
+        out = self._output(x, t)
+        eps, x0 = to_eps_x0(out, x, alpha, sigma, self.prediction, self.process.sigma_data)
         if self.guide is not None:
             g, w = self.guide(x, t), self.guidance
             eps, x0 = g.eps + w * (eps - g.eps), g.x0 + w * (x0 - g.x0)
@@ -241,6 +304,36 @@ class Denoiser:
         if self.self_cond:
             self._x0_prev = x0.detach()
         return Prediction(eps=eps, x0=x0)
+
+    def _output(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """The network's output at (x, t) (counted), guided by the classes when ``cfg`` != 1."""
+        labels = self.labels
+        if labels is not None and labels.shape[0] != x.shape[0]:
+            raise ValueError(f"{labels.shape[0]} class labels for a batch of {x.shape[0]}")
+        guided = labels is not None and self.cfg != 1.0
+        prev = self._x0_prev if self.self_cond and self._x0_prev is not None else None
+        prev = prev if prev is not None and prev.shape == x.shape else None
+        if guided:  # one call on [x, x] with [labels, null]: conditional and unconditional rows
+            x, t = torch.cat([x, x]), torch.cat([t, t])
+            labels = torch.cat([labels, torch.full_like(labels, self.num_classes)])
+            prev = None if prev is None else torch.cat([prev, prev])
+        kwargs = {} if labels is None else {"class_labels": labels.to(x.device)}
+        if self.conditioning == "t":
+            out = self.net(x, t.to(x.device), **kwargs)
+        else:
+            c_noise = self.process.c_noise(t).to(device=x.device, dtype=torch.float32)
+            if self.prediction == "edm":  # the network sees EDM's c_in x~ (Table 1)
+                x = net_input(x, *marginal(self.process, t), self.prediction, self.process.sigma_data)
+            if self.self_cond:
+                out = self.net(x, c_noise, prev, **kwargs)
+            else:
+                out = self.net(x, c_noise, **kwargs)
+        out = out.to(x.dtype)
+        self.nfe += 2 if guided else 1
+        if guided:
+            cond, uncond = out.chunk(2)
+            out = uncond + self.cfg * (cond - uncond)
+        return out
 
 
 # --------------------------------------------------------------------------------------------

@@ -15,6 +15,13 @@ so with the responsibilities ``r_k(x) = w_k N_k(x) / p_t(x)`` (log-sum-exp, floa
 ``C_k`` shares the eigenvectors ``U_k`` of ``Sigma_k = U_k diag(lambda_k) U_k^T``:
 ``C_k = U_k diag(alpha^2 lambda_k + sigma^2) U_k^T``, so one eigendecomposition serves every t.
 
+Class-conditional (``make-data gmm --labels``: the label of a point is its component): the data of
+class c are the mixture of the components of class c, weights renormalised, whose exact score is the
+same sum over those components only (r_k computed among them). ``ExactGMM`` is a class-conditional
+model with one class per component (or the classes ``component_classes`` gives): called with class
+labels it is the exact conditional denoiser, with the null class (label K) or no labels the exact
+unconditional one, which is what classifier-free guidance combines.
+
 ``ExactGMM`` wraps this as a model that samplers use like a trained checkpoint
 (``ddpmctl sample gmm.npz ...``): it shows what each sampler does with a perfect score, and the
 tests use it to prove the samplers correct without training. ``mixture_quality`` measures how
@@ -50,10 +57,19 @@ class ExactGMM:
     normalization = IDENTITY_NORMALIZATION
     dtype = torch.float64
 
-    def __init__(self, mixture: GaussianMixture, process: Process, device: str | torch.device = "cpu"):
+    def __init__(
+        self, mixture: GaussianMixture, process: Process, device: str | torch.device = "cpu", component_classes=None
+    ):
         self.mixture = mixture
         self.process = process
         self.data_shape = (mixture.dim,)
+        # class of each component (default: component k is class k); K classes, the null class is K
+        classes = np.arange(mixture.k) if component_classes is None else np.asarray(component_classes, dtype=np.int64)
+        if classes.shape != (mixture.k,) or classes.min() < 0:
+            raise InputError(f"exact model: component_classes must be {mixture.k} integers >= 0")
+        self.component_classes = classes
+        self.num_classes = int(classes.max()) + 1
+        self.class_names = [str(c) for c in range(self.num_classes)]
         lam, vecs = np.linalg.eigh(mixture.covs)  # Sigma_k = U_k diag(lam_k) U_k^T
         k, d = mixture.k, mixture.dim
         # every component side by side (K*D columns), so each step is one matmul for all components:
@@ -66,6 +82,7 @@ class ExactGMM:
             muU=np.einsum("kd,kde->ke", mixture.means, vecs).reshape(k * d),  # mu_k^T U_k
             lam=lam.reshape(k * d),
             block=np.kron(np.eye(k), np.ones((d, 1))),  # (K*D, K)
+            classes=classes,
         )
         self.to(device)
         self.meta = {
@@ -78,6 +95,7 @@ class ExactGMM:
     def to(self, device: str | torch.device) -> ExactGMM:
         self.device = torch.device(device)
         self._t = {k: torch.as_tensor(v, dtype=torch.float64, device=self.device) for k, v in self._np.items()}
+        self._t["classes"] = self._t["classes"].long()
         return self
 
     # -- the closed forms ------------------------------------------------------------------
@@ -91,8 +109,10 @@ class ExactGMM:
         a, s = self.process.alpha(t), self.process.sigma(t)
         return a.to(self.device)[:, None], s.to(self.device)[:, None]
 
-    def _parts(self, x, t):
-        """(log responsibilities (B, K), score (B, D), log p_t (B,), alpha, sigma (B|1, 1)).
+    def _parts(self, x, t, labels=None):
+        """(log responsibilities (B, K), score (B, D), log p_t (B,), alpha, sigma (B|1, 1)); with class
+        ``labels`` (B,) those of each row's class (the components of other classes left out; the
+        null class K keeps them all).
 
         In the eigenbasis of component k, y_k = U_k^T (x - alpha mu_k) and C_k = diag(var_k),
         var_k = alpha^2 lam_k + sigma^2, so log N_k = -(|y_k / sqrt(var_k)|^2 + sum log var_k + D log 2 pi) / 2
@@ -107,23 +127,27 @@ class ExactGMM:
         y_over = y / var
         log_n = -0.5 * ((y * y_over) @ p["block"] + torch.log(var) @ p["block"] + self.mixture.dim * LOG_2PI)  # (B, K)
         log_joint = p["log_w"] + log_n  # log w_k N_k(x)
+        if labels is not None:  # p_t(x | c) is proportional to sum over the components of class c
+            labels = torch.as_tensor(labels, dtype=torch.long, device=self.device)[:, None]
+            keep = (p["classes"][None] == labels) | (labels == self.num_classes)
+            log_joint = log_joint.masked_fill(~keep, -math.inf)
         log_p = torch.logsumexp(log_joint, dim=1)
         log_r = log_joint - log_p[:, None]
         score = -((log_r.exp() @ p["block"].T) * y_over) @ p["Ut"]  # -sum_k r_k U_k (y_k / var_k)   (B, D)
         return log_r, score, log_p, a, s
 
-    def score(self, x, t) -> torch.Tensor:
-        """grad_x log p_t(x) (float64 (B, D))."""
-        return self._parts(x, t)[1]
+    def score(self, x, t, labels=None) -> torch.Tensor:
+        """grad_x log p_t(x) (float64 (B, D)); with class ``labels``, grad_x log p_t(x | c)."""
+        return self._parts(x, t, labels)[1]
 
-    def eps(self, x, t) -> torch.Tensor:
-        """The exact noise prediction E[eps | x_t = x] = -sigma_t score (float64 (B, D))."""
-        _, score, _, _, s = self._parts(x, t)
+    def eps(self, x, t, labels=None) -> torch.Tensor:
+        """The exact noise prediction E[eps | x_t = x(, c)] = -sigma_t score (float64 (B, D))."""
+        _, score, _, _, s = self._parts(x, t, labels)
         return -s * score
 
-    def x0(self, x, t) -> torch.Tensor:
-        """The posterior mean E[x_0 | x_t = x] (Tweedie) (float64 (B, D))."""
-        _, score, _, a, s = self._parts(x, t)
+    def x0(self, x, t, labels=None) -> torch.Tensor:
+        """The posterior mean E[x_0 | x_t = x(, c)] (Tweedie) (float64 (B, D))."""
+        _, score, _, a, s = self._parts(x, t, labels)
         x = torch.as_tensor(x).to(device=self.device, dtype=torch.float64)
         return (x + s**2 * score) / a
 
@@ -134,6 +158,16 @@ class ExactGMM:
     def responsibilities(self, x, t) -> torch.Tensor:
         """r_k(x) = p(component k | x_t = x) (float64 (B, K))."""
         return self._parts(x, t)[0].exp()
+
+    def class_mixture(self, labels) -> GaussianMixture:
+        """What samples with these class ``labels`` (an int, or one per sample) follow: class c, in the
+        proportion of the labels that are c, as the mixture of its components (their weights renormalised)."""
+        m, labels = self.mixture, np.atleast_1d(np.asarray(labels, dtype=np.int64))
+        share = np.bincount(labels, minlength=self.num_classes) / labels.size  # of each class
+        own = np.bincount(self.component_classes, weights=m.weights, minlength=self.num_classes)
+        w = m.weights * share[self.component_classes] / own[self.component_classes]
+        keep = w > 0
+        return GaussianMixture(w[keep], m.means[keep], m.covs[keep])
 
     def marginal(self, t: float) -> GaussianMixture:
         """The noised marginal p_t as a mixture: means alpha_t mu_k, covariances alpha_t^2 Sigma_k + sigma_t^2 I."""
@@ -150,9 +184,9 @@ class ExactGMM:
         return float(c_xt) * x + float(c_x0) * self.x0(x, torch.full((x.shape[0],), float(t), dtype=torch.float64))
 
     # -- the model interface ---------------------------------------------------------------
-    def __call__(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        """net(x, t): the exact eps, in the dtype of x."""
-        return self.eps(x, t).to(x.dtype)
+    def __call__(self, x: torch.Tensor, t: torch.Tensor, class_labels: torch.Tensor | None = None) -> torch.Tensor:
+        """net(x, t[, class_labels]): the exact eps, in the dtype of x (class K or None: unconditional)."""
+        return self.eps(x, t, class_labels).to(x.dtype)
 
     def denoiser(self, clip: bool | None = None) -> Denoiser:
         """A ``diffusion.Denoiser`` whose network is the exact eps (``clip`` is refused: points have no range)."""

@@ -78,7 +78,7 @@ def _describe_checkpoint(path: Path) -> dict:
     if not file.exists():
         raise InputError(f"{path}: no model.safetensors in this folder")
     try:
-        with safe_open(str(file), framework="pt") as f:
+        with safe_open(str(file), framework="numpy") as f:  # header only: no torch needed
             meta = f.metadata() or {}
             names = list(f.keys())
             params = 0

@@ -107,7 +107,7 @@ def generate() -> dict[str, str]:
 
     group = typer.main.get_command(app)
     ctx = group.make_context("ddpmctl", [], resilient_parsing=True)
-    names = sorted(group.commands)
+    names = sorted(group.list_commands(ctx))
     pages = {}
     first, body, examples = _split_help(group.help or "")
     cmds = [".SH COMMANDS"]

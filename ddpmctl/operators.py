@@ -39,8 +39,8 @@ import numpy as np
 import torch
 
 from ddpmctl.errors import InputError
+from ddpmctl.restore_registry import TASKS  # the task names, torch-free (ddpmctl degrade --help)
 
-TASKS = ("inpaint", "denoise", "sr", "deblur")
 FILL = 0.5  # what an inpainting observation file holds at the missing pixels (grey; ignored on reading)
 BLUR_EPS = 1e-3  # frequencies with gain below this are outside A's range (see the module docstring)
 

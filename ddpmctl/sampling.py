@@ -28,6 +28,7 @@ from ddpmctl import samplers as S
 from ddpmctl.device import autocast
 from ddpmctl.diffusion import Denoiser
 from ddpmctl.errors import InputError, RunError
+from ddpmctl.labels import DEFAULT_CFG  # noqa: F401  (re-exported: sampling.DEFAULT_CFG)
 
 # --------------------------------------------------------------------------------------------
 # noise: per-sample streams
@@ -95,6 +96,7 @@ class Batches:
     clip: bool = True  # clip images to [0, 1]
     failure: str = "produced NaN or inf"
     start: Any = None  # given starting noise (rows aligned with ``seeds``, before ``start_std``) instead of draws
+    labels: Any = None  # the class of each row (aligned with ``seeds``) for a class-conditional model
 
 
 def drive(run: Batches, prepare: Callable, sink: Callable) -> tuple[list[int], float]:
@@ -111,6 +113,8 @@ def drive(run: Batches, prepare: Callable, sink: Callable) -> tuple[list[int], f
         stream = NoiseStream(run.seeds[start:stop], shape, device=run.device, dtype=run.dtype)
         x = run.start_std * (stream() if run.start is None else _rows(run.start, start, stop, run))
         run.denoiser.reset()
+        if run.labels is not None:
+            run.denoiser.set_labels(run.labels[start:stop])
         before = run.denoiser.nfe
         with torch.inference_mode() if run.inference else torch.no_grad(), autocast(run.device, enabled=run.amp):
             x = step(x, stream)
@@ -161,6 +165,8 @@ class SampleOptions:
     guide: Any = None
     guidance: float | None = None  # with a guide: DEFAULT_GUIDANCE; without: 1 (none)
     start: Any = None  # latents (encode.encode) that sample i starts from, row start_index + i: ode only
+    labels: Any = None  # class-conditional models: the class of sample i is labels[start_index + i]
+    cfg: float | None = None  # with labels: classifier-free guidance scale s (DEFAULT_CFG when None)
 
 
 # autoguidance's weight w when a guide is given without one: the best of 1.5-5 on the triangles
@@ -213,6 +219,9 @@ def plan_sample(
         options = dataclasses.replace(options, guidance=DEFAULT_GUIDANCE if options.guide is not None else 1.0)
     if options.guide is not None:
         check_guide(model, options.guide, options.guidance)
+    if options.labels is not None or options.cfg is not None:
+        labels = check_classes(model, options.labels, options.cfg, options.start_index + n, options.guide)
+        options = dataclasses.replace(options, labels=labels, cfg=DEFAULT_CFG if options.cfg is None else options.cfg)
     if options.start is not None:
         check_start(model, options.start, sampler, options.start_index + n)
     given = {k: getattr(options, k) for k in SAMPLER_KEYWORDS}
@@ -245,6 +254,11 @@ def generate(
     ``guide`` (a model of the same process and data, typically smaller or trained for less) with
     ``guidance`` = w > 1 samples with autoguidance (Karras et al. 2024): the denoiser's x0 becomes
     x0_guide + w (x0 - x0_guide); every step then costs 2 network evaluations (counted in ``nfe``).
+
+    ``labels`` (a class-conditional model: the class of each sample) with ``cfg`` = s samples with
+    classifier-free guidance, eps = eps_uncond + s (eps_cond - eps_uncond) (``diffusion.Denoiser``);
+    s = 1 (the default) is the conditional model alone; s != 1 costs 2 NFE per step (``nfe`` counts
+    both halves of the doubled batch). Without labels a conditional model samples unconditionally.
     """
     job = plan_sample(model, sampler, n, steps, batch, SampleOptions(**options))
     return run_sample(model, job, seed, device, progress)
@@ -255,6 +269,8 @@ def _sample_denoiser(model, options: SampleOptions, device: torch.device) -> Den
     if options.guide is not None:
         place_model(options.guide, device)
         denoiser.set_guide(options.guide.denoiser(clip=False), options.guidance)
+    if options.labels is not None:
+        denoiser.cfg = float(options.cfg)
     return denoiser
 
 
@@ -302,9 +318,10 @@ def run_sample(model, job: SamplePlan, seed: int = 0, device=None, progress=None
     hint = "--steps, --no-clip-x0" if opts.clip_x0 else "--steps"
     failure = f"sampler {plan.sampler.name} produced NaN or inf (try more {hint})"
     start = None if opts.start is None else opts.start[opts.start_index : opts.start_index + n]
+    labels = None if opts.labels is None else opts.labels[opts.start_index : opts.start_index + n]
     run = Batches(
         model, denoiser, seeds, job.batch, dev, dtype, S.start_std(model.process, plan.times[0]), amp,
-        failure=failure, start=start,
+        failure=failure, start=start, labels=labels,
     )  # fmt: skip
     nfes, seconds = drive(run, prepare, sink)
     info = _sample_info(model, job, seed, nfes, seconds, dev, denoiser)
@@ -335,6 +352,8 @@ def _sample_info(model, job: SamplePlan, seed: int, nfes: list[int], seconds: fl
     }
     if denoiser.guide is not None:
         info["guidance"] = float(job.options.guidance)
+    if job.options.labels is not None:
+        info["cfg"] = float(job.options.cfg)
     if len(set(nfes)) > 1:
         info["nfe_per_batch"] = nfes
     if plan.spacing == "karras":
@@ -364,6 +383,33 @@ def check_start(model, start, sampler: str, rows: int) -> None:
         raise InputError(f"--from: {shape[0]} latents, {rows} needed")
     if not np.isfinite(np.asarray(start[:rows])).all():
         raise InputError("--from: latents contain NaN or inf")
+
+
+def check_classes(model, labels, cfg: float | None, rows: int, guide=None) -> np.ndarray:
+    """The class labels of a run (int64), checked: a class-conditional model, at least ``rows``
+    labels, each a class of the model; ``cfg`` a finite scale >= 0 and not with autoguidance (one
+    guidance at a time). InputError naming --class / --cfg otherwise."""
+    from ddpmctl.labels import check_integers, describe_classes
+
+    k = int(getattr(model, "num_classes", 0) or 0)
+    if labels is None:
+        raise InputError("--cfg: needs --class (or --classes, --per-class): the classes to guide towards")
+    if k == 0:
+        raise InputError("--class: the checkpoint is not class-conditional (it was trained without labels)")
+    labels = check_integers(labels, "--class")
+    if len(labels) < rows:
+        raise InputError(f"--class: {len(labels)} class labels for {rows} samples (one per sample needed)")
+    if rows and labels[:rows].max() >= k:
+        names = getattr(model, "class_names", None) or [str(c) for c in range(k)]
+        raise InputError(f"--class: no class {labels[:rows].max()}; the checkpoint has {k}: {describe_classes(names)}")
+    if cfg is not None and not (math.isfinite(cfg) and cfg >= 0):
+        raise InputError(f"--cfg: must be a finite number >= 0, got {cfg}")
+    if guide is not None and cfg is not None and cfg != 1.0:
+        raise InputError("--cfg: not with --guide (use classifier-free guidance or autoguidance, not both)")
+    theirs = int(getattr(guide, "num_classes", 0) or 0)
+    if guide is not None and theirs and theirs != k:
+        raise InputError(f"--guide: the guide has {theirs} classes, the checkpoint {k}")
+    return labels
 
 
 def check_guide(model, guide, guidance: float) -> None:

@@ -1,12 +1,15 @@
 """Noise schedules and diffusion processes: one noise-level core for every process.
 
 Beta schedules (discrete DDPM, Ho et al. 2020; seeds 002, 003, 004) give ``beta_1..beta_T`` and
-``alpha_bar_t = prod_{s<=t} (1 - beta_s)``. Continuous processes (Song et al. 2021) are the VP and
-VE SDEs of seeds 000 and 001 and the sub-VP SDE (Song et al. 2021, section 3.4; in no seed),
-``dx = f(t) x dt + g(t) dw``.
+``alpha_bar_t = prod_{s<=t} (1 - beta_s)``; they are defined in ``ddpmctl.betas`` (numpy only, so
+that commands which need no torch start fast) and re-exported here. Continuous processes (Song et
+al. 2021) are the VP and VE SDEs of seeds 000 and 001 and the sub-VP SDE (Song et al. 2021,
+section 3.4; in no seed), ``dx = f(t) x dt + g(t) dw``. EDM's process (Karras et al. 2022, Table 1) is the VE process
+with sigma(t) = t, trained at log-normal noise levels.
 
 Every process, discrete or continuous, exposes the same thing: its marginal
-``x_t = alpha(t) x_0 + sigma(t) eps`` on a continuous time ``t`` in ``[0, 1]`` (``alpha(0) = 1``,
+``x_t = alpha(t) x_0 + sigma(t) eps`` on a continuous time ``t`` in ``[0, 1]`` (EDM's: ``t = sigma``
+in ``[0, 80]``) (``alpha(0) = 1``,
 ``sigma(0) = 0``), the SDE coefficients ``f(t)`` and ``g(t)^2``, and the network's noise
 conditioning ``c_noise(t)``. A discrete process with T steps puts step ``i = 1..T`` at ``t = i / T``
 and interpolates ``log alpha_bar`` linearly in between (as DPM-Solver does), so samplers written
@@ -18,166 +21,29 @@ from __future__ import annotations
 
 import abc
 import math
-import os
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from ddpmctl.betas import (  # noqa: F401  (re-exported: the beta schedules are part of this module's API)
+    PROCESS_KINDS,
+    SCHEDULE_OPTIONS,
+    SCHEDULES,
+    SPACINGS,
+    ScheduleSummary,
+    check_betas,
+    cosine_betas,
+    get_betas,
+    is_schedule_file,
+    linear_betas,
+    power_betas,
+    quadratic_betas,
+    sigmoid_betas,
+    summarize,
+    wave_betas,
+)
 from ddpmctl.errors import InputError
-
-# --------------------------------------------------------------------------------------------
-# beta schedules
-
-
-def linear_betas(T: int, beta_start: float = 1e-4, beta_end: float = 0.02) -> np.ndarray:
-    """DDPM's linear schedule: beta_t evenly spaced from beta_start to beta_end (Ho et al. 2020)."""
-    return np.linspace(beta_start, beta_end, T, dtype=np.float64)
-
-
-def quadratic_betas(T: int, beta_start: float = 1e-4, beta_end: float = 0.02) -> np.ndarray:
-    """Linear in sqrt(beta): beta_t = (sqrt(b0) + (sqrt(b1) - sqrt(b0)) u)^2."""
-    return np.linspace(math.sqrt(beta_start), math.sqrt(beta_end), T, dtype=np.float64) ** 2
-
-
-def cosine_betas(T: int, s: float = 0.008, max_beta: float = 0.999) -> np.ndarray:
-    """Nichol & Dhariwal (2021): alpha_bar(t) = cos^2(((t/T + s)/(1 + s)) pi/2),
-    beta_t = min(1 - alpha_bar(t)/alpha_bar(t-1), max_beta)."""
-    t = np.arange(T + 1, dtype=np.float64)
-    f = np.cos(((t / T + s) / (1 + s)) * math.pi / 2) ** 2
-    return np.minimum(1 - f[1:] / f[:-1], max_beta)
-
-
-def sigmoid_betas(T: int, beta_start: float = 1e-4, beta_end: float = 0.02, width: float = 6.0) -> np.ndarray:
-    """beta_t = b0 + (b1 - b0) * sigmoid(u), u evenly spaced in [-width, width] (as in diffusers/GeoDiff)."""
-    u = np.linspace(-width, width, T, dtype=np.float64)
-    return beta_start + (beta_end - beta_start) / (1 + np.exp(-u))
-
-
-def power_betas(T: int, beta_start: float = 1e-4, beta_end: float = 0.02, power: float = 2.0) -> np.ndarray:
-    """The thesis' power schedules (seed 003: x^1.5, x^2, x^10): beta_t = b0 + (b1 - b0) u^p, u in [0, 1]."""
-    u = np.linspace(0.0, 1.0, T, dtype=np.float64)
-    return beta_start + (beta_end - beta_start) * u**power
-
-
-def wave_betas(
-    T: int, beta_start: float = 1e-4, beta_end: float = 0.02, cycles: int = 4, amplitude: float = 0.5
-) -> np.ndarray:
-    """The thesis' sine-wave schedule (seed 003), made precise: a linear ramp with a sine ripple,
-    beta(u) = b0 + (b1 - b0) (u + A sin(2 pi k u) / (2 pi k)),  u in [0, 1].
-
-    With A <= 1 it is non-decreasing (its slope is 1 + A cos(2 pi k u) >= 0) and it hits b0 and b1
-    exactly at the ends (k whole cycles), so it stays in (0, 1) like the linear schedule."""
-    u = np.linspace(0.0, 1.0, T, dtype=np.float64)
-    k = max(int(cycles), 1)
-    return beta_start + (beta_end - beta_start) * (u + amplitude * np.sin(2 * math.pi * k * u) / (2 * math.pi * k))
-
-
-SCHEDULES = {
-    "linear": linear_betas,
-    "cosine": cosine_betas,
-    "sigmoid": sigmoid_betas,
-    "wave": wave_betas,
-    "power": power_betas,
-    "quadratic": quadratic_betas,
-}
-
-# options each schedule takes (name -> schedule-function keyword)
-SCHEDULE_OPTIONS = {
-    "linear": ("beta_start", "beta_end"),
-    "quadratic": ("beta_start", "beta_end"),
-    "cosine": ("s", "max_beta"),
-    "sigmoid": ("beta_start", "beta_end"),
-    "power": ("beta_start", "beta_end", "power"),
-    "wave": ("beta_start", "beta_end", "cycles", "amplitude"),
-}
-
-
-def check_betas(betas: np.ndarray, name: str) -> np.ndarray:
-    betas = np.asarray(betas, dtype=np.float64)
-    if betas.ndim != 1 or betas.size < 1:
-        raise InputError(f"{name}: betas must be a 1-d array with at least one value, got shape {betas.shape}")
-    if not np.isfinite(betas).all():
-        raise InputError(f"{name}: betas contain NaN or inf")
-    if (betas <= 0).any() or (betas >= 1).any():
-        raise InputError(f"{name}: every beta must lie in (0, 1), found [{betas.min():.4g}, {betas.max():.4g}]")
-    return betas
-
-
-def is_schedule_file(spec: str) -> bool:
-    return spec.endswith(".npy") or os.sep in spec or Path(spec).is_file()
-
-
-def get_betas(spec: str, T: int = 1000, **options) -> np.ndarray:
-    """Betas for a named schedule (``linear``, ``cosine``, ``sigmoid``, ``wave``, ``power``,
-    ``quadratic``) or from an ``.npy`` file of betas (then ``T`` and ``options`` are ignored).
-
-    ``options`` not used by the named schedule are ignored when None, refused otherwise."""
-    if is_schedule_file(spec):
-        from ddpmctl.io import read_npy
-
-        return check_betas(np.array(read_npy(spec, mmap=False)), spec)
-    if spec not in SCHEDULES:
-        raise InputError(f"unknown schedule '{spec}' (choose from {', '.join(SCHEDULES)}, or a .npy file of betas)")
-    if int(T) < 1:
-        raise InputError(f"T must be >= 1, got {T}")
-    allowed = SCHEDULE_OPTIONS[spec]
-    kwargs = {}
-    for k, v in options.items():
-        if v is None:
-            continue
-        if k not in allowed:
-            raise InputError(f"schedule '{spec}' takes no option '{k}' (it takes: {', '.join(allowed)})")
-        kwargs[k] = v
-    if "beta_start" in kwargs or "beta_end" in kwargs:
-        b0, b1 = kwargs.get("beta_start", 1e-4), kwargs.get("beta_end", 0.02)
-        if not (0 < b0 < 1 and 0 < b1 < 1):
-            raise InputError(f"beta_start and beta_end must lie in (0, 1), got {b0} and {b1}")
-    if spec == "wave" and not (0 <= kwargs.get("amplitude", 0.5) <= 1):
-        raise InputError("wave amplitude must lie in [0, 1] (keeps the schedule monotone)")
-    if spec == "power" and kwargs.get("power", 2.0) <= 0:
-        raise InputError("power must be > 0")
-    return check_betas(SCHEDULES[spec](int(T), **kwargs), spec)
-
-
-@dataclass
-class ScheduleSummary:
-    name: str
-    T: int
-    beta_min: float
-    beta_max: float
-    alpha_bar_T: float
-    log_snr_max: float
-    log_snr_min: float
-    warning: str | None
-
-    def as_dict(self) -> dict:
-        return dict(self.__dict__)
-
-
-def summarize(name: str, betas: np.ndarray) -> ScheduleSummary:
-    """Key figures of a schedule; warns when the terminal SNR is far from 0 (data leaks into x_T)."""
-    alpha_bar = np.cumprod(1 - betas)
-    snr = alpha_bar / (1 - alpha_bar)
-    warning = None
-    if alpha_bar[-1] > 1e-3:  # sqrt(alpha_bar_T) > 3%: the prior N(0, I) visibly differs from q(x_T)
-        warning = (
-            f"terminal alpha_bar_T = {alpha_bar[-1]:.3g} is far from 0: x_T keeps "
-            f"{100 * math.sqrt(alpha_bar[-1]):.1f}% of the data, so sampling from N(0, I) is biased "
-            "(use more steps, a larger beta_end, or another schedule)"
-        )
-    return ScheduleSummary(
-        name=name,
-        T=int(len(betas)),
-        beta_min=float(betas.min()),
-        beta_max=float(betas.max()),
-        alpha_bar_T=float(alpha_bar[-1]),
-        log_snr_max=float(np.log(snr[0])),
-        log_snr_min=float(np.log(snr[-1])),
-        warning=warning,
-    )
-
 
 # --------------------------------------------------------------------------------------------
 # processes
@@ -190,7 +56,8 @@ def _t(t) -> torch.Tensor:
 
 
 class Process(abc.ABC):
-    """A diffusion process with marginal ``x_t = alpha(t) x_0 + sigma(t) eps``, t in [0, 1].
+    """A diffusion process with marginal ``x_t = alpha(t) x_0 + sigma(t) eps``, t in [0, t_max]
+    (t_max = 1, except EDM's t = sigma up to 80).
 
     Subclasses define ``log_alpha``, ``sigma``, ``f`` (drift coefficient) and ``g2`` (squared
     diffusion) as float64 tensor functions of t, plus ``c_noise`` (what the network is told).
@@ -200,6 +67,8 @@ class Process(abc.ABC):
     t_min: float = 0.0  # smallest time trained and sampled (eps of the continuous SDEs, 1/T for DDPM)
     t_max: float = 1.0
     max_steps: int | None = None  # most steps a sampling grid can have (a discrete process: T)
+    default_spacing: str = "uniform"  # the grid of a sampler whose own default is "uniform" (make_times)
+    sigma_data: float | None = None  # the data std of EDM's preconditioning (prediction "edm"): EDM only
 
     # -- time: where the network was trained ---------------------------------------------------
     def round_t(self, t, up: bool = False) -> torch.Tensor:
@@ -434,8 +303,54 @@ class VESDE(Process):
         return f"ve SDE (sigma {self.sigma_min}..{self.sigma_max})"
 
 
-PROCESS_KINDS = ("ddpm", "vp", "subvp", "ve")
-SPACINGS = ("uniform", "quadratic", "logsnr", "karras")
+class EDMProcess(VESDE):
+    """EDM (Karras et al. 2022, Table 1, "Ours"): the VE process with sigma(t) = t, s(t) = 1, so the
+    time *is* the noise level, t in [sigma_min, sigma_max] = [0.002, 80]; alpha = 1, f = 0,
+    g^2 = d sigma^2/dt = 2 t (the PF-ODE dx/dt = -t score = (x - D(x; t)) / t, EDM eq. 4). Training
+    draws ln sigma ~ N(P_mean, P_std^2) (Table 1, "Noise distribution"); the network sees
+    c_noise = ln(sigma) / 4; ``sigma_data`` is the data std that the "edm" parameterisation's
+    preconditioning assumes (``diffusion.edm_precond``)."""
+
+    kind = "edm"
+    default_spacing = "karras"  # EDM eq. 5; uniform in t = sigma would spend every step at high noise
+    KEYS = ("sigma_min", "sigma_max", "p_mean", "p_std", "sigma_data")
+
+    def __init__(self, sigma_min=0.002, sigma_max=80.0, p_mean=-1.2, p_std=1.2, sigma_data=0.5):
+        if not (0 < sigma_min < sigma_max < math.inf and p_std > 0 and sigma_data > 0 and math.isfinite(p_mean)):
+            raise InputError(
+                "edm: need 0 < sigma_min < sigma_max < inf, p_std > 0, sigma_data > 0 and a finite p_mean, got "
+                f"{sigma_min}, {sigma_max}, {p_std}, {sigma_data}, {p_mean}"
+            )
+        super().__init__(sigma_min, sigma_max, eps=sigma_min)  # t = sigma: t_min = sigma_min
+        self.t_max = self.sigma_max
+        self.p_mean, self.p_std, self.sigma_data = float(p_mean), float(p_std), float(sigma_data)
+
+    def training_times(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """sigma = exp(P_mean + P_std z), z ~ N(0, 1) (EDM Table 1; not clipped, as in the paper)."""
+        return torch.exp(self.p_mean + self.p_std * torch.randn(n, generator=generator, dtype=torch.float64))
+
+    def sigma(self, t):
+        return _t(t).clone()
+
+    def g2(self, t):
+        return 2 * _t(t)
+
+    def t_from_log_snr(self, lam):
+        return torch.exp(-0.5 * _t(lam))  # lambda = -2 log sigma
+
+    def c_noise(self, t):
+        return 0.25 * torch.log(_t(t).clamp(min=1e-12))  # EDM Table 1: c_noise = ln(sigma) / 4
+
+    def to_dict(self) -> dict:
+        return {"kind": "edm", **{k: getattr(self, k) for k in self.KEYS}}
+
+    def describe(self) -> str:
+        return (
+            f"edm (sigma {self.sigma_min:g}..{self.sigma_max:g}, ln sigma ~ N({self.p_mean:g}, {self.p_std:g}^2), "
+            f"sigma_data {self.sigma_data:g})"
+        )
+
+
 KARRAS_SIGMA_MAX = 80.0  # EDM (Karras et al. 2022), Table 1: where the karras ramp starts at most
 
 
@@ -470,6 +385,8 @@ def process_from_dict(d: dict) -> Process:
             return SubVPSDE(d["beta_min"], d["beta_max"], d.get("eps", 1e-3))
         if kind == "ve":
             return VESDE(d["sigma_min"], d["sigma_max"], d.get("eps", 1e-5))
+        if kind == "edm":
+            return EDMProcess(*(d[k] for k in EDMProcess.KEYS))
     except (KeyError, TypeError) as e:
         raise InputError(f"process description is missing {e}") from None
     raise InputError(f"unknown process kind '{kind}' (choose from {', '.join(PROCESS_KINDS)})")
@@ -485,10 +402,19 @@ def make_process(
     sigma_min: float | None = None,
     sigma_max: float | None = None,
     eps: float | None = None,
+    p_mean: float | None = None,
+    p_std: float | None = None,
+    sigma_data: float | None = None,
     **schedule_options,
 ) -> Process:
     """The process a user asks for: ``sde`` None/"ddpm" gives DDPM with a beta schedule,
-    ``vp``/``subvp``/``ve`` the continuous SDEs with their usual defaults (score_sde)."""
+    ``vp``/``subvp``/``ve`` the continuous SDEs with their usual defaults (score_sde), ``edm`` EDM's
+    (Karras et al. 2022, Table 1: sigma in [0.002, 80], P_mean -1.2, P_std 1.2, sigma_data 0.5)."""
+    edm = {"p_mean": p_mean, "p_std": p_std, "sigma_data": sigma_data}
+    if sde != "edm":
+        for k, v in edm.items():
+            if v is not None:
+                raise InputError(f"--{k.replace('_', '-')}: applies to the edm process only (--sde edm)")
     if sde in (None, "ddpm", "discrete"):
         name = Path(schedule).name if is_schedule_file(schedule) else schedule
         return DiscreteProcess(get_betas(schedule, T, **schedule_options), name)
@@ -498,7 +424,12 @@ def make_process(
         return cls(0.1 if beta_min is None else beta_min, 20.0 if beta_max is None else beta_max, **kw)
     if sde == "ve":
         return VESDE(0.01 if sigma_min is None else sigma_min, 50.0 if sigma_max is None else sigma_max, **kw)
-    raise InputError(f"unknown process '{sde}' (choose from ddpm, vp, subvp, ve)")
+    if sde == "edm":
+        if eps is not None:
+            raise InputError("--t-eps: the edm process's smallest time is its sigma_min")
+        given = {k: v for k, v in dict(edm, sigma_min=sigma_min, sigma_max=sigma_max).items() if v is not None}
+        return EDMProcess(**given)
+    raise InputError(f"unknown process '{sde}' (choose from {', '.join(PROCESS_KINDS)})")
 
 
 # --------------------------------------------------------------------------------------------

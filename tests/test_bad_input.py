@@ -76,6 +76,11 @@ def _checkpoints(d: Path) -> None:
     (d / "ck16").mkdir()
     save_model(d / "ck16" / "model.safetensors", net16, make_meta(cfg16, ddpm, "eps", "images", (1, 16, 16), IMAGE_NORMALIZATION))
 
+    ccfg = validate_net_config({**cfg, "num_classes": 3}, (1, 8, 8))  # class-conditional: a, b, c
+    (d / "ckcond").mkdir()
+    cmeta = make_meta(ccfg, ddpm, "eps", "images", (1, 8, 8), IMAGE_NORMALIZATION, classes=["a", "b", "c"])
+    save_model(d / "ckcond" / "model.safetensors", build_net(ccfg), cmeta)
+
     pcfg = validate_net_config({**default_net_config("points", (2,)), "hidden": 16, "blocks": 1, "emb_dim": 16}, (2,))
     (d / "ckpts").mkdir()
     save_model(d / "ckpts" / "model.safetensors", build_net(pcfg), make_meta(pcfg, ddpm, "eps", "points", (2,), IDENTITY_NORMALIZATION))
@@ -123,6 +128,12 @@ def _arrays(d: Path) -> None:
     imgs = rng.random((4, 1, 8, 8)).astype(np.float32)
     np.save(d / "imgs.npy", imgs)
     np.save(d / "imgs2.npy", imgs[:2])
+    # class labels of imgs.npy (4 samples)
+    np.save(d / "lab_short.npy", np.array([0, 1, 2], np.int64))
+    np.save(d / "lab_neg.npy", np.array([0, 1, -1, 2], np.int64))
+    np.save(d / "lab_frac.npy", np.array([0.0, 1.5, 2.0, 1.0]))
+    np.save(d / "lab_str.npy", np.array(["a", "b", "a", "b"]))
+    np.save(d / "lab_2d.npy", np.zeros((4, 1), np.int64))
     np.savez(d / "goodmix.npz", weights=np.array([0.5, 0.5]), means=np.array([[-1.0, 0.0], [1.0, 0.0]]),
              covs=np.stack([0.1 * np.eye(2)] * 2), kind=np.array("gmm"))  # fmt: skip
     np.save(d / "imgs3.npy", rng.random((2, 3, 32, 32)).astype(np.float32))
@@ -209,6 +220,7 @@ def _arrays(d: Path) -> None:
     (d / "bad.yaml").write_text("steps: [1, 2\n")
     (d / "list.yaml").write_text("- 1\n- 2\n")
     (d / "unknown.yaml").write_text("stepz: 10\n")
+    (d / "edm_eps.yaml").write_text("t_eps: 1.0e-3\n")
     (d / "python.yaml").write_text("steps: !!python/object/apply:os.system ['true']\n")
 
 
@@ -349,6 +361,14 @@ OPTION_CASES = [
     ("make-data-mixture-spd", ["make-data", "gmm", "--mixture", "{d}/nonspd.npz", "-o", "{o}/out.npy"], ["nonspd.npz"]),
     ("make-data-mixture-pickled", ["make-data", "gmm", "--mixture", "{d}/pickled.npz", "-o", "{o}/out.npy"], ["pickled.npz", "not a readable"]),
     ("make-data-labels-triangles", ["make-data", "triangles", "--labels", "-o", "{o}/out.npy"], ["--labels"]),
+    ("make-data-split-synthetic", ["make-data", "triangles", "--split", "test", "-o", "{o}/out.npy"], ["--split", "only for"]),
+    ("make-data-split-bogus", ["make-data", "mnist", "--split", "valid", "-o", "{o}/out.npy"], ["--split", "valid"]),
+    ("make-data-from-folder-kind", ["make-data", "folder", "{d}/mixed", "--from", "{d}", "-o", "{o}/out.npy"], ["--from", "only for"]),
+    ("make-data-from-missing", ["make-data", "mnist", "--from", "{d}/nosuch", "-o", "{o}/out.npy"], ["nosuch", "no such file or folder"]),
+    ("make-data-mnist-dir-argument", ["make-data", "mnist", "{d}", "-o", "{o}/out.npy"], ["unexpected argument", "--from"]),
+    ("make-data-mnist-empty-folder", ["make-data", "mnist", "--from", "{d}/emptydir", "-o", "{o}/out.npy"], ["emptydir", "no train-images-idx3-ubyte.gz"]),
+    ("make-data-mnist-npy", ["make-data", "mnist", "--from", "{d}/imgs.npy", "-o", "{o}/out.npy"], ["imgs.npy", "images-idx3-ubyte"]),
+    ("make-data-cifar-npy", ["make-data", "cifar10", "--from", "{d}/imgs.npy", "-o", "{o}/out.npy"], ["imgs.npy", "cifar-10-binary.tar.gz"]),
     # schedule
     ("schedule-unknown", ["schedule", "zigzag", "-o", "{o}/out.npy"], ["zigzag"]),
     ("schedule-T-zero", ["schedule", "linear", "--T", "0", "-o", "{o}/out.npy"], ["--T", "0"]),
@@ -366,6 +386,7 @@ OPTION_CASES = [
     ("noise-t-negative", ["noise", "{d}/imgs.npy", "--t", "-1", "-o", "{o}/out.npy"], ["--t", "-1"]),
     ("noise-t-above-T", ["noise", "{d}/imgs.npy", "--t", "5000", "-o", "{o}/out.npy"], ["--t", "5000"]),
     ("noise-t-not-number", ["noise", "{d}/imgs.npy", "--t", "ten", "-o", "{o}/out.npy"], ["--t", "ten"]),
+    ("noise-edm-t-above-sigma-max", ["noise", "{d}/imgs.npy", "--sde", "edm", "--t", "81", "-o", "{o}/out.npy"], ["--t", "[0, 80]", "81"]),
     ("noise-steps-zero", ["noise", "{d}/imgs.npy", "--steps", "0", "-o", "{o}/out.npy"], ["--steps", "0"]),
     ("noise-t-and-steps", ["noise", "{d}/imgs.npy", "--t", "1", "--steps", "3", "-o", "{o}/out.npy"], ["--t", "--steps"]),
     ("noise-sde-unknown", ["noise", "{d}/imgs.npy", "--sde", "xyz", "--t", "0.5", "-o", "{o}/out.npy"], ["--sde", "xyz"]),
@@ -429,6 +450,11 @@ OPTION_CASES = [
     ("train-ema-one", ["train", "{d}/imgs.npy", "--ema", "1.5", "-o", "{o}/ckpt"], ["--ema", "[0, 1)"]),
     ("train-sde-unknown", ["train", "{d}/imgs.npy", "--sde", "warp", "-o", "{o}/ckpt"], ["--sde", "warp"]),
     ("train-prediction-unknown", ["train", "{d}/imgs.npy", "--prediction", "banana", "-o", "{o}/ckpt"], ["--prediction", "banana"]),
+    ("train-prediction-edm-not-edm", ["train", "{d}/imgs.npy", "--prediction", "edm", "--sde", "vp", "-o", "{o}/ckpt"], ["--prediction edm", "--sde edm"]),
+    ("train-p-mean-not-edm", ["train", "{d}/imgs.npy", "--p-mean", "-1", "--steps", "1", "-o", "{o}/ckpt"], ["--p-mean", "edm"]),
+    ("train-edm-p-std-zero", ["train", "{d}/imgs.npy", "--sde", "edm", "--p-std", "0", "-o", "{o}/ckpt"], ["--p-std", "> 0"]),
+    ("train-edm-sigma-data-negative", ["train", "{d}/imgs.npy", "--sde", "edm", "--sigma-data", "-0.5", "-o", "{o}/ckpt"], ["--sigma-data", "> 0"]),
+    ("train-edm-t-eps", ["train", "{d}/imgs.npy", "--sde", "edm", "--config", "{d}/edm_eps.yaml", "--steps", "1", "-o", "{o}/ckpt"], ["--t-eps", "sigma_min"]),
     ("train-steps-and-epochs", ["train", "{d}/imgs.npy", "--steps", "3", "--epochs", "1", "-o", "{o}/ckpt"], ["--steps", "--epochs"]),
     ("train-mults", ["train", "{d}/imgs.npy", "--mults", "1,x", "-o", "{o}/ckpt"], ["--mults", "1,x"]),
     ("train-too-deep", ["train", "{d}/imgs.npy", "--mults", "1,1,1,1,1,1", "--steps", "1", "-o", "{o}/ckpt"], ["8"]),
@@ -450,6 +476,15 @@ OPTION_CASES = [
     ("train-huge", ["train", "{d}/huge.npy", "--steps", "1", "-o", "{o}/ckpt"], ["huge.npy", "truncated"]),
     ("train-text", ["train", "{d}/text.npy", "--steps", "1", "-o", "{o}/ckpt"], ["text.npy", "not an .npy"]),
     ("train-mixed-sizes", ["train", "{d}/mixed_size", "--steps", "1", "-o", "{o}/ckpt"], ["b.png", "make-data folder"]),
+    ("train-labels-length", ["train", "{d}/imgs.npy", "--labels", "{d}/lab_short.npy", "-o", "{o}/ckpt"], ["--labels", "3 labels for 4 samples"]),
+    ("train-labels-negative", ["train", "{d}/imgs.npy", "--labels", "{d}/lab_neg.npy", "-o", "{o}/ckpt"], ["lab_neg.npy", "negative"]),
+    ("train-labels-non-integer", ["train", "{d}/imgs.npy", "--labels", "{d}/lab_frac.npy", "-o", "{o}/ckpt"], ["lab_frac.npy", "1.5", "not an integer"]),
+    ("train-labels-strings", ["train", "{d}/imgs.npy", "--labels", "{d}/lab_str.npy", "-o", "{o}/ckpt"], ["lab_str.npy", "integers"]),
+    ("train-labels-2d", ["train", "{d}/imgs.npy", "--labels", "{d}/lab_2d.npy", "-o", "{o}/ckpt"], ["lab_2d.npy", "(N,)"]),
+    ("train-labels-missing", ["train", "{d}/imgs.npy", "--labels", "{d}/nosuch.npy", "-o", "{o}/ckpt"], ["nosuch.npy", "no such file"]),
+    ("train-labels-pickled", ["train", "{d}/imgs.npy", "--labels", "{d}/pickled.npy", "-o", "{o}/ckpt"], ["pickled.npy", "never unpickles"]),
+    ("train-labels-and-no-labels", ["train", "{d}/imgs.npy", "--labels", "{d}/lab_neg.npy", "--no-labels", "-o", "{o}/ckpt"], ["--no-labels", "--labels"]),
+    ("train-label-dropout-one", ["train", "{d}/imgs.npy", "--label-dropout", "1", "-o", "{o}/ckpt"], ["--label-dropout", "[0, 1)"]),
     ("train-schedule-file", ["train", "{d}/imgs.npy", "--schedule", "{d}/betas_neg.npy", "--steps", "1", "-o", "{o}/ckpt"], ["betas_neg.npy"]),
     # sample
     ("sample-n-negative", ["sample", "{d}/ck", "-n", "-3", "-o", "{o}/out.npy"], ["-n", "-3"]),
@@ -477,6 +512,22 @@ OPTION_CASES = [
     ("sample-mixture-notmix", ["sample", "{d}/notmix.npz", "-n", "2", "-o", "{o}/out.npy"], ["notmix.npz"]),
     ("sample-mixture-weights", ["sample", "{d}/badmix.npz", "-n", "2", "-o", "{o}/out.npy"], ["badmix.npz", "sum to 1"]),
     ("sample-trajectory-negative", ["sample", "{d}/ck", "--trajectory", "-2", "-o", "{o}/out.npy"], ["--trajectory"]),
+    ("sample-class-unconditional", ["sample", "{d}/ck", "--class", "1", "-n", "2", "-o", "{o}/out.npy"], ["--class", "not class-conditional"]),
+    ("sample-per-class-unconditional", ["sample", "{d}/ck", "--per-class", "2", "-o", "{o}/out.npy"], ["--per-class", "not class-conditional"]),
+    ("sample-class-missing", ["sample", "{d}/ckcond", "--class", "7", "-n", "2", "-o", "{o}/out.npy"], ["--class", "no class 7", "has 3: 0 a, 1 b, 2 c"]),
+    ("sample-class-negative", ["sample", "{d}/ckcond", "--class", "-1", "-n", "2", "-o", "{o}/out.npy"], ["--class", "no class -1"]),
+    ("sample-class-name", ["sample", "{d}/ckcond", "--class", "hexagon", "-n", "2", "-o", "{o}/out.npy"], ["--class", "no class 'hexagon'"]),
+    ("sample-classes-bad", ["sample", "{d}/ckcond", "--classes", "0,x", "-n", "2", "-o", "{o}/out.npy"], ["--classes", "no class 'x'"]),
+    ("sample-classes-empty", ["sample", "{d}/ckcond", "--classes", ",", "-n", "2", "-o", "{o}/out.npy"], ["--classes", "comma-separated"]),
+    ("sample-class-and-per-class", ["sample", "{d}/ckcond", "--class", "0", "--per-class", "2", "-o", "{o}/out.npy"], ["--per-class", "not with --class"]),
+    ("sample-per-class-zero", ["sample", "{d}/ckcond", "--per-class", "0", "-o", "{o}/out.npy"], ["--per-class", ">= 1"]),
+    ("sample-cfg-without-class", ["sample", "{d}/ckcond", "--cfg", "2", "-n", "2", "-o", "{o}/out.npy"], ["--cfg", "needs --class"]),
+    ("sample-cfg-negative", ["sample", "{d}/ckcond", "--class", "a", "--cfg", "-1", "-n", "2", "-o", "{o}/out.npy"], ["--cfg", ">= 0"]),
+    ("sample-cfg-nan", ["sample", "{d}/ckcond", "--class", "a", "--cfg", "nan", "-n", "2", "-o", "{o}/out.npy"], ["--cfg", "finite"]),
+    ("sample-cfg-with-guide", ["sample", "{d}/ckcond", "--class", "a", "--cfg", "2", "--guide", "{d}/ckcond", "-n", "2", "-o", "{o}/out.npy"], ["--cfg", "--guide"]),
+    ("sample-mixture-class", ["sample", "{d}/goodmix.npz", "--class", "2", "-n", "2", "-o", "{o}/out.npy"], ["--class", "no class 2", "has 2"]),
+    ("restore-class-unconditional", ["restore", "{d}/ck", "{d}/obs.npy", "--class", "0", "-o", "{o}/out.npy"], ["--class", "not class-conditional"]),
+    ("restore-class-missing", ["restore", "{d}/ckcond", "{d}/obs.npy", "--class", "d", "-o", "{o}/out.npy"], ["--class", "no class 'd'"]),
     ("sample-unknown-option", ["sample", "{d}/ck", "--temperature", "2", "-o", "{o}/out.npy"], ["--temperature"]),
     # fid
     ("fid-stats-nomu", ["fid", "{d}/imgs.npy", "{d}/nomu.npz", "--features", "raw"], ["nomu.npz", "'mu' and 'sigma'"]),

@@ -14,9 +14,9 @@ from ddpmctl.diffusion import (
     to_eps_x0,
     transition,
 )
-from ddpmctl.schedules import VESDE, VPSDE, SubVPSDE, make_process
+from ddpmctl.schedules import VESDE, VPSDE, EDMProcess, SubVPSDE, make_process
 
-PROCESSES = [make_process(None, "linear", 1000), VPSDE(), SubVPSDE(), VESDE()]
+PROCESSES = [make_process(None, "linear", 1000), VPSDE(), SubVPSDE(), VESDE(), EDMProcess()]
 
 
 @pytest.mark.parametrize("proc", PROCESSES, ids=lambda p: p.kind)
@@ -28,8 +28,9 @@ def test_parameterisations_round_trip(proc, prediction):
     t = torch.rand(64, generator=g, dtype=torch.float64) * 0.98 + 0.01
     xt = q_sample(proc, x0, t, eps)
     a, s = proc.alpha(t), proc.sigma(t)
-    target = from_eps_x0(eps, x0, a, s, prediction)
-    eps2, x02 = to_eps_x0(target, xt, a, s, prediction)
+    kw = {"sigma_data": 0.7} if prediction == "edm" else {}  # the edm formulas hold in sigma~ on every process
+    target = from_eps_x0(eps, x0, a, s, prediction, **kw)
+    eps2, x02 = to_eps_x0(target, xt, a, s, prediction, **kw)
     np.testing.assert_allclose(eps2, eps, atol=1e-8)
     np.testing.assert_allclose(x02, x0, atol=1e-6)
 

@@ -31,7 +31,7 @@ def _make(example: str, out: Path, *targets: str, jobs: int = 1, dry: bool = Fal
 
 
 @pytest.mark.skipif(shutil.which("make") is None, reason="make is not installed")
-@pytest.mark.parametrize("example", ["triangles", "swissroll", "schedules", "restore"])
+@pytest.mark.parametrize("example", ["triangles", "swissroll", "schedules", "restore", "seeds"])
 def test_example_runs_in_tiny_mode(tmp_path, example):
     out = tmp_path / "out"
     r = _make(example, out, jobs=2)

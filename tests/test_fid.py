@@ -18,6 +18,7 @@ from conftest import run_cli
 
 from ddpmctl import datasets, fid, io
 from ddpmctl.errors import InputError
+from ddpmctl.fid import inception as fid_inception
 from ddpmctl.nets import inception
 
 RNG = np.random.default_rng(1234)
@@ -365,8 +366,8 @@ def test_weights_lookup_order_and_hash_check(tmp_path, monkeypatch):
     assert hub == tmp_path / "torch" / "hub" / "checkpoints" / fid.PYTORCH_FID_FILE
     hub.parent.mkdir(parents=True)
     hub.write_bytes(b"not the weights")
-    with pytest.raises(InputError, match="SHA-256"):  # the hub file's name promises a hash
-        fid.find_weights()
+    with pytest.raises(InputError, match=f"SHA-256 .* expected {fid.PYTORCH_FID_SHA256}"):
+        fid.find_weights()  # the hub file's name promises a hash
     mine = tmp_path / "mine.pth"
     torch.save({"x": torch.zeros(1)}, mine)
     monkeypatch.setenv(fid.ENV_WEIGHTS, str(mine))
@@ -378,6 +379,22 @@ def test_weights_lookup_order_and_hash_check(tmp_path, monkeypatch):
     monkeypatch.setenv(fid.ENV_WEIGHTS, str(tmp_path / "missing.pth"))
     with pytest.raises(InputError, match=fid.ENV_WEIGHTS):
         fid.find_weights()
+
+
+def test_hub_file_needs_the_full_sha256(tmp_path, monkeypatch):
+    """Not only the 8 hex digits the file name carries (torch hub's prefix): a file whose hash merely
+    starts with them is refused (sha256_file stubbed, since no such file can be made)."""
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    monkeypatch.delenv(fid.ENV_WEIGHTS, raising=False)
+    assert fid.PYTORCH_FID_FILE.endswith(f"-{fid.PYTORCH_FID_SHA256[:8]}.pth")
+    fid.hub_weights_path().parent.mkdir(parents=True)
+    fid.hub_weights_path().write_bytes(b"stand-in")
+    monkeypatch.setattr(fid_inception, "sha256_file", lambda p: fid.PYTORCH_FID_SHA256[:8] + "0" * 56)
+    with pytest.raises(InputError, match="SHA-256"):
+        fid.find_weights()
+    monkeypatch.setattr(fid_inception, "sha256_file", lambda p: fid.PYTORCH_FID_SHA256)
+    info = fid.find_weights()
+    assert info.origin == "hub" and info.verified and info.label == fid.WEIGHTS_LABEL
 
 
 def test_no_weights_is_exit_2_with_how_to_get_them(tmp_path, monkeypatch):

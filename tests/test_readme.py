@@ -15,7 +15,8 @@ TINY = [
     (r"(make-data \S+.*?)--n \d+", r"\1--n 32"),
     (r"(sample|restore)(.*?) -n \d+", r"\1\2 -n 8"),
     (r"--steps \d+", "--steps 4"),
-    (r"ddpmctl train (tri\S*\.npy)", r"ddpmctl train \1 --base 8 --mults 1,2 --blocks 1 --attn none --batch 16"),
+    (r"--time-limit \S+", "--steps 4"),  # a wall-time budget becomes 4 steps
+    (r"ddpmctl train ((?:tri|shapes)\S*\.npy)", r"ddpmctl train \1 --base 8 --mults 1,2 --attn none --batch 16"),
     (r"ddpmctl train (roll\S*\.npy)", r"ddpmctl train \1 --base 16"),
     (r"--kid-subset-size \d+", "--kid-subset-size 8"),
 ]

@@ -132,7 +132,7 @@ def _t_start(p, spacing):
     return round(t * p.T) / p.T if isinstance(p, DiscreteProcess) else t
 
 
-@pytest.mark.parametrize("kind", ["vp", "subvp", "ve", "ddpm"])
+@pytest.mark.parametrize("kind", ["vp", "subvp", "ve", "ddpm", "edm"])
 @pytest.mark.parametrize("spacing", S.SPACINGS)
 def test_make_times_is_decreasing_from_t_max_to_t_min_then_zero(kind, spacing):
     p = make_process(kind)

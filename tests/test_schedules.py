@@ -97,7 +97,7 @@ def test_discrete_process_on_grid_equals_alpha_bar():
 
 
 # a discrete process with t off its grid (kinks)
-@pytest.mark.parametrize("proc", [VPSDE(), SubVPSDE(), VESDE(), make_process(None, "linear", 97)])
+@pytest.mark.parametrize("proc", [VPSDE(), SubVPSDE(), VESDE(), make_process(None, "linear", 97), make_process("edm")])
 def test_sde_coefficients_match_marginal(proc):
     """f = d log alpha/dt and g^2 = d sigma^2/dt - 2 f sigma^2 (moments of a linear SDE), checked
     by finite differences; and t_from_log_snr inverts log_snr."""
@@ -114,7 +114,7 @@ def test_vp_closed_form_and_roundtrip():
     p = VPSDE(0.1, 20.0)
     t = torch.tensor([0.5], dtype=torch.float64)
     assert p.alpha(t).item() == pytest.approx(math.exp(-0.25 * 0.25 * 19.9 - 0.5 * 0.5 * 0.1))
-    for q in [p, SubVPSDE(0.2, 10), VESDE(0.02, 30), make_process(None, "wave", 30)]:
+    for q in [p, SubVPSDE(0.2, 10), VESDE(0.02, 30), make_process(None, "wave", 30), make_process("edm", p_std=0.9)]:
         r = process_from_dict(q.to_dict())
         assert type(r) is type(q)
         np.testing.assert_allclose(r.sigma(t), q.sigma(t))
@@ -137,7 +137,7 @@ def test_discrete_process_rounds_to_its_grid_and_has_T_steps():
     assert (g * 10).round().tolist() == [10, 6, 3, 2, 1]
 
 
-@pytest.mark.parametrize("kind", ["vp", "subvp", "ve"])
+@pytest.mark.parametrize("kind", ["vp", "subvp", "ve", "edm"])
 def test_continuous_process_keeps_every_time(kind):
     p = make_process(kind)
     assert p.max_steps is None

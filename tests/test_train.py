@@ -37,7 +37,10 @@ PROCESSES = {
     "vp": lambda: make_process("vp"),
     "subvp": lambda: make_process("subvp"),
     "ve": lambda: make_process("ve"),
+    "edm": lambda: make_process("edm"),
 }
+# every process with every parameterisation it takes (edm's needs the edm process's sigma_data)
+COMBOS = [(p, pr) for p in PROCESSES for pr in diffusion.PREDICTIONS if pr != "edm" or p == "edm"]
 TINY_MLP = {"hidden": 32, "blocks": 1, "emb_dim": 16}
 TINY_UNET = {"base": 8, "mults": [1, 2], "attn": [8]}
 
@@ -66,8 +69,7 @@ def _images(tmp_path, n=32, size=16, channels=1, name="img.npy", dtype=np.float3
 # objectives
 
 
-@pytest.mark.parametrize("proc", list(PROCESSES))
-@pytest.mark.parametrize("prediction", diffusion.PREDICTIONS)
+@pytest.mark.parametrize("proc, prediction", COMBOS)
 def test_targets_convert_back_to_the_same_eps(proc, prediction):
     process = PROCESSES[proc]()
     g = torch.Generator().manual_seed(0)
@@ -76,20 +78,19 @@ def test_targets_convert_back_to_the_same_eps(proc, prediction):
     t = sample_times(process, 64, g)
     x_t, c_noise, target, weight = Objective(process, prediction).inputs(x0, t, eps)
     alpha, sigma = diffusion.marginal(process, t)
-    eps_back, x0_back = diffusion.to_eps_x0(target, x_t, alpha, sigma, prediction)
+    eps_back, x0_back = diffusion.to_eps_x0(target, x_t, alpha, sigma, prediction, process.sigma_data)
     assert torch.allclose(eps_back, eps, atol=1e-9, rtol=1e-9)
     # x0 = (x_t - sigma eps) / alpha loses digits where alpha is tiny (the end of the cosine schedule)
     assert torch.allclose(x0_back, x0, atol=1e-6, rtol=1e-6)
     # float32 (what training uses): the same eps
     x_t, _, target, _ = Objective(process, prediction).inputs(x0.float(), t, eps.float())
-    eps_back, _ = diffusion.to_eps_x0(target.double(), x_t.double(), alpha, sigma, prediction)
+    eps_back, _ = diffusion.to_eps_x0(target.double(), x_t.double(), alpha, sigma, prediction, process.sigma_data)
     assert torch.allclose(eps_back, eps, atol=1e-4, rtol=1e-4)
     assert torch.allclose(c_noise.double(), process.c_noise(t), rtol=1e-6, atol=1e-5)
     assert torch.isfinite(weight).all() and (weight > 0).all()
 
 
-@pytest.mark.parametrize("proc", list(PROCESSES))
-@pytest.mark.parametrize("prediction", diffusion.PREDICTIONS)
+@pytest.mark.parametrize("proc, prediction", COMBOS)
 def test_min_snr_weight_is_min_snr_gamma_on_the_x0_error(proc, prediction):
     """Whatever the parameterisation, the weighted L2 loss equals min(SNR, gamma) |x0_hat - x0|^2
     (Hang et al. 2023), and without min-SNR eps/x0/v get weight 1 and score sigma^2 (= the eps loss)."""
@@ -105,7 +106,7 @@ def test_min_snr_weight_is_min_snr_gamma_on_the_x0_error(proc, prediction):
         x_t, _, target, weight = obj.inputs(x0, t, eps)
         out = target + 0.1 * torch.randn(target.shape, generator=g, dtype=torch.float64)  # an imperfect net
         loss = obj.per_sample(out.double(), target.double(), weight.double()).double()
-        eps_hat, x0_hat = diffusion.to_eps_x0(out, x_t, alpha, sigma, prediction)
+        eps_hat, x0_hat = diffusion.to_eps_x0(out, x_t, alpha, sigma, prediction, process.sigma_data)
         eps_err = (eps_hat - eps).square().mean(1)
         x0_err = (x0_hat - x0).square().mean(1)
         if gamma is None:
@@ -676,7 +677,8 @@ def test_resolve_config_precedence(tmp_path):
     assert (cfg.batch, cfg.clip) == (32, 2.0)  # the file over the resumed config
     assert (cfg.lr, cfg.ema) == (1e-4, 0.99)  # flags over both
     assert cfg.log_every == TrainConfig().log_every and cfg.prediction == "eps"  # defaults
-    assert resolve_config(None, None, None) == TrainConfig()
+    assert resolve_config(None, None, None) == TrainConfig().validate()
+    assert TrainConfig().prediction is None and resolve_config(None, None, {"sde": "edm"}).prediction == "edm"
     # epochs given later drops the recorded steps (and the other way round)
     by_epochs = resolve_config(run, None, {"epochs": 2.0})
     assert (by_epochs.steps, by_epochs.epochs) == (None, 2.0)

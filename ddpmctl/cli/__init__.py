@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import os
 import sys
@@ -12,12 +13,86 @@ import sys
 os.environ.setdefault("GOMP_SPINCOUNT", "10000")
 
 import typer
+import typer.core
+import typer.main
 
 from ddpmctl import __version__
 from ddpmctl.cli.common import STATE, flag_option
 
+# (command name, module under ddpmctl.cli, one-line summary for `ddpmctl --help` and `man ddpmctl`);
+# each module defines ``command`` and may define ``COMMAND_SETTINGS`` (keywords of ``Typer.command``)
+COMMANDS = [
+    ("make-data", "make_data", "Make a data set (triangles, shapes, points) or import images."),
+    ("schedule", "schedule", "Build noise schedules: key figures, betas (.npy), plots."),
+    ("noise", "noise", "Noise data with the forward process q(x_t | x_0)."),
+    ("info", "info", "Show what a file holds (array, image, .npz, checkpoint)."),
+    ("degrade", "degrade", "Degrade clean data into an observation y = A x + n."),
+    ("restore", "restore", "Restore observations y = A x + n with a diffusion prior."),
+    ("train", "train", "Train a denoising network (U-Net or MLP); write checkpoints."),
+    ("sample", "sample", "Generate samples from a checkpoint with any sampler."),
+    ("encode", "encode", "Encode data to latents along the probability-flow ODE."),
+    ("nll", "nll", "Negative log-likelihood of data, in bits per dimension."),
+    ("interpolate", "interpolate", "Interpolate between pairs through their latents (slerp)."),
+    ("fid", "fid", "Frechet Inception Distance (and KID) between two sets."),
+]
+_MODULES = {name: module for name, module, _ in COMMANDS}
+_SUMMARIES = {name: summary for name, _, summary in COMMANDS}
+
+
+class _Commands(dict):
+    """The commands imported so far; ``commands[name]`` imports one (click's ``group.commands``)."""
+
+    def __missing__(self, name: str):
+        if name not in _MODULES:
+            raise KeyError(name)
+        self[name] = command = _load(name)
+        return command
+
+
+class LazyGroup(typer.core.TyperGroup):
+    """The root command. A command's module is imported when the command is run, its help shown or
+    its options completed, not before: ``ddpmctl schedule`` imports neither the other commands nor
+    torch, and ``ddpmctl --help`` lists the summaries of ``COMMANDS`` without importing any
+    (docs/startup.md)."""
+
+    _summaries_only = False
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.commands = _Commands(self.commands)
+
+    def list_commands(self, ctx) -> list[str]:
+        return list(_MODULES)
+
+    def get_command(self, ctx, name: str):
+        if self._summaries_only and name in _MODULES and name not in self.commands:
+            return typer.core.TyperCommand(name, short_help=_SUMMARIES[name], help=_SUMMARIES[name])
+        try:
+            return self.commands[name]
+        except KeyError:
+            return None
+
+    @contextlib.contextmanager
+    def _listing(self):
+        """While the commands are only listed (the group's help, completing a command name)."""
+        self._summaries_only = True
+        try:
+            yield
+        finally:
+            self._summaries_only = False
+
+    def format_help(self, ctx, formatter) -> None:
+        with self._listing():
+            super().format_help(ctx, formatter)
+
+    def shell_complete(self, ctx, incomplete: str):
+        with self._listing():
+            return super().shell_complete(ctx, incomplete)
+
+
 app = typer.Typer(
     name="ddpmctl",
+    cls=LazyGroup,
     help=(
         "Unix-style toolkit for diffusion models: make data, build noise schedules, noise images, "
         "train DDPM / score-SDE models, sample with DDPM / DDIM / SDE / ODE samplers, encode data to "
@@ -31,21 +106,17 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 
-# (command name, module under ddpmctl.cli); each module defines ``command`` and may define ``HELP``
-COMMANDS = [
-    ("make-data", "make_data"),
-    ("schedule", "schedule"),
-    ("noise", "noise"),
-    ("info", "info"),
-    ("degrade", "degrade"),
-    ("restore", "restore"),
-    ("train", "train"),
-    ("sample", "sample"),
-    ("encode", "encode"),
-    ("nll", "nll"),
-    ("interpolate", "interpolate"),
-    ("fid", "fid"),
-]
+
+def _load(name: str):
+    """The click command of ``name``: its module imported, its function turned into a command as
+    ``app`` would (same markup mode), flag placeholders hidden."""
+    module = importlib.import_module(f"ddpmctl.cli.{_MODULES[name]}")
+    single = typer.Typer(add_completion=False, rich_markup_mode=app.rich_markup_mode, pretty_exceptions_enable=False)
+    settings = {"short_help": _SUMMARIES[name], **getattr(module, "COMMAND_SETTINGS", {})}
+    single.command(name, **settings)(module.command)
+    command = typer.main.get_command(single)
+    _hide_flag_placeholders(command)
+    return command
 
 
 def _version(value: bool) -> None:
@@ -60,15 +131,6 @@ def _root(
     debug: bool = flag_option("--debug", help="Show Python tracebacks for errors."),
 ) -> None:
     STATE["debug"] = debug
-
-
-def _register() -> None:
-    for name, module in COMMANDS:
-        mod = importlib.import_module(f"ddpmctl.cli.{module}")
-        app.command(name, **getattr(mod, "COMMAND_SETTINGS", {}))(mod.command)
-
-
-_register()
 
 
 def _hide_flag_placeholders(command) -> None:

@@ -7,13 +7,12 @@ from pathlib import Path
 from typing import Optional
 
 import numpy as np
-import torch
 import typer
 
 from ddpmctl import io
 from ddpmctl.cli.common import HELP_JSON, HELP_SEED, emit_json, handle_errors, report_stream
 from ddpmctl.errors import InputError
-from ddpmctl.operators import TASKS, degrade, make_operator, observation_meta, sidecar_path
+from ddpmctl.restore_registry import TASKS
 
 # options with long help, declared here so that ``command``'s signature reads as a list
 CLEAN = typer.Argument(..., help="Clean images (.npy, image file or folder) or points (.npy (N, D)); - for stdin.")
@@ -76,6 +75,10 @@ def command(
         raise InputError("--kernel-sigma/--kernel-size: only for --task deblur")
     if not (noise >= 0) or not np.isfinite(noise):
         raise InputError(f"--noise: sigma must be >= 0, got {noise}")
+    import torch
+
+    from ddpmctl.operators import degrade, make_operator, observation_meta, sidecar_path
+
     x, kind = io.read_data(clean, mmap=False)
     mask_arr = np.asarray(io.read_array(mask, mmap=False)) if mask is not None else None
     op = make_operator(

@@ -6,7 +6,6 @@ from typing import Optional
 
 import typer
 
-from ddpmctl import encode as E
 from ddpmctl import io
 from ddpmctl import samplers as S
 from ddpmctl.cli.common import (
@@ -36,6 +35,8 @@ ATOL = typer.Option(1e-5, "--atol", help="rk45: absolute tolerance.")
 
 def read_for_model(model, path: str, name: str):
     """Data for ``model`` from ``path`` (.npy, image or folder): checked against its data shape."""
+    from ddpmctl import encode as E
+
     x, _ = io.read_data(path, mmap=False)
     try:
         E.check_data(model, x, path)
@@ -78,6 +79,8 @@ def command(
         raise InputError(f"{output}: latents are written as .npy (or - for stdout)")
     if json_out and output == io.STDIO:
         raise InputError("--json: stdout carries the latents (-o -); write them to a file to get the JSON report")
+    from ddpmctl import encode as E
+
     model, dev = _load(checkpoint, device, process, schedule, T)
     x = read_for_model(model, data, "DATA")
     plan = E.encode_plan(model.process, steps, solver, spacing, rho=rho, rtol=rtol, atol=atol)

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import typer
 
-from ddpmctl import fid as fidlib
+from ddpmctl import fid_options as opts
 from ddpmctl.cli.common import (
     at_least,
     batch_option,
@@ -21,8 +21,10 @@ from ddpmctl.cli.common import (
     quiet_option,
     seed_option,
 )
-from ddpmctl.device import resolve_device
 from ddpmctl.errors import InputError
+
+if TYPE_CHECKING:
+    from ddpmctl import fid as fidlib
 
 HELP_A = "First set (e.g. generated samples): .npy, image folder, stats .npz, or - (stdin)."
 HELP_B = "Second set (the reference), same kinds. Leave out to only compute A's statistics with --save-stats."
@@ -31,8 +33,8 @@ HELP_FEATURES = (
     "(default: inception for images, raw for points)."
 )
 HELP_WEIGHTS = (
-    f"Inception weights: pytorch-fid's {fidlib.PYTORCH_FID_FILE} (or a .safetensors / TorchScript file of the same "
-    f"weights) (default: ${fidlib.ENV_WEIGHTS}, the torch hub cache, then the {fidlib.PACKAGE} package)."
+    f"Inception weights: pytorch-fid's {opts.PYTORCH_FID_FILE} (or a .safetensors / TorchScript file of the same "
+    f"weights) (default: ${opts.ENV_WEIGHTS}, the torch hub cache, then the {opts.PACKAGE} package)."
 )
 HELP_PREPROCESS = (
     "pytorch-fid (bilinear resize, 2x-1) or tf (8-bit, TensorFlow-1 resize, (v-128)/128: TTUR, torch-fidelity, "
@@ -49,18 +51,18 @@ HELP_KID = "Also compute the Kernel Inception Distance (unbiased, polynomial ker
 def command(
     a: str = typer.Argument(..., help=HELP_A, metavar="A", show_default=False),
     b: Optional[str] = typer.Argument(None, help=HELP_B, metavar="[B]", show_default=False),
-    features: Optional[str] = choice_option(None, "--features", fidlib.FEATURES, HELP_FEATURES),
+    features: Optional[str] = choice_option(None, "--features", opts.FEATURES, HELP_FEATURES),
     weights: Optional[str] = typer.Option(None, "--weights", help=HELP_WEIGHTS),
-    preprocess: Optional[str] = choice_option(None, "--preprocess", fidlib.PREPROCESS, HELP_PREPROCESS),
+    preprocess: Optional[str] = choice_option(None, "--preprocess", opts.PREPROCESS, HELP_PREPROCESS),
     batch: Optional[int] = batch_option(None, "(default: 200 on CUDA, 32 on CPU)"),
     device: str = device_option(),
     save_stats: Optional[str] = typer.Option(None, "--save-stats", help=HELP_SAVE_STATS),
     kid: bool = flag_option("--kid", help=HELP_KID),
     kid_subsets: int = typer.Option(
-        fidlib.KID_SUBSETS, "--kid-subsets", callback=at_least("--kid-subsets", 1), help="KID: number of subsets."
+        opts.KID_SUBSETS, "--kid-subsets", callback=at_least("--kid-subsets", 1), help="KID: number of subsets."
     ),
     kid_subset_size: int = typer.Option(
-        fidlib.KID_SUBSET_SIZE,
+        opts.KID_SUBSET_SIZE,
         "--kid-subset-size",
         callback=at_least("--kid-subset-size", 2),
         help="KID: samples per subset (at most the smaller set).",
@@ -81,6 +83,9 @@ def command(
 
     Example: ddpmctl fid cifar10_train/ --save-stats cifar10_train.npz && ddpmctl fid samples.npy cifar10_train.npz
     """
+    from ddpmctl import fid as fidlib
+    from ddpmctl.device import resolve_device
+
     target = b if b is not None else a  # the set whose statistics --save-stats writes
     if b is None and save_stats is None:
         raise InputError("give two sets to compare, or one set with --save-stats OUT.npz")

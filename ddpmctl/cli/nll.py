@@ -6,7 +6,6 @@ from typing import Optional
 
 import typer
 
-from ddpmctl import likelihood as L
 from ddpmctl.cli.common import (
     batch_option,
     choice_option,
@@ -20,6 +19,7 @@ from ddpmctl.cli.common import (
 )
 from ddpmctl.cli.encode import ATOL, RTOL, read_for_model
 from ddpmctl.cli.sample import CHECKPOINT, PROCESS, SCHEDULE, STEPS_T, _load
+from ddpmctl.nll_options import METHODS, PROBES, VARIANCES
 
 METHOD_HELP = (
     "ode: the probability-flow ODE's change of variables with Hutchinson's trace estimator (every process); "
@@ -31,18 +31,18 @@ METHOD_HELP = (
 def command(
     checkpoint: str = CHECKPOINT,
     data: str = typer.Argument(..., metavar="DATA", help="Data (.npy, image or folder; - for stdin)."),
-    method: str = choice_option("ode", "--method", L.METHODS, METHOD_HELP),
+    method: str = choice_option("ode", "--method", METHODS, METHOD_HELP),
     probes: int = typer.Option(
         1, "--probes", help="ode: Hutchinson probes per sample (the estimate's noise ~ 1/sqrt)."
     ),
-    probe: str = choice_option("rademacher", "--probe", L.PROBES, "ode: the probes' distribution."),
+    probe: str = choice_option("rademacher", "--probe", PROBES, "ode: the probes' distribution."),
     rtol: float = RTOL,
     atol: float = ATOL,
     terms: Optional[int] = typer.Option(
         None, "--terms", help="vlb: KL terms per sample, drawn at random (unbiased) [default: all T - 1]."
     ),
     variance: str = choice_option(
-        "large", "--variance", L.VARIANCES, "vlb: the reverse variance, beta_t (large) or beta-tilde (small)."
+        "large", "--variance", VARIANCES, "vlb: the reverse variance, beta_t (large) or beta-tilde (small)."
     ),
     seed: int = seed_option(0, "For the dequantisation, the probes and the vlb's draws; the same whatever --batch."),
     batch: int = batch_option(64),
@@ -65,6 +65,8 @@ def command(
 
     Example: ddpmctl nll ckpt/ heldout.npy --method vlb --terms 100
     """
+    from ddpmctl import likelihood as L
+
     model, dev = _load(checkpoint, device, process, schedule, T)
     x = read_for_model(model, data, "DATA")
     opts = L.NllOptions(method, probes, probe, rtol, atol, terms, variance)

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Optional
 
 import numpy as np
-import torch
 import typer
 
 from ddpmctl import io
@@ -21,9 +20,7 @@ from ddpmctl.cli.common import (
     seed_option,
     steps_option,
 )
-from ddpmctl.diffusion import IDENTITY_NORMALIZATION, IMAGE_NORMALIZATION, forward_noise, q_sample_sequential
 from ddpmctl.errors import InputError
-from ddpmctl.schedules import make_process
 
 
 def _parse_times(text: str) -> list[float]:
@@ -38,15 +35,15 @@ def _parse_times(text: str) -> list[float]:
 
 def _values(t: Optional[str], steps: Optional[int], top, continuous: bool) -> list:
     """The --t values, or --steps K evenly spaced ones, in [0, top]: times of a ``continuous``
-    process (top = 1), else the steps 0..T of DDPM."""
+    process (top = t_max: 1, or sigma_max for edm), else the steps 0..T of DDPM."""
     if steps is not None:
         grid = np.linspace(0, top, steps)
         values = list(grid) if continuous else sorted(set(grid.round().astype(int).tolist()))
     else:
         values = _parse_times(t)
     for v in values:
-        if continuous and not 0 <= v <= 1:
-            raise InputError(f"--t: times of a continuous process lie in [0, 1], got {v:g}")
+        if continuous and not 0 <= v <= top:
+            raise InputError(f"--t: times of this continuous process lie in [0, {top:g}], got {v:g}")
         if not continuous and (v != int(v) or not 0 <= v <= top):
             raise InputError(f"--t: steps must be integers in 0..{top}, got {v:g}")
     return values
@@ -62,11 +59,14 @@ def command(
         1000, "--T", "-T", callback=at_least("--T", 1), help="Number of diffusion steps of a named schedule."
     ),
     t: Optional[str] = typer.Option(
-        None, "--t", help="Comma-separated steps t in 0..T (0 is the clean input). With --sde: times in [0, 1]."
+        None,
+        "--t",
+        help="Comma-separated steps t in 0..T (0 is the clean input). With --sde: times in [0, 1] "
+        "(edm: sigma in [0, 80]).",
     ),
     steps: Optional[int] = steps_option("Instead of --t: K evenly spaced steps from 0 to T."),
     sde: Optional[str] = choice_option(
-        None, "--sde", ("vp", "subvp", "ve"), "Use a continuous process instead: vp, subvp or ve."
+        None, "--sde", ("vp", "subvp", "ve", "edm"), "Use a continuous process instead: vp, subvp, ve or edm."
     ),
     sequential: bool = typer.Option(
         False, "--sequential", help="Run the Markov chain x_t = sqrt(1-beta_t) x_{t-1} + sqrt(beta_t) eps step by step."
@@ -95,9 +95,14 @@ def command(
         raise InputError("give exactly one of --t and --steps")
     if sequential and sde is not None:
         raise InputError("--sequential runs the discrete chain; it does not combine with --sde")
+    import torch
+
+    from ddpmctl.diffusion import IDENTITY_NORMALIZATION, IMAGE_NORMALIZATION, forward_noise, q_sample_sequential
+    from ddpmctl.schedules import make_process
+
     kind_out = io.output_kind(output)
     process = make_process(sde, schedule, T)
-    top = 1.0 if sde is not None else process.max_steps  # times in [0, 1], or the steps 0..T of DDPM
+    top = process.t_max if sde is not None else process.max_steps  # times in [0, t_max], or the steps 0..T of DDPM
     values = _values(t, steps, top, sde is not None)
     data, kind = io.read_data(input)
     n_keep = min(len(data), rows) if kind_out == "png" else len(data)
@@ -111,7 +116,8 @@ def command(
             chain = q_sample_sequential(process, xm, wanted, generator=gen, callback=lambda i: update())
         out = torch.stack([norm.to_data(chain[v]) for v in wanted], dim=1).numpy().astype(np.float32)
     else:
-        out = forward_noise(process, x0, [float(v) / top for v in values], gen, norm)
+        times = [float(v) if sde is not None else float(v) / top for v in values]
+        out = forward_noise(process, x0, times, gen, norm)
     _write(output, kind_out, kind, out, values)
     if json_out:
         emit_json(

@@ -6,7 +6,6 @@ from __future__ import annotations
 from typing import Optional
 
 import numpy as np
-import torch
 import typer
 
 from ddpmctl import io
@@ -24,8 +23,7 @@ from ddpmctl.cli.common import (
     steps_option,
 )
 from ddpmctl.errors import InputError
-from ddpmctl.operators import TASKS, observation_operator
-from ddpmctl.restore import DEFAULT_METHOD, DEFAULT_ZETA, METHODS, describe_default, parse_options
+from ddpmctl.restore_registry import DEFAULT_METHOD, DEFAULT_ZETA, METHODS, TASKS, describe_default, parse_options
 
 # options with long help, declared here so that ``command``'s signature reads as a list
 OBSERVATION = typer.Argument(..., help="Observation .npy from 'ddpmctl degrade' (its sidecar .json is read too).")
@@ -110,6 +108,16 @@ OUTPUT = typer.Option(
     help=("Restored images: .npy, .png (rows observation | restored | truth), a folder, or - (stdout)."),
 )
 
+CLASS = typer.Option(
+    None, "--class", metavar="K",
+    help="Class-conditional checkpoints: restore every observation as class K (an index or a class name).",
+)  # fmt: skip
+CFG = typer.Option(
+    None, "--cfg", metavar="S",
+    help="With --class: classifier-free guidance scale, eps = eps_uncond + S (eps_cond - eps_uncond); 1 = no "
+         "guidance [default]; S != 1 costs 2 NFE per step (as sample --cfg).",
+)  # fmt: skip
+
 
 @handle_errors("restore")
 def command(
@@ -132,6 +140,8 @@ def command(
     kernel_sigma: Optional[float] = typer.Option(None, "--kernel-sigma", help="Override: deblur kernel sigma."),
     kernel_size: Optional[int] = typer.Option(None, "--kernel-size", help="Override: deblur kernel size."),
     noise: Optional[float] = typer.Option(None, "--noise", help="Override: noise sigma of y in image units ([0, 1])."),
+    klass: Optional[str] = CLASS,
+    cfg: Optional[float] = CFG,
     seed: int = seed_option(),
     batch: Optional[int] = batch_option(None, "(default: 64)"),
     device: str = device_option(),
@@ -143,15 +153,10 @@ def command(
 
     The operator and the noise level come from the observation's sidecar (Y.json); the flags
     --task/--box/--mask/--scale/--kernel-sigma/--kernel-size/--noise override it. Without --method
-    each task gets the method that measured best on held-out data (--method's help lists them).
-    Methods: ddnm (x0 <- A^+ y + (I - A^+ A) x0 inside DDIM steps, DDNM+ when y is noisy; time
-    travel with -O travel_repeat=R), repaint (known part replaced, with resampling jumps; not for
-    denoising), dps (gradient of ||y - A x0|| through the network), pigdm (pseudo-inverse guided
-    score), diffpir (closed-form data step between denoising steps), sdedit (denoising only:
-    starts where the model's noise level matches that of y). With --truth it prints the PSNR and
-    SSIM of the observation and of the restoration. --samples K outputs the mean of K
-    restorations (an estimate of the posterior mean: lower squared error), --std their
-    per-pixel spread.
+    each task gets the method that measured best on held-out data (--method's help lists them):
+    ddnm (null-space projection in DDIM steps; time travel with -O travel_repeat=R), repaint,
+    dps, pigdm, diffpir, sdedit (denoising only). --truth prints PSNR and SSIM; --samples K
+    outputs the mean of K restorations (lower squared error), --std their per-pixel spread.
 
     Example: ddpmctl restore ckpt/ y.npy --truth tri.npy -o restored.png
 
@@ -160,19 +165,22 @@ def command(
     Example: ddpmctl restore ckpt/ y.npy --samples 16 --std std.npy --truth tri.npy -o mean.npy
 
     Example: ddpmctl restore ckpt/ y.npy --method ddnm --steps 50 -O travel_repeat=2 -O travel_length=5 -o x.npy
+
+    Example: ddpmctl restore cond/ y.npy --class disc --cfg 2 -o discs.png   (a class-conditional checkpoint)
     """
     from ddpmctl.checkpoint import load_model
     from ddpmctl.device import resolve_device
+    from ddpmctl.labels import sample_labels
+    from ddpmctl.operators import observation_operator
     from ddpmctl.restore import RestoreOptions, check_observation, plan_restore, run_restore
 
-    io.output_kind(output)
-    if std is not None and not std.lower().endswith(".npy"):
-        raise InputError(f"--std: {std}: must be a .npy file")
+    _check_outputs(output, std)
     given = dict(eta=eta, zeta=zeta, jump_length=jump_length, jump_n=jump_n, **parse_options(option))
-    options = RestoreOptions(**given, samples=samples, return_std=std is not None)
     dev = resolve_device(device)
     model = load_model(checkpoint, device=dev)
     y = _read_observation(observation)
+    labels = sample_labels(model.class_names, klass, None, None, len(y))
+    options = RestoreOptions(**given, samples=samples, return_std=std is not None, labels=labels, cfg=cfg)
     op, sigma, _ = observation_operator(
         observation, y.shape, model.data_shape, task=task, noise=noise,
         box=box, mask=mask, scale=scale, kernel_sigma=kernel_sigma, kernel_size=kernel_size,
@@ -191,6 +199,12 @@ def command(
         emit_json({**info, "output": output})
     else:
         _report(info, model.data_kind, op, sigma, output, std)
+
+
+def _check_outputs(output: str, std: Optional[str]) -> None:
+    io.output_kind(output)
+    if std is not None and not std.lower().endswith(".npy"):
+        raise InputError(f"--std: {std}: must be a .npy file")
 
 
 def _read_observation(observation: str) -> np.ndarray:
@@ -216,6 +230,8 @@ def _read_truth(truth: Optional[str], n: int, data_shape) -> Optional[np.ndarray
 
 def _write(output: str, op, y: np.ndarray, x: np.ndarray, clean, data_kind: str, info: dict) -> None:
     """Write the restorations (a .png: rows observation | restored | truth); quality vs --truth into ``info``."""
+    import torch
+
     from ddpmctl.metrics import quality
     from ddpmctl.restore import comparison_rows
 

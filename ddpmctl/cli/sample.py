@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from ddpmctl import io, sampling
+from ddpmctl import io
 from ddpmctl import samplers as S
 from ddpmctl.cli.common import (
     HELP_OUTPUT,
@@ -26,6 +26,7 @@ from ddpmctl.cli.common import (
     steps_option,
 )
 from ddpmctl.errors import InputError
+from ddpmctl.labels import DEFAULT_CFG
 
 SAMPLER_HELP = (
     ", ".join(
@@ -51,7 +52,7 @@ SPACING_HELP = (
         for sp in dict.fromkeys(s.spacing for s in S.SAMPLERS_BY_NAME.values())
         if sp != "uniform"
     )
-    + ", else uniform]."
+    + ", else uniform (karras on an edm model)]."
 )
 
 
@@ -169,13 +170,33 @@ TRAJECTORY = typer.Option(
     "--trajectory",
     help="Also save K intermediate states and predicted x0 to OUT.trajectory.npy (N, K, 2, ...) and .png.",
 )
-PROCESS = typer.Option(None, "--process", "--sde", help="Mixture .npz only: ddpm, vp, subvp or ve [default: vp].")
+PROCESS = typer.Option(None, "--process", "--sde", help="Mixture .npz only: ddpm, vp, subvp, ve or edm [default: vp].")
 SCHEDULE = typer.Option(None, "--schedule", help="Mixture .npz with --process ddpm: beta schedule [default: linear].")
 STEPS_T = typer.Option(None, "--T", "-T", help="Mixture .npz with --process ddpm: number of steps [default: 1000].")
 FROM = typer.Option(
     None, "--from", metavar="LATENTS",
     help="Decode these latents (.npy from 'ddpmctl encode') instead of drawing noise: ode sampler only; "
          "N is their number (-n is ignored). E.g. sample CKPT --from z.npy -o decoded.png.",
+)  # fmt: skip
+CLASS = typer.Option(
+    None, "--class", metavar="K",
+    help="Class-conditional checkpoints: every sample of class K (an index or a class name, e.g. 2 or disc).",
+)  # fmt: skip
+CLASSES = typer.Option(
+    None, "--classes", metavar="LIST",
+    help="Class-conditional: these classes in turn (sample i of the (i mod m)-th), e.g. 0,2 or triangle,disc.",
+)  # fmt: skip
+PER_CLASS = typer.Option(
+    None, "--per-class", metavar="N",
+    help="Class-conditional: N samples of every class, in class order (N x K samples; -n is ignored; "
+         "a .png output shows one row per class).",
+)  # fmt: skip
+CFG = typer.Option(
+    None, "--cfg", metavar="S",
+    help="With classes: classifier-free guidance scale S, eps = eps_uncond + S (eps_cond - eps_uncond) "
+         "(Ho & Salimans' w = S - 1); 1 = the conditional model alone, 0 = the unconditional one, S > 1 "
+         "truer to the class, less diverse; S != 1 costs 2 NFE per step (one call on a doubled batch) "
+         f"[default: {DEFAULT_CFG:g}].",
 )  # fmt: skip
 PREVIEW = typer.Option(
     None,
@@ -215,6 +236,10 @@ def command(
     schedule: Optional[str] = SCHEDULE,
     T: Optional[int] = STEPS_T,
     latents: Optional[str] = FROM,
+    klass: Optional[str] = CLASS,
+    classes: Optional[str] = CLASSES,
+    per_class: Optional[int] = PER_CLASS,
+    cfg: Optional[float] = CFG,
     output: str = typer.Option("samples.npy", "--output", "-o", help=HELP_OUTPUT),
     preview: Optional[str] = PREVIEW,
     quiet: bool = quiet_option(),
@@ -234,22 +259,22 @@ def command(
     Example: ddpmctl sample mix.npz --process ve --sampler pc --steps 200 -n 2000 -o pc.png
 
     Example: ddpmctl sample runs/tri --guide runs/tri/snapshot-20.safetensors --guidance 3 -o guided.png
+
+    Example: ddpmctl sample runs/shapes-cond --class disc --cfg 2 -n 16 -o discs.png   (--per-class 8: 8 of each)
     """
     _check_outputs(output, preview, trajectory, json_out)
     model, dev = _load(checkpoint, device, process, schedule, T)
     guide_model = _load_guide(guide, guidance, checkpoint, device, process, schedule, T)
-    if model.data_kind == "points" and io.output_kind(output) == "folder":
-        raise InputError(f"{output}: points cannot be written as a folder of images; use .npy or .png")
-    start = _read_latents(latents)
-    n = n if start is None else len(start)
+    start, labels, n = _inputs(model, output, latents, (klass, classes, per_class), n)
     options = dict(
         solver=solver, spacing=spacing, rho=rho, eta=eta, variance=variance, snr=snr, corrector_steps=corrector_steps,
         rtol=rtol, atol=atol, clip_x0=clip_x0, trajectory=trajectory, guide=guide_model, guidance=guidance, start=start,
-    )  # fmt: skip
-    options.update(S.parse_options(option))
+        labels=labels, cfg=cfg,
+    ) | S.parse_options(option)  # fmt: skip
+    from ddpmctl import sampling  # torch: imported when a command runs, not for --help
+
     job = sampling.plan_sample(model, sampler, n, steps, batch, sampling.SampleOptions(**options))
-    w = job.options.guidance
-    label = job.label + (f", autoguidance w={w:g}" if guide_model is not None and w != 1.0 else "")
+    label = _label(job, guide_model)
     with progress(job.progress_total, f"sample {label}", quiet=quiet) as update:
         if io.output_kind(output) == "npy" and not trajectory:  # streamed: memory holds one batch, not n samples
             keep = None if _is_mixture(checkpoint) else PREVIEW_IMAGES
@@ -259,12 +284,49 @@ def command(
             )
         else:
             samples, info = sampling.generate(model, sampler, n, steps, seed, batch, dev, progress=update, **options)
-            io.save_output(output, samples)
-    result = _result(model, checkpoint, guide, output, preview, samples, info)
+            io.save_output(output, samples, nrow=per_class)
+    _emit(_result(model, checkpoint, guide, output, preview, samples, info, job.options.labels), model, label, json_out)
+
+
+def _emit(result: dict, model, label: str, json_out: bool) -> None:
+    """The report: one JSON object (--json) or lines for people."""
     if json_out:
         emit_json(result)
     else:
         _report(result, model, label)
+
+
+def _inputs(model, output: str, latents: Optional[str], chosen: tuple, n: int):
+    """(the --from latents, the class of each sample, the number of samples), checked against the model
+    and the output; ``chosen`` is (--class, --classes, --per-class)."""
+    from ddpmctl.labels import sample_labels
+
+    if model.data_kind == "points" and io.output_kind(output) == "folder":
+        raise InputError(f"{output}: points cannot be written as a folder of images; use .npy or .png")
+    start = _read_latents(latents)
+    n = n if start is None else len(start)
+    if chosen[2] is not None and start is not None:
+        raise InputError("--per-class: not with --from (the latents fix the number of samples)")
+    if chosen[2] is not None:
+        n = chosen[2] * getattr(model, "num_classes", 0)
+    names = getattr(model, "class_names", None) or []
+    return start, sample_labels(names, *chosen, n), n
+
+
+def _label(job, guide) -> str:
+    """The sampler and the guidance, as the progress bar and the report name them."""
+    w, opts = job.options.guidance, job.options
+    label = job.label + (f", autoguidance w={w:g}" if guide is not None and w != 1.0 else "")
+    if opts.labels is not None:
+        label += f", {_classes_text(opts.labels)}" + (f", CFG scale {opts.cfg:g}" if opts.cfg != 1.0 else "")
+    return label
+
+
+def _classes_text(labels) -> str:
+    import numpy as np
+
+    kinds = np.unique(labels)
+    return f"class {kinds[0]}" if len(kinds) == 1 else f"{len(kinds)} classes"
 
 
 def _read_latents(path: Optional[str]):
@@ -301,13 +363,21 @@ def _load_guide(guide: Optional[str], guidance: Optional[float], checkpoint: str
         raise InputError(f"--guide: {e}") from None
 
 
-def _result(model, checkpoint: str, guide: Optional[str], output: str, preview: Optional[str], samples, info) -> dict:
-    """Write the preview and the trajectory; the JSON report."""
+def _result(model, checkpoint: str, guide, output: str, preview: Optional[str], samples, info, labels) -> dict:
+    """Write the preview, the trajectory and the labels (OUT.labels.npy beside an .npy); the JSON report."""
+    from ddpmctl import sampling
+    from ddpmctl.labels import labels_path
+
     traj = info.pop("trajectory", None)
     if preview is not None:
         io.save_output(preview, samples[:PREVIEW_IMAGES] if samples.ndim == 4 else samples)
     result = {k: v for k, v in info.items() if k != "times"}
     result.update(output=output, model=checkpoint, data_kind=model.data_kind, shape=[len(samples), *model.data_shape])
+    if labels is not None:
+        result.update(classes=[model.class_names[c] for c in sorted(set(labels[: len(samples)].tolist()))])
+        if io.output_kind(output) == "npy" and output != io.STDIO:
+            io.save_npy(labels_path(output), labels[: len(samples)])
+            result["labels"] = labels_path(output)
     if guide is not None:
         result["guide"] = guide
     if traj is not None:
@@ -318,7 +388,8 @@ def _result(model, checkpoint: str, guide: Optional[str], output: str, preview: 
     if _is_mixture(checkpoint):
         from ddpmctl.exact import mixture_quality
 
-        result["quality"] = mixture_quality(samples, model.mixture)
+        target = model.mixture if labels is None else model.class_mixture(labels[: len(samples)])
+        result["quality"] = mixture_quality(samples, target)
     return result
 
 
@@ -336,10 +407,13 @@ def _report(result: dict, model, label: str) -> None:
             f"trajectory: {result['trajectory_npy']} {tuple(result['trajectory_shape'])} (N, K, [x_t, x0], ...) "
             f"and {result['trajectory_png']}\n"
         )
+    if "labels" in result:
+        out.write(f"labels: {result['labels']} (classes {', '.join(result['classes'])})\n")
     if "quality" in result:
         q = result["quality"]
         out.write(
-            f"vs the exact mixture: sliced W1 {q['swd']:.4f} (exact samples: {q['swd_floor']:.4f}), "
+            f"vs the exact {'class-conditional ' if 'classes' in result else ''}mixture: "
+            f"sliced W1 {q['swd']:.4f} (exact samples: {q['swd_floor']:.4f}), "
             f"MMD^2 {q['mmd2']:.2e} (exact: 0), weight error {q['weight_error']:.4f}, "
             f"mean error {q['mean_error']:.3f} std, covariance error {100 * q['cov_error']:.1f}%\n"
         )

@@ -9,9 +9,9 @@ import numpy as np
 import typer
 
 from ddpmctl import io
+from ddpmctl.betas import SCHEDULE_OPTIONS, SCHEDULES, get_betas, is_schedule_file, summarize
 from ddpmctl.cli.common import at_least, emit_json, err, handle_errors, json_option, report_stream
 from ddpmctl.errors import InputError
-from ddpmctl.schedules import SCHEDULE_OPTIONS, SCHEDULES, get_betas, is_schedule_file, summarize
 
 
 def plot_schedules(path: str, named: list[tuple[str, np.ndarray]]) -> None:

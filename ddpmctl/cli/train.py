@@ -35,9 +35,11 @@ def _help() -> str:
         "DATA is an .npy array (read through a memory map) or a folder of images. Images (N, C, H, W) in "
         "[0, 1] are mapped to [-1, 1]; points (N, D) are standardised with one mean and standard deviation "
         "(recorded in the checkpoint; --normalize none keeps them as they are).",
-        "The process is discrete DDPM (--schedule, --T; t uniform over the T steps) or a continuous SDE "
-        "(--sde vp|subvp|ve; t uniform in (eps, 1)). The network predicts eps (default), x0, v or the score "
-        "(--prediction) under an L2 or L1 loss (--loss), optionally with min-SNR-gamma weighting (--min-snr). "
+        "The process is discrete DDPM (--schedule, --T; t uniform over the T steps), a continuous SDE "
+        "(--sde vp|subvp|ve; t uniform in (eps, 1)) or EDM's (--sde edm: Karras et al. 2022, Table 1; noise "
+        "levels ln sigma ~ N(--p-mean, --p-std^2), preconditioning with --sigma-data, EDM's loss weight). The "
+        "network predicts eps (default), x0, v, the score or EDM's F (--prediction; edm, the default with "
+        "--sde edm) under an L2 or L1 loss (--loss), optionally with min-SNR-gamma weighting (--min-snr). "
         "AdamW with a linear warm-up, gradient clipping and an EMA of the weights (sampling uses the EMA).",
         "Every option can also come from a YAML file (--config; flags override it); the effective "
         "configuration is saved as CKPT_DIR/config.yaml. CKPT_DIR receives model.safetensors (EMA weights "
@@ -45,11 +47,18 @@ def _help() -> str:
         "metrics.jsonl and sample grids. Ctrl-C saves a checkpoint and exits with code 130; --resume "
         "CKPT_DIR continues exactly where the run stopped. Under torchrun each rank takes its share of the "
         "global --batch (DDP).",
+        "Class-conditional training: --labels LABELS.npy (one integer class per sample; DATA.labels.npy beside "
+        "DATA.npy is used when present, --no-labels ignores it) adds a class embedding to the network's time "
+        "embedding, and --label-dropout p (default 0.1) replaces a label by the null class with probability p, "
+        "which trains the unconditional model in the same network (classifier-free guidance: sample --class K "
+        "--cfg S). The checkpoint records the classes and their names (from LABELS.classes.txt, else 0..K-1).",
         f"Default networks: a U-Net of {DEFAULT_UNET_PARAMS} parameters for 3x32x32 images and an MLP of "
         f"{DEFAULT_MLP_PARAMS} parameters for 2-D points; --dry-run prints the parameter count and GFLOP per "
         "image of the network for your data and options.",
         "Example: ddpmctl train triangles.npy --steps 20000 --batch 128 -o ckpt/",
         "Example: ddpmctl train swissroll.npy --sde vp --steps 5000 -o roll/",
+        "Example: ddpmctl train triangles.npy --sde edm --time-limit 10m -o edm/",
+        "Example: ddpmctl train shapes.npy --labels shapes.labels.npy --steps 20000 -o cond/",
         "Example: torchrun --nproc_per_node=2 -m ddpmctl train data.npy --config train.yaml -o ckpt/",
     ]
     return "\n\n".join(paras)
@@ -84,6 +93,30 @@ def parse_duration(text: str) -> float:
     return value
 
 
+# options with long help, declared here so that ``command``'s signature reads as a list
+OPTIMIZER = typer.Option(
+    None,
+    "--optimizer",
+    help="adamw (default) or muon (Muon on the hidden weight matrices, AdamW on the rest; same --lr scale).",
+)
+SCHEDULE = typer.Option(None, "--schedule", "-s", help="DDPM beta schedule name or .npy of betas (default linear).")
+SDE = typer.Option(None, "--sde", help="Process: ddpm (discrete, default), vp, subvp, ve or edm (Karras et al. 2022).")
+P_MEAN = typer.Option(None, "--p-mean", help="edm: mean of ln sigma in training (default -1.2, EDM Table 1).")
+P_STD = typer.Option(None, "--p-std", help="edm: standard deviation of ln sigma in training (default 1.2).")
+SIGMA_DATA = typer.Option(
+    None,
+    "--sigma-data",
+    help="edm: the data's standard deviation in model space that the preconditioning assumes "
+    "(default 0.5; standardised points have 1).",
+)
+
+PREDICTION = typer.Option(
+    None,
+    "--prediction",
+    help="Network output: eps (default), x0, v, score or edm (EDM's preconditioned F; the default with --sde edm).",
+)
+
+
 # The command's flags as a table, one line per option (the formatter leaves it as written).
 # fmt: off
 @handle_errors("train")
@@ -101,9 +134,7 @@ def command(
         "a decaying --lr-schedule then decays over that time (or the steps, if they end first)."),
     batch: Optional[int] = batch_option(None, "Global: split across torchrun ranks (default 64)."),
     lr: Optional[float] = typer.Option(None, "--lr", help="Peak learning rate (default 2e-4)."),
-    optimizer: Optional[str] = typer.Option(
-        None, "--optimizer", help="adamw (default) or muon (Muon on the hidden weight matrices, AdamW on the rest; "
-        "same --lr scale)."),
+    optimizer: Optional[str] = OPTIMIZER,
     warmup: Optional[int] = typer.Option(
         None, "--warmup", help="Linear warm-up steps (default min(5000, 5% of the steps))."),
     lr_schedule: Optional[str] = typer.Option(
@@ -112,12 +143,13 @@ def command(
     clip: Optional[float] = typer.Option(None, "--clip", help="Gradient-norm clipping (default 1.0; 0: off)."),
     ema: Optional[float] = typer.Option(
         None, "--ema", help="Largest EMA decay (default 0.9999, warm-up (1+n)/(10+n); 0: off)."),
-    sde: Optional[str] = typer.Option(None, "--sde", help="Process: ddpm (discrete, default), vp, subvp or ve."),
-    schedule: Optional[str] = typer.Option(
-        None, "--schedule", "-s", help="DDPM beta schedule name or .npy of betas (default linear)."),
+    sde: Optional[str] = SDE,
+    p_mean: Optional[float] = P_MEAN,
+    p_std: Optional[float] = P_STD,
+    sigma_data: Optional[float] = SIGMA_DATA,
+    schedule: Optional[str] = SCHEDULE,
     T: Optional[int] = typer.Option(None, "--T", "-T", help="DDPM steps T of a named schedule (default 1000)."),
-    prediction: Optional[str] = typer.Option(
-        None, "--prediction", help="Network output: eps (default), x0, v or score."),
+    prediction: Optional[str] = PREDICTION,
     loss: Optional[str] = typer.Option(None, "--loss", help="l2 (default) or l1."),
     min_snr: Optional[float] = typer.Option(None, "--min-snr", help="Min-SNR-gamma loss weighting (e.g. 5)."),
     normalize: Optional[str] = typer.Option(None, "--normalize", help="Points: auto (standardise, default) or none."),
@@ -127,6 +159,11 @@ def command(
     attn: Optional[str] = typer.Option(None, "--attn", help="U-Net self-attention resolutions, e.g. 16 or 16,8; none."),
     dropout: Optional[float] = typer.Option(None, "--dropout", help="Dropout rate in the residual blocks."),
     hflip: Optional[bool] = flag_option("--hflip/--no-hflip", help="Random horizontal flips of images.", default=None),
+    labels: Optional[str] = typer.Option(None, "--labels", help="Class labels (.npy, one integer per sample): train "
+                                         "a class-conditional model [default: DATA.labels.npy when it exists]."),
+    no_labels: bool = flag_option("--no-labels", help="Ignore DATA.labels.npy: train an unconditional model."),
+    label_dropout: Optional[float] = typer.Option(
+        None, "--label-dropout", help="With labels: probability of the null class (unconditional) (default 0.1)."),
     seed: Optional[int] = seed_option(None, "(default 0)"),
     device: Optional[str] = device_option(None),
     bf16: Optional[bool] = flag_option("--bf16/--no-bf16", help="bf16 autocast on CUDA (default on).", default=None),
@@ -148,21 +185,49 @@ def command(
 
     flags = dict(steps=steps, epochs=epochs, batch=batch, lr=lr, optimizer=optimizer, warmup=warmup,
                  lr_schedule=lr_schedule, weight_decay=weight_decay, clip=clip, ema=ema, sde=sde, schedule=schedule,
-                 T=T, prediction=prediction, loss=loss, min_snr=min_snr, normalize=normalize, hflip=hflip, seed=seed,
+                 T=T, p_mean=p_mean, p_std=p_std, sigma_data=sigma_data, prediction=prediction, loss=loss,
+                 min_snr=min_snr, normalize=normalize, hflip=hflip, seed=seed,
                  device=device, bf16=bf16, compile=compile_, log_every=log_every, save_every=save_every,
                  sample_every=sample_every, time_limit=None if time_limit is None else parse_duration(time_limit),
-                 snapshots=list(snapshot) if snapshot else None)
+                 snapshots=list(snapshot) if snapshot else None, label_dropout=label_dropout,
+                 labels=_labels_flag(data, labels, no_labels, resume))
     # fmt: on
-    cfg = training.resolve_config(resume, config, flags)
+    cfg = _config(resume, config, flags, no_labels)
     train_data = training.open_run_data(cfg, data, _net_flags(base, mults, blocks, attn, dropout))
     if dry_run:
         return _dry_run(cfg, train_data, json_out)
-    if output is None and resume is None:
-        raise InputError("missing -o/--output CKPT_DIR (the checkpoint folder)")
-    rank0 = int(os.environ.get("RANK", "0")) == 0
-    result = _train(cfg, train_data, output or resume, resume, force, quiet or not rank0)
-    if rank0:
+    result = _train(cfg, train_data, output or resume, resume, force, quiet or not _rank0())
+    if _rank0():
         _report(result, cfg, output or resume, json_out, quiet)
+
+
+def _rank0() -> bool:
+    """Whether this process is rank 0 (the only one under plain python; torchrun sets RANK)."""
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+def _config(resume: Optional[str], config: Optional[str], flags: dict, no_labels: bool):
+    """The effective configuration (``train.resolve_config``); --no-labels cannot drop a resumed run's labels."""
+    from ddpmctl.train import resolve_config
+
+    cfg = resolve_config(resume, config, flags)
+    if no_labels and cfg.labels is not None:
+        raise InputError(f"--no-labels: the resumed run is class-conditional (labels {cfg.labels})")
+    return cfg
+
+
+def _labels_flag(data: Optional[str], labels: Optional[str], no_labels: bool, resume: Optional[str]):
+    """--labels, else, for a new run without --no-labels, DATA.labels.npy when it is there (said on stderr)."""
+    from ddpmctl.labels import find_labels
+
+    if labels is not None and no_labels:
+        raise InputError("--no-labels: not with --labels")
+    if labels is not None or no_labels or resume is not None or data is None:
+        return labels
+    found = find_labels(data)
+    if found is not None and _rank0():
+        err(f"ddpmctl train: using the class labels {found} beside {data} (class-conditional; --no-labels to ignore)")
+    return found
 
 
 def _dry_run(cfg, train_data, json_out: bool) -> None:
@@ -184,6 +249,8 @@ def _train(cfg, train_data, output: str, resume: str | None, force: bool, quiet:
     """Run the library's training under a progress bar; Ctrl-C -> one line and its exit code."""
     from ddpmctl.train import TrainingInterrupted, train
 
+    if output is None:
+        raise InputError("missing -o/--output CKPT_DIR (the checkpoint folder)")
     with progress(cfg.steps, "train", quiet) as update:
         state = {"first": True}
 

@@ -10,6 +10,9 @@
   preprocessing, and the feature extractors ``inception`` (2048-d pool3) and ``raw``;
 * ``compute``: ``compute`` / ``fid`` / ``compute_stats``, the whole computation.
 
+The choices and defaults (features, preprocessing, KID) and the weights' names are defined in
+``ddpmctl.fid_options`` (no torch: ``ddpmctl fid --help`` starts without it) and re-exported here.
+
 >>> from ddpmctl import fid
 >>> fid.fid("samples.npy", "reference.npz")            # doctest: +SKIP
 >>> fid.compute_stats("reference/").save("ref.npz")    # doctest: +SKIP
@@ -17,19 +20,6 @@
 
 from ddpmctl.fid.compute import FidResult, check_source, compute, compute_stats, default_batch, extract, fid
 from ddpmctl.fid.inception import (
-    ENV_WEIGHTS,
-    FEATURES,
-    HOW_TO_GET_WEIGHTS,
-    MAX_RAW_DIMS,
-    PACKAGE,
-    PACKAGE_FILE,
-    PACKAGE_MODULE,
-    PACKAGE_SHA256,
-    PACKAGE_VERSION,
-    PREPROCESS,
-    PYTORCH_FID_FILE,
-    PYTORCH_FID_SHA256_PREFIX,
-    WEIGHTS_LABEL,
     InceptionFeatures,
     RawFeatures,
     WeightsInfo,
@@ -45,8 +35,6 @@ from ddpmctl.fid.inception import (
     tf1_resize_matrix,
 )
 from ddpmctl.fid.metric import (
-    KID_SUBSET_SIZE,
-    KID_SUBSETS,
     covariance_factor,
     frechet_distance,
     kid,
@@ -56,6 +44,23 @@ from ddpmctl.fid.metric import (
 )
 from ddpmctl.fid.sources import Source, open_source
 from ddpmctl.fid.stats import Stats, StatsAccumulator, is_stats_file, stats_of
+from ddpmctl.fid_options import (
+    ENV_WEIGHTS,
+    FEATURES,
+    HOW_TO_GET_WEIGHTS,
+    KID_SUBSET_SIZE,
+    KID_SUBSETS,
+    MAX_RAW_DIMS,
+    PACKAGE,
+    PACKAGE_FILE,
+    PACKAGE_MODULE,
+    PACKAGE_SHA256,
+    PACKAGE_VERSION,
+    PREPROCESS,
+    PYTORCH_FID_FILE,
+    PYTORCH_FID_SHA256,
+    WEIGHTS_LABEL,
+)
 
 __all__ = [
     "ENV_WEIGHTS",
@@ -71,7 +76,7 @@ __all__ = [
     "PACKAGE_VERSION",
     "PREPROCESS",
     "PYTORCH_FID_FILE",
-    "PYTORCH_FID_SHA256_PREFIX",
+    "PYTORCH_FID_SHA256",
     "WEIGHTS_LABEL",
     "check_source",
     "compute",

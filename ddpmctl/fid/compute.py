@@ -14,20 +14,11 @@ import torch
 
 from ddpmctl.device import resolve_device
 from ddpmctl.errors import InputError, RunError
-from ddpmctl.fid.inception import (
-    FEATURES,
-    MAX_RAW_DIMS,
-    PREPROCESS,
-    InceptionFeatures,
-    RawFeatures,
-    WeightsInfo,
-    check_choice,
-    exact_float32,
-    make_extractor,
-)
-from ddpmctl.fid.metric import KID_SUBSET_SIZE, covariance_factor, frechet_distance, kid
+from ddpmctl.fid.inception import InceptionFeatures, RawFeatures, WeightsInfo, exact_float32, make_extractor
+from ddpmctl.fid.metric import covariance_factor, frechet_distance, kid
 from ddpmctl.fid.sources import Source, open_source, prefetch
 from ddpmctl.fid.stats import Stats, StatsAccumulator
+from ddpmctl.fid_options import FEATURES, KID_SUBSET_SIZE, MAX_RAW_DIMS, PREPROCESS, check_choice
 
 
 @dataclass

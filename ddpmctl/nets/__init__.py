@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from ddpmctl.errors import InputError
+from ddpmctl.labels import MAX_CLASSES  # class-conditional nets embed labels 0..K-1 and the null class K
 from ddpmctl.nets.embeddings import EMBEDDINGS, FourierEmbedding, SinusoidalEmbedding, TimeEmbedding
 from ddpmctl.nets.mlp import MLP
 from ddpmctl.nets.unet import UNet, UNetConfig
@@ -58,6 +59,7 @@ _UNET_KEYS: dict[str, tuple[str, Any]] = {
     "scale_shift": ("bool", False),
     "patch": ("int", 1),
     "self_cond": ("bool", False),
+    "num_classes": ("int", 0),
 }
 _MLP_KEYS: dict[str, tuple[str, Any]] = {
     "type": ("str", None),
@@ -68,6 +70,7 @@ _MLP_KEYS: dict[str, tuple[str, Any]] = {
     "dropout": ("float", 0.0),
     "embedding": ("str", "sinusoidal"),
     "fourier_scale": ("float", 16.0),
+    "num_classes": ("int", 0),
 }
 
 
@@ -124,6 +127,8 @@ def _check_common(cfg: dict) -> None:
         _fail("fourier_scale", f"must be > 0, got {cfg['fourier_scale']}")
     if not 0.0 <= cfg["dropout"] < 1.0:
         _fail("dropout", f"must be in [0, 1), got {cfg['dropout']}")
+    if not 0 <= cfg["num_classes"] <= MAX_CLASSES:
+        _fail("num_classes", f"must be in [0, {MAX_CLASSES}] (0: unconditional), got {cfg['num_classes']}")
 
 
 def _check_unet(cfg: dict) -> None:
@@ -173,7 +178,8 @@ def _check_mlp(cfg: dict) -> None:
 
 def validate_net_config(config: dict, data_shape: tuple | list | None = None) -> dict:
     """Check a net config (and, given ``data_shape`` = (C, H, W) or (D,), that the data fits it);
-    returns the completed config (defaults filled in, a new dict). InputError on any problem."""
+    returns the completed config (defaults filled in, a new dict). InputError on any problem.
+    ``num_classes`` is left out when it is 0 (unconditional), so such configs read as before it existed."""
     if not isinstance(config, dict):
         raise InputError(f"net config: must be a mapping, got {type(config).__name__}")
     kind = config.get("type")
@@ -185,6 +191,8 @@ def validate_net_config(config: dict, data_shape: tuple | list | None = None) ->
     else:
         cfg = _complete(config, _MLP_KEYS)
         _check_mlp(cfg)
+    if cfg["num_classes"] == 0:
+        del cfg["num_classes"]
     if data_shape is not None:
         shape = tuple(int(s) for s in data_shape)
         if kind == "unet":

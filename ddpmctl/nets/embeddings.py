@@ -11,6 +11,11 @@
 
 ``TimeEmbedding`` = one of these features followed by an MLP ``Linear - SiLU - Linear``; its
 output is shared by every block of a network (each block adds its own projection of it).
+
+``ClassEmbedding``: a class-conditional network (``num_classes`` K > 0) adds a learned vector of
+its class label to the time embedding, ``emb = SiLU(TimeEmbedding(c_noise) + E[label])``, where row
+K of ``E`` is the null class: the unconditional model that label dropout trains in the same
+network (classifier-free guidance, Ho & Salimans 2022, section 3.2).
 """
 
 from __future__ import annotations
@@ -78,3 +83,21 @@ class TimeEmbedding(nn.Module):
 
     def forward(self, c_noise: torch.Tensor) -> torch.Tensor:
         return self.mlp(self.features(c_noise))
+
+
+class ClassEmbedding(nn.Module):
+    """``labels (B,) int64 in [0, K] -> (B, dim)``: a table of K + 1 learned vectors, row K the null
+    class (no label). A missing ``labels`` (None) is the null class for every sample.
+
+    The table starts at zero, so a new conditional network computes what its unconditional
+    counterpart computes, and building it draws no random numbers."""
+
+    def __init__(self, num_classes: int, dim: int):
+        super().__init__()
+        self.num_classes = int(num_classes)
+        self.weight = nn.Parameter(torch.zeros(self.num_classes + 1, dim))
+
+    def forward(self, labels: torch.Tensor | None, batch: int) -> torch.Tensor:
+        if labels is None:
+            return self.weight[self.num_classes].expand(batch, -1)
+        return self.weight[labels.to(device=self.weight.device, dtype=torch.long)]

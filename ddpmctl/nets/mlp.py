@@ -5,7 +5,8 @@ experiments of seed 000).
     blocks x:  h = h + Linear(hidden, hidden)(SiLU(Linear(hidden, hidden)(SiLU(LN(h))) + Linear(emb)))
     out = Linear(hidden, D)(SiLU(LN(h)))            (zero-initialised: the net starts at 0)
 
-``emb`` = SiLU(TimeEmbedding(c_noise)) (sinusoidal or Gaussian Fourier features + MLP).
+``emb`` = SiLU(TimeEmbedding(c_noise)) (sinusoidal or Gaussian Fourier features + MLP); with
+``num_classes`` K > 0, SiLU(TimeEmbedding(c_noise) + ClassEmbedding(label)) (``nets.embeddings``).
 The second Linear of each block is zero-initialised, so each block starts as the identity.
 """
 
@@ -15,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ddpmctl.nets.embeddings import TimeEmbedding
+from ddpmctl.nets.embeddings import ClassEmbedding, TimeEmbedding
 
 
 class MLPBlock(nn.Module):
@@ -35,7 +36,8 @@ class MLPBlock(nn.Module):
 
 
 class MLP(nn.Module):
-    """``MLP(**config)``; ``forward(x (B, D), c_noise (B,)) -> (B, D)``.
+    """``MLP(**config)``; ``forward(x (B, D), c_noise (B,), class_labels=None) -> (B, D)``
+    (``class_labels`` (B,) int64 in [0, K]: K or None is the null class).
     Build it with ``ddpmctl.nets.build_net(config)``, which validates the config first."""
 
     def __init__(
@@ -47,6 +49,7 @@ class MLP(nn.Module):
         dropout: float,
         embedding: str,
         fourier_scale: float,
+        num_classes: int = 0,
         type: str = "mlp",  # noqa: A002 - the config's own key
     ):
         super().__init__()
@@ -57,14 +60,20 @@ class MLP(nn.Module):
         self.out_fc = nn.Linear(hidden, dim)
         nn.init.zeros_(self.out_fc.weight)
         nn.init.zeros_(self.out_fc.bias)
+        self.num_classes = num_classes
+        if num_classes > 0:  # last, so the other layers start as in the unconditional network
+            self.class_embed = ClassEmbedding(num_classes, emb_dim)
 
     def muon_parameters(self) -> list[nn.Parameter]:
         """The blocks' weight matrices, which ``--optimizer muon`` trains with Muon; the input and
         output layers, the time embedding, biases and norms stay with AdamW."""
         return [p for p in self.blocks.parameters() if p.ndim >= 2]
 
-    def forward(self, x: torch.Tensor, c_noise: torch.Tensor) -> torch.Tensor:
-        emb = F.silu(self.time_embed(c_noise))
+    def forward(self, x: torch.Tensor, c_noise: torch.Tensor, class_labels: torch.Tensor | None = None) -> torch.Tensor:
+        emb = self.time_embed(c_noise)
+        if self.num_classes > 0:
+            emb = emb + self.class_embed(class_labels, x.shape[0]).to(emb.dtype)
+        emb = F.silu(emb)
         h = self.in_fc(x)
         for block in self.blocks:
             h = block(h, emb)

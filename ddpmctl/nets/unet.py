@@ -25,6 +25,9 @@ several times cheaper per image on a CPU for small images.
 ``self_cond`` (self-conditioning, Chen et al. 2022): the net also takes an estimate of x0 (B, C,
 H, W), concatenated to x as C more input channels (zeros when there is none); the output keeps C
 channels. Training and the samplers' ``diffusion.Denoiser`` supply the estimate (docs/nets.md).
+
+``num_classes`` K > 0 (class-conditional): ``emb`` = SiLU(TimeEmbedding(c_noise) + ClassEmbedding(label)),
+the label K (or None) being the null class of classifier-free guidance (``nets.embeddings``).
 """
 
 from __future__ import annotations
@@ -35,7 +38,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ddpmctl.nets.embeddings import TimeEmbedding
+from ddpmctl.nets.embeddings import ClassEmbedding, TimeEmbedding
 
 
 def _zero(module: nn.Module) -> nn.Module:
@@ -134,12 +137,14 @@ class UNetConfig:
     scale_shift: bool
     patch: int
     self_cond: bool = False
+    num_classes: int = 0
     type: str = "unet"
 
 
 class UNet(nn.Module):
-    """``UNet(UNetConfig(**config))``; ``forward(x (B, C, H, W), c_noise (B,)[, cond]) -> (B, C, H, W)``;
-    ``cond`` (B, C, H, W) is the self-conditioning estimate of x0 when ``self_cond`` (module docstring).
+    """``UNet(UNetConfig(**config))``; ``forward(x (B, C, H, W), c_noise (B,)[, cond], class_labels=None)
+    -> (B, C, H, W)``; ``cond`` (B, C, H, W) is the self-conditioning estimate of x0 when ``self_cond``,
+    ``class_labels`` (B,) int64 in [0, K] the classes when ``num_classes`` K > 0 (module docstring).
     Build it with ``ddpmctl.nets.build_net(config)``, which validates the config first."""
 
     def __init__(self, config: UNetConfig):
@@ -191,6 +196,9 @@ class UNet(nn.Module):
 
         self.out_norm = nn.GroupNorm(groups, ch)
         self.out_conv = _zero(nn.Conv2d(ch, c_in, 3, padding=1))
+        self.num_classes = c.num_classes
+        if c.num_classes > 0:  # last, so the other layers start as in the unconditional network
+            self.class_embed = ClassEmbedding(c.num_classes, emb_dim)
 
     def muon_parameters(self) -> list[nn.Parameter]:
         """The weight matrices of the hidden layers, which ``--optimizer muon`` trains with Muon; the
@@ -198,8 +206,13 @@ class UNet(nn.Module):
         hidden = (self.down, self.downsample, self.mid1, self.mid_attn, self.mid2, self.up, self.upsample)
         return [p for m in hidden for p in m.parameters() if p.ndim >= 2]
 
-    def forward(self, x: torch.Tensor, c_noise: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:
-        emb = F.silu(self.time_embed(c_noise))
+    def forward(
+        self, x: torch.Tensor, c_noise: torch.Tensor, cond: torch.Tensor | None = None, class_labels=None
+    ) -> torch.Tensor:
+        emb = self.time_embed(c_noise)
+        if self.num_classes > 0:
+            emb = emb + self.class_embed(class_labels, x.shape[0]).to(emb.dtype)
+        emb = F.silu(emb)
         if self.self_cond:  # the previous estimate of x0 (zeros when there is none) as extra channels
             x = torch.cat([x, torch.zeros_like(x) if cond is None else cond.to(x.dtype)], dim=1)
         if self.patch > 1:

@@ -7,7 +7,8 @@ observation is mapped with the checkpoint's normalisation ``x_m = scale x + shif
 ``y_m = scale y + shift A 1`` and ``sigma_y,m = scale sigma_y`` (2 sigma_y for images). Steps reuse
 the samplers' primitives ``samplers.ddim_step`` and ``samplers.ancestral_step``.
 
-The methods, one ``Method`` record each in ``METHODS`` (``registry``), by family:
+The methods, one ``Method`` record each in ``METHODS`` (``ddpmctl.restore_registry``, torch-free so
+that ``--help`` starts fast; re-exported here), by family:
 
 * ``projection``: ``ddnm`` (DDNM / DDNM+, with time travel) and ``repaint``;
 * ``guidance``: ``dps`` and ``pigdm`` (a gradient through the network at each step);
@@ -18,24 +19,27 @@ The methods, one ``Method`` record each in ``METHODS`` (``registry``), by family
 the batch loop of ``ddpmctl.sampling`` (``run_restore``), with the posterior mean of K restorations.
 """
 
-from ddpmctl.restore.registry import (  # noqa: I001  (the families register in this order)
+from ddpmctl.restore_registry import (  # noqa: I001  (the registry is part of this package's API)
     DEFAULT_METHOD,
     DEFAULT_SETTINGS,
+    DEFAULT_ZETA,
     METHODS,
     OPTION_TYPES,
+    TASKS,
     Method,
-    Observation,
     check_method,
     default_method,
     describe_default,
+    down_steps,
     get_method,
+    jump_path,
     parse_options,
     per_task,
-    plain_grid,
-    register,
+    repaint_path,
 )
-from ddpmctl.restore.projection import ddnm, down_steps, jump_back, jump_path, repaint, repaint_path
-from ddpmctl.restore.guidance import DEFAULT_ZETA, dps, pigdm, pigdm_r2
+from ddpmctl.restore.base import Observation, plain_grid
+from ddpmctl.restore.projection import ddnm, jump_back, repaint
+from ddpmctl.restore.guidance import dps, pigdm, pigdm_r2
 from ddpmctl.restore.proximal import SIGMA_N_MIN, diffpir, diffpir_x0
 from ddpmctl.restore.denoising import sdedit, sdedit_start, sdedit_times
 from ddpmctl.restore.driver import (
@@ -51,11 +55,10 @@ from ddpmctl.restore.driver import (
 )
 
 __all__ = [
-    "DEFAULT_METHOD", "DEFAULT_SETTINGS", "DEFAULT_ZETA", "METHODS", "OPTION_TYPES", "SIGMA_N_MIN", "Method",
-    "Observation",
-    "RestoreOptions", "RestorePlan", "check_method", "check_observation", "check_samples", "comparison_rows",
-    "ddnm", "default_method", "describe_default", "diffpir", "diffpir_x0", "down_steps", "dps", "get_method",
-    "jump_back", "jump_path", "parse_options", "per_task", "pigdm", "pigdm_r2", "plain_grid", "plan_restore",
-    "register", "repaint", "repaint_path", "restoration_seed", "restore", "run_restore", "sdedit", "sdedit_start",
-    "sdedit_times",
+    "DEFAULT_METHOD", "DEFAULT_SETTINGS", "DEFAULT_ZETA", "METHODS", "OPTION_TYPES", "SIGMA_N_MIN", "TASKS",
+    "Method", "Observation", "RestoreOptions", "RestorePlan", "check_method", "check_observation", "check_samples",
+    "comparison_rows", "ddnm", "default_method", "describe_default", "diffpir", "diffpir_x0", "down_steps", "dps",
+    "get_method", "jump_back", "jump_path", "parse_options", "per_task", "pigdm", "pigdm_r2", "plain_grid",
+    "plan_restore", "repaint", "repaint_path", "restoration_seed", "restore", "run_restore", "sdedit",
+    "sdedit_start", "sdedit_times",
 ]  # fmt: skip

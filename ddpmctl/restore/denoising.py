@@ -8,7 +8,7 @@ import math
 import torch
 
 from ddpmctl import samplers as S
-from ddpmctl.restore.registry import Method, Observation, register
+from ddpmctl.restore.base import Observation
 from ddpmctl.schedules import Process
 
 
@@ -27,7 +27,7 @@ def sdedit_start(process: Process, sigma_y: float) -> float:
 def sdedit_times(process: Process, steps: int, sigma_y: float) -> torch.Tensor:
     """t*, then the times of the full ``steps``-step grid below t*, then 0."""
     t_star = sdedit_start(process, sigma_y)
-    full = S.make_times(process, steps)
+    full = S.make_times(process, steps, process.default_spacing)
     return torch.cat([torch.tensor([t_star], dtype=torch.float64), full[full < t_star - 1e-12]])
 
 
@@ -49,19 +49,3 @@ def sdedit(denoiser, x, times, generator, callback=None, *, obs: Observation, et
             callback({"i": i, "t": t, "x": x, "x0": pred.x0})
         x = S.ddim_step(x, pred, t, s, process, eta, z)
     return x
-
-
-register(
-    Method(
-        "sdedit",
-        sdedit,
-        100,
-        "denoising",
-        {"eta": 1.0},
-        ("denoise",),
-        noisy=True,
-        times=sdedit_times,
-        refusal="applies to denoising only (this observation is {task}; use {others})",
-        source="Meng et al. 2022 (SDEdit)",
-    )
-)

@@ -13,6 +13,7 @@ import dataclasses
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -20,16 +21,9 @@ import torch
 from ddpmctl import samplers as S
 from ddpmctl.errors import InputError
 from ddpmctl.operators import Operator
-from ddpmctl.restore.registry import (
-    DEFAULT_SETTINGS,
-    OPTION_TYPES,
-    Method,
-    Observation,
-    default_method,
-    get_method,
-    plain_grid,
-)
-from ddpmctl.sampling import Batches, drive, place_model, sample_seed
+from ddpmctl.restore.base import Observation
+from ddpmctl.restore_registry import DEFAULT_SETTINGS, OPTION_TYPES, Method, default_method, get_method
+from ddpmctl.sampling import DEFAULT_CFG, Batches, check_classes, drive, place_model, sample_seed
 
 
 def check_samples(samples, return_std: bool = False) -> int:
@@ -60,6 +54,8 @@ class RestoreOptions:
     amp: bool | None = None
     samples: int = 1
     return_std: bool = False
+    labels: Any = None  # class-conditional models: the class of each observation
+    cfg: float | None = None  # with labels: classifier-free guidance scale (``sampling.DEFAULT_CFG`` when None)
 
     def check(self) -> None:
         """The ranges of the given method options (checked whatever the method)."""
@@ -124,6 +120,9 @@ def plan_restore(
         raise InputError(f"--batch: must be >= 1, got {batch}")
     sigma_m = abs(float(model.normalization.scale)) * float(sigma_y)
     times = record.times(model.process, steps, sigma_m)
+    if options.labels is not None or options.cfg is not None:
+        labels = check_classes(model, options.labels, options.cfg, n)[:n]
+        options = dataclasses.replace(options, labels=labels, cfg=DEFAULT_CFG if options.cfg is None else options.cfg)
     kwargs = {}
     for k, default in record.options.items():
         value = default if getattr(options, k) is None else getattr(options, k)
@@ -195,6 +194,8 @@ def run_restore(
     settings, k, n, norm = job.settings, job.settings.samples, job.n, model.normalization
     amp = dev.type == "cuda" and dtype != torch.float64 if settings.amp is None else settings.amp
     denoiser = model.denoiser()
+    if settings.labels is not None:
+        denoiser.cfg = float(settings.cfg)
     shape = tuple(model.data_shape)
     out = np.empty((n, *shape), dtype=np.float32) if k == 1 else None
     moments = _Moments(n, shape, k, settings.return_std) if k > 1 else None
@@ -230,6 +231,7 @@ def run_restore(
         inference=False,
         clip=settings.clip,
         failure=f"{job.method.name} produced NaN or inf{job.method.hint}",
+        labels=None if settings.labels is None else np.repeat(settings.labels, k),  # row r: observation r // K
     )
     nfes, seconds = drive(run, prepare, sink)
     info = {
@@ -238,7 +240,9 @@ def run_restore(
         "seed": int(seed), "seconds": seconds, "seconds_per_image": seconds / n, "device": str(dev),
         "process": model.process.describe(), **job.options,
     }  # fmt: skip
-    if job.method.times is not plain_grid:
+    if settings.labels is not None:
+        info["cfg"] = float(settings.cfg)
+    if job.method.grid != "plain_grid":
         info["t_start"] = float(job.times[0])
     if settings.return_std:
         return moments.mean(), moments.std(), info

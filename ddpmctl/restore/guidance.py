@@ -6,20 +6,11 @@ Both take one backward pass through the network per step (a vector-Jacobian prod
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
-
 import torch
 
 from ddpmctl import samplers as S
 from ddpmctl.diffusion import Prediction
-from ddpmctl.errors import InputError
-from ddpmctl.restore.registry import Method, Observation, register
-
-# DPS step size at 1000 steps (the DPS configs, code scaling; denoising, which DPS has no config
-# for: measured); with K steps the default is DEFAULT_ZETA * 1000 / K, which keeps the total
-# guidance (docs/restore.md).
-DEFAULT_ZETA = {"inpaint": 0.5, "denoise": 0.06, "sr": 0.3, "deblur": 0.3}
+from ddpmctl.restore.base import Observation
 
 
 def _f(v) -> float:
@@ -51,11 +42,6 @@ def dps(denoiser, x, times, generator, callback=None, *, obs: Observation, zeta:
             callback({"i": i, "t": t, "x": x, "x0": pred.x0})
         x = x_next.detach()
     return x
-
-
-def _default_zeta(task: str, steps: int) -> float:
-    """0.5/0.06/0.3/0.3 (inpaint/denoise/sr/deblur) x 1000 / steps"""
-    return DEFAULT_ZETA[task] * 1000.0 / steps
 
 
 def pigdm_r2(alpha: float, sigma: float) -> float:
@@ -103,33 +89,3 @@ def pigdm(
             callback({"i": i, "t": t, "x": x, "x0": x0})
         x = x_next.detach()
     return x
-
-
-def _check_weight(options: Mapping[str, Any]) -> None:
-    if not options["weight"] >= 0:
-        raise InputError(f"--option weight: must be >= 0, got {options['weight']}")
-
-
-register(
-    Method(
-        "dps",
-        dps,
-        1000,
-        "posterior sampling",
-        {"zeta": _default_zeta},
-        hint=" (try a smaller --zeta)",
-        source="Chung et al. 2023 (DPS), Algorithm 1",
-    )
-)
-register(
-    Method(
-        "pigdm",
-        pigdm,
-        100,
-        "pseudo-inverse guidance",
-        {"eta": 1.0, "weight": 1.0},
-        hint=" (try a smaller -O weight)",
-        check_options=_check_weight,
-        source="Song et al. 2023 (PiGDM), eq. 7-8",
-    )
-)

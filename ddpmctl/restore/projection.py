@@ -2,56 +2,24 @@
 decomposition of x0, with DDNM's time-travel resampling) and RePaint (replacement of the observed
 part, with resampling jumps).
 
-Both walk a path over the grid positions that may jump back: ``jump_path``.
+Both walk a path over the grid positions that may jump back: ``restore_registry.jump_path``
+(torch-free: the records' NFE formulas count it).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
-from typing import Any
 
 import torch
 
 from ddpmctl import samplers as S
 from ddpmctl.diffusion import Prediction, transition
-from ddpmctl.errors import InputError
-from ddpmctl.restore.registry import Method, Observation, register
+from ddpmctl.restore.base import Observation
+from ddpmctl.restore_registry import jump_path, repaint_path
 
 
 def _f(v) -> float:
     return float(v)
-
-
-def jump_path(steps: int, length: int, interval: int, repeats: int) -> list[int]:
-    """A schedule over grid positions 0 (t_max) .. steps (t = 0) that goes down one position per
-    network call and, at every position k = interval, 2 interval, ... < steps with k >= length,
-    jumps back ``length`` positions, ``repeats`` times (the counts are not reset by later jumps).
-    RePaint's resampling is length = interval = j, repeats = n - 1; DDNM's time travel (Wang et al.
-    2023, section 3.3) is travel length l, interval s, repeats r."""
-    left = {}
-    if length > 0 and repeats > 0:
-        left = {k: repeats for k in range(interval, steps, interval) if k >= length}
-    path, k = [0], 0
-    while k < steps:
-        k += 1
-        path.append(k)
-        if left.get(k, 0) > 0:
-            left[k] -= 1
-            k -= length
-            path.append(k)
-    return path
-
-
-def repaint_path(steps: int, jump_length: int, jump_n: int) -> list[int]:
-    """RePaint's schedule (``jump_path`` with length = interval = jump_length, jump_n - 1 repeats).
-    With 250 steps, j = 10, n = 10: 2410 down steps (NFE) and 216 jumps of 10 (2160 undone steps)."""
-    return jump_path(steps, jump_length, max(jump_length, 1), jump_n - 1)
-
-
-def down_steps(path: list[int]) -> int:
-    """Network calls along a path: the steps that go down."""
-    return sum(1 for a, b in zip(path[:-1], path[1:]) if b > a)
 
 
 def jump_back(process, x: torch.Tensor, t: float, t_back: float, generator) -> torch.Tensor:
@@ -133,18 +101,6 @@ def ddnm(
     return x
 
 
-def _ddnm_nfe(steps: int, options: Mapping[str, Any]) -> int:
-    return down_steps(jump_path(steps, options["travel_length"], options["travel_interval"], options["travel_repeat"]))
-
-
-def _check_travel(options: Mapping[str, Any]) -> None:
-    if options["travel_length"] < 0 or options["travel_interval"] < 1 or options["travel_repeat"] < 0:
-        raise InputError(
-            "--option: travel_length must be >= 0, travel_interval >= 1 and travel_repeat >= 0, got "
-            f"{options['travel_length']}, {options['travel_interval']} and {options['travel_repeat']}"
-        )
-
-
 # --------------------------------------------------------------------------------------------
 # RePaint
 
@@ -187,34 +143,3 @@ def repaint(
         if callback is not None:
             callback({"i": i, "t": t, "x": x, "x0": pred.x0})
     return x
-
-
-def _repaint_nfe(steps: int, options: Mapping[str, Any]) -> int:
-    return down_steps(repaint_path(steps, options["jump_length"], options["jump_n"]))
-
-
-register(
-    Method(
-        "ddnm",
-        ddnm,
-        100,
-        "null-space projection; DDNM+ for noisy y; time travel with -O travel_repeat=R",
-        {"eta": 0.85, "travel_length": 0, "travel_interval": 1, "travel_repeat": 0},
-        nfe=_ddnm_nfe,
-        check_options=_check_travel,
-        source="Wang, Yu & Zhang 2023 (DDNM), eq. 17-19 and section 3.3",
-    )
-)
-register(
-    Method(
-        "repaint",
-        repaint,
-        250,
-        "inpainting with resampling",
-        {"jump_length": 10, "jump_n": 10},
-        ("inpaint", "sr", "deblur"),
-        nfe=_repaint_nfe,
-        refusal="does not apply to denoising (it replaces the observed part, which is everything; use {others})",
-        source="Lugmayr et al. 2022 (RePaint)",
-    )
-)

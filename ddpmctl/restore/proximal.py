@@ -6,14 +6,11 @@ subproblem in closed form through the operator's SVD, then takes a DDIM-like ste
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
-from typing import Any
 
 import torch
 
 from ddpmctl import samplers as S
-from ddpmctl.errors import InputError
-from ddpmctl.restore.registry import Method, Observation, per_task, register
+from ddpmctl.restore.base import Observation
 
 # The noise level DiffPIR's rho_t uses for a noise-free y, in model units (0.001 in image units):
 # with sigma_n = 0, rho_t = 0 and the data step would be the exact projection of DDNM at every step.
@@ -62,26 +59,3 @@ def diffpir(
         z = S.randn_like(x, generator) if zeta > 0 else torch.zeros_like(x)
         x = a_s * x0 + sg_s * (math.sqrt(1 - zeta) * eps + math.sqrt(zeta) * z)
     return x
-
-
-def _check(options: Mapping[str, Any]) -> None:
-    if not 0 <= options["zeta"] <= 1:
-        raise InputError(f"--zeta: diffpir's zeta (the share of fresh noise) must lie in [0, 1], got {options['zeta']}")
-    if not options["lam"] > 0:
-        raise InputError(f"--option lam: must be > 0, got {options['lam']}")
-
-
-register(
-    Method(
-        "diffpir",
-        diffpir,
-        100,
-        "plug-and-play: closed-form data step",
-        {
-            "lam": per_task({"inpaint": 7.0, "denoise": 7.0, "sr": 7.0, "deblur": 7.0}),
-            "zeta": per_task({"inpaint": 0.3, "denoise": 0.3, "sr": 0.3, "deblur": 0.3}),
-        },
-        check_options=_check,
-        source="Zhu et al. 2023 (DiffPIR), Algorithm 1",
-    )
-)

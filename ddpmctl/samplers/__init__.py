@@ -14,16 +14,18 @@ step, ``generator`` the noise source (``sampling.NoiseStream`` for per-sample se
 ``torch.Generator`` or None), and ``callback({"i", "t", "x", "x0"})`` is called once per step with
 the state before the step and its predicted x0. Each sampler (and each ODE solver) is one record of
 the registry (``registry``), from which the CLI, the man pages, docs/sample.md's table and
-``expected_nfe`` are derived. The records sit beside their functions in the family modules:
+``expected_nfe`` are derived. The functions live in the family modules:
 
 * ``ancestral``: ddpm, ddim, sde, pc, langevin and the step primitives (``ancestral_step``,
   ``ddim_step``, ``langevin_step``, ``randn_like``);
 * ``ode``: the probability-flow ODE's solvers and the ``ode`` sampler;
 * ``stochastic``: EDM's stochastic sampler, Euler ancestral, DPM-Solver++(2M) SDE and Restart.
 
-Adding a sampler touches one family module: the function and its ``register(Sampler(...))``.
-This package re-exports every public name, so ``samplers.plan``, ``samplers.ode_heun`` and
-``samplers.SAMPLERS_BY_NAME`` are where they always were.
+Adding a sampler touches its family module (the function) and ``registry`` (its record, which
+names the function as ``"family.function"``). This package re-exports every public name, so
+``samplers.plan``, ``samplers.ode_heun`` and ``samplers.SAMPLERS_BY_NAME`` are where they always
+were. The registry needs no torch; the families (torch) are imported on first use of one of their
+names (PEP 562), so ``ddpmctl sample --help`` starts without torch (docs/startup.md).
 
 The last step, to t = 0, is a *denoising step* in every sampler: it returns the predicted
 ``x0 = E[x_0 | x_t]`` (Tweedie). For ddpm/ddim this is what their formulas give at s = 0
@@ -39,39 +41,14 @@ Sources: Ho et al. 2020 (DDPM, seeds 000/001/004); Song et al. 2021a (DDIM); Son
 
 from __future__ import annotations
 
-# the families register their records on import, in this order (the CLI's and the docs' order)
-from ddpmctl.samplers import ancestral, ode, stochastic  # noqa: F401  (isort: keep this order)
-from ddpmctl.samplers.ancestral import (
-    VARIANCES,
-    _cb,
-    _f,
-    _steps,
-    ancestral_step,
-    ddim_step,
-    langevin_step,
-    randn_like,
-    sample_ddim,
-    sample_ddpm,
-    sample_langevin,
-    sample_pc,
-    sample_sde,
-)
-from ddpmctl.samplers.ode import (
-    RATIO_ORDER_1,
-    RATIO_ORDER_2,
-    dpmpp_update,
-    ode_dpmpp,
-    ode_dpmpp_2m,
-    ode_dpmpp_3m,
-    ode_euler,
-    ode_heun,
-    ode_rk45,
-    sample_ode,
-)
+import importlib
+
+from ddpmctl.betas import SPACINGS
 from ddpmctl.samplers.registry import (
     DEFAULT_SOLVER,
     ODE_SOLVERS,
     SAMPLERS_BY_NAME,
+    VARIANCES,
     Plan,
     Sampler,
     Solver,
@@ -85,11 +62,44 @@ from ddpmctl.samplers.registry import (
     plan,
     register,
 )
-from ddpmctl.samplers.stochastic import sample_dpmpp_2m_sde, sample_edm, sample_euler_a, sample_restart, time_at
-from ddpmctl.schedules import SPACINGS, make_times, sigma_tilde, start_std
 
 SAMPLERS = tuple(SAMPLERS_BY_NAME)
 SOLVERS = tuple(ODE_SOLVERS)
+
+# names imported on first use (they need torch): name -> the module that defines it
+_LAZY = {
+    **dict.fromkeys(("ancestral", "ode", "stochastic"), None),  # the family modules themselves
+    **dict.fromkeys(
+        ("_cb", "_f", "_steps", "ancestral_step", "ddim_step", "langevin_step", "randn_like", "sample_ddim",
+         "sample_ddpm", "sample_langevin", "sample_pc", "sample_sde"),
+        "ancestral",
+    ),
+    **dict.fromkeys(
+        ("RATIO_ORDER_1", "RATIO_ORDER_2", "dpmpp_update", "ode_dpmpp", "ode_dpmpp_2m", "ode_dpmpp_3m", "ode_euler",
+         "ode_heun", "ode_rk45", "sample_ode"),
+        "ode",
+    ),
+    **dict.fromkeys(("sample_dpmpp_2m_sde", "sample_edm", "sample_euler_a", "sample_restart", "time_at"), "stochastic"),
+    **dict.fromkeys(("make_times", "sigma_tilde", "start_std"), "ddpmctl.schedules"),
+}  # fmt: skip
+
+
+def __getattr__(name: str):
+    """A name of ``_LAZY``, imported on its first use (PEP 562), then kept."""
+    if name not in _LAZY:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    source = _LAZY[name]
+    if source is None:  # a family module
+        value = importlib.import_module(f"{__name__}.{name}")
+    else:
+        value = getattr(importlib.import_module(source if "." in source else f"{__name__}.{source}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_LAZY})
+
 
 __all__ = [
     "DEFAULT_SOLVER",

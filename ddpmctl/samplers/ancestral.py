@@ -1,21 +1,16 @@
 """The ancestral and score-SDE family: DDPM, DDIM, the reverse SDE, predictor-corrector and annealed
-Langevin dynamics, the step primitives they share (also used by ``restore`` and the other families)
-and their registry records. See ``ddpmctl.samplers`` for the signature every sampler has."""
+Langevin dynamics and the step primitives they share (also used by ``restore`` and the other
+families); their records are in ``registry``. See ``ddpmctl.samplers`` for the signature every sampler has."""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
-from typing import Any
 
 import torch
 
 from ddpmctl.diffusion import Denoiser, Prediction, posterior, transition
 from ddpmctl.errors import InputError
-from ddpmctl.samplers.registry import Sampler, register
 from ddpmctl.schedules import Process
-
-VARIANCES = ("small", "large")
 
 
 def randn_like(x: torch.Tensor, generator) -> torch.Tensor:
@@ -197,42 +192,3 @@ def sample_langevin(
         if s == 0:
             x = denoiser(x, t).x0
     return x
-
-
-# --------------------------------------------------------------------------------------------
-# the records
-
-
-def _check_eta(options: Mapping[str, Any]) -> None:
-    if not 0.0 <= options["eta"] <= 1.0:
-        raise InputError(f"--eta: must lie in [0, 1], got {options['eta']}")
-
-
-def _check_variance(options: Mapping[str, Any]) -> None:
-    if options["variance"] not in VARIANCES:
-        raise InputError(f"--variance: unknown variance '{options['variance']}' (choose from {', '.join(VARIANCES)})")
-
-
-def _check_langevin(options: Mapping[str, Any], least: int) -> None:
-    if options["snr"] <= 0:
-        raise InputError(f"--snr: must be > 0, got {options['snr']}")
-    if options["corrector_steps"] < least:
-        raise InputError(f"--corrector-steps: must be >= {least}, got {options['corrector_steps']}")
-
-
-register(
-    Sampler("ddpm", sample_ddpm, 1000, lambda k, o: k, "steps", "ancestral, Algorithm 2",
-            "Ho et al. 2020, Algorithm 2 (seeds 000, 001, 004)",
-            options={"variance": "small"}, check=_check_variance, all_steps=True),
-    Sampler("ddim", sample_ddim, 50, lambda k, o: k, "steps", "--eta", "Song, Meng & Ermon 2021 (DDIM), eq. 12, 16",
-            options={"eta": 0.0}, check=_check_eta),
-    Sampler("sde", sample_sde, 1000, lambda k, o: k, "steps", "reverse-SDE Euler-Maruyama",
-            "Song et al. 2021 (score SDE), eq. 6; Euler-Maruyama (seeds 000, 001)", all_steps=True),
-    Sampler("pc", sample_pc, 500, lambda k, o: k + o["corrector_steps"] * (k - 1), "steps + M (steps - 1)",
-            "predictor-corrector", "Song et al. 2021, Algorithms 2-3 (seed 001)",
-            options={"snr": 0.16, "corrector_steps": 1}, check=lambda o: _check_langevin(o, 0), all_steps=True),
-    Sampler("langevin", sample_langevin, 100, lambda k, o: k * o["corrector_steps"] + 1, "levels x M + 1",
-            "annealed Langevin", "Song & Ermon 2019, Algorithm 1 (SMLD, seed 000)",
-            options={"snr": 0.5, "corrector_steps": 2}, check=lambda o: _check_langevin(o, 1),
-            processes=("ve",), why="annealed Langevin dynamics (SMLD) needs a ve process"),
-)  # fmt: skip

@@ -1,19 +1,17 @@
 """The probability-flow ODE and its solvers (Euler, Heun, DPM-Solver++(2M)/(3M), RK45), the ``ode``
-sampler that runs one of them, and their registry records. See ``ddpmctl.samplers`` for the
+sampler that runs one of them; their records are in ``registry``. See ``ddpmctl.samplers`` for the
 signature every sampler has."""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
-from typing import Any
 
 import torch
 
 from ddpmctl.diffusion import Denoiser
-from ddpmctl.errors import InputError, RunError
+from ddpmctl.errors import RunError
 from ddpmctl.samplers.ancestral import _cb, _f, _steps
-from ddpmctl.samplers.registry import DEFAULT_SOLVER, ODE_SOLVERS, Sampler, Solver, register
+from ddpmctl.samplers.registry import DEFAULT_SOLVER, ODE_SOLVERS
 from ddpmctl.schedules import sigma_tilde
 
 # -- the probability-flow ODE ------------------------------------------------------------------
@@ -226,44 +224,8 @@ def ode_rk45(denoiser: Denoiser, x, times, callback=None, rtol: float = 1e-5, at
     return x
 
 
-# --------------------------------------------------------------------------------------------
-# the records
-
-
-def _check_tolerances(options: Mapping[str, Any]) -> None:
-    if options["rtol"] <= 0 or options["atol"] <= 0:
-        raise InputError(f"--rtol/--atol: must be > 0, got {options['rtol']}, {options['atol']}")
-
-
-register(
-    Solver("euler", ode_euler, 50, lambda k: k, "steps", "Euler in sigma~ (= DDIM eta 0)"),
-    Solver("heun", ode_heun, 10, lambda k: 2 * k - 1, "2 steps - 1", "Heun, EDM Algorithm 1"),
-    Solver("dpm++2m", ode_dpmpp_2m, 20, lambda k: k, "steps", "DPM-Solver++(2M), Lu et al. Algorithm 2"),
-    Solver("dpm++3m", ode_dpmpp_3m, 20, lambda k: k, "steps", "DPM-Solver++(3M)"),
-    Solver("rk45", ode_rk45, 20, lambda k: None, "adaptive", "adaptive Runge-Kutta 4(5), scipy",
-           options={"rtol": 1e-5, "atol": 1e-5}, check=_check_tolerances, free_report=False),
-)  # fmt: skip
-
-
 @torch.no_grad()
 def sample_ode(denoiser: Denoiser, x, times, generator=None, callback=None, solver: str = DEFAULT_SOLVER, **options):
     """The probability-flow ODE dx = [f x - g^2 score / 2] dt (deterministic: ``generator`` is unused
     after the initial noise) with ``solver``, one of ``ODE_SOLVERS``, and its ``options``."""
     return ODE_SOLVERS[solver].fn(denoiser, x, times, callback, **options)
-
-
-def _solver_nfe(k: int, options: Mapping[str, Any]) -> int | None:
-    return ODE_SOLVERS[options["solver"]].nfe(k)
-
-
-def _solver_nfe_text() -> str:
-    """``euler, dpm++2m, dpm++3m: steps; heun: 2 steps - 1; rk45: adaptive``."""
-    texts = dict.fromkeys(s.nfe_text for s in ODE_SOLVERS.values())
-    return "; ".join(f"{', '.join(n for n, s in ODE_SOLVERS.items() if s.nfe_text == t)}: {t}" for t in texts)
-
-
-register(
-    Sampler("ode", sample_ode, None, _solver_nfe, _solver_nfe_text(), "probability-flow ODE, --solver",
-            "Song et al. 2021 eq. 13; Karras et al. 2022; Lu et al. 2022",
-            options={"solver": DEFAULT_SOLVER}, spacing="logsnr"),
-)  # fmt: skip

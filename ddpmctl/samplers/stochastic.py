@@ -1,7 +1,7 @@
 """Stochastic samplers beyond the ancestral family, each written in sigma~ = sigma/alpha (x~ = x/alpha,
 the VE form of any process, EDM's convention) or in lambda = log(alpha/sigma), so that every one runs
 on every process: EDM's stochastic sampler, Euler ancestral, DPM-Solver++(2M) SDE and Restart
-sampling, with their registry records. See ``ddpmctl.samplers`` for the signature every sampler has.
+sampling; their records are in ``registry``. See ``ddpmctl.samplers`` for the signature every sampler has.
 
 Where a sampler moves to a noise level that is not on the grid (EDM's churn, Restart's t_max), the
 level is turned into the process's time and rounded to a trained time with ``Process.round_t``
@@ -11,16 +11,13 @@ asked about steps it was trained on; on a continuous process the time itself."""
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
-from typing import Any
 
 import torch
 
 from ddpmctl.diffusion import Denoiser
 from ddpmctl.errors import InputError
-from ddpmctl.samplers.ancestral import _cb, _check_eta, _f, _steps, randn_like
+from ddpmctl.samplers.ancestral import _cb, _f, _steps, randn_like
 from ddpmctl.samplers.ode import multistep_x0, ode_heun
-from ddpmctl.samplers.registry import Sampler, register
 from ddpmctl.schedules import Process, sigma_tilde
 
 
@@ -221,49 +218,3 @@ def sample_restart(
             x = ode_heun(denoiser, x, inner)
     late = None if callback is None else (lambda d: callback({**d, "i": d["i"] + j}))
     return ode_heun(denoiser, x, times[j:], late)
-
-
-# --------------------------------------------------------------------------------------------
-# the records
-
-
-def _check_edm(options: Mapping[str, Any]) -> None:
-    if options["churn"] < 0:
-        raise InputError(f"--option churn: must be >= 0, got {options['churn']}")
-    if not 0 <= options["s_tmin"] <= options["s_tmax"]:
-        lo, hi = options["s_tmin"], options["s_tmax"]
-        raise InputError(f"--option s_tmin/s_tmax: need 0 <= s_tmin <= s_tmax, got {lo}, {hi}")
-    if not options["s_noise"] > 0:
-        raise InputError(f"--option s_noise: must be > 0, got {options['s_noise']}")
-
-
-def _check_restart(options: Mapping[str, Any]) -> None:
-    if options["restarts"] < 0:
-        raise InputError(f"--option restarts: must be >= 0, got {options['restarts']}")
-    if options["restart_steps"] < 1:
-        raise InputError(f"--option restart_steps: must be >= 1, got {options['restart_steps']}")
-    if not 0 < options["s_tmin"] < options["s_tmax"]:
-        lo, hi = options["s_tmin"], options["s_tmax"]
-        raise InputError(f"--option s_tmin/s_tmax: need 0 < s_tmin < s_tmax, got {lo}, {hi}")
-
-
-def _restart_nfe(k: int, o: Mapping[str, Any]) -> int:
-    return 2 * k - 1 + (2 * o["restarts"] * o["restart_steps"] if k >= 2 else 0)
-
-
-register(
-    Sampler("edm", sample_edm, 64, lambda k, o: 2 * k - 1, "2 steps - 1", "EDM stochastic Heun, churn",
-            "Karras et al. 2022 (EDM), Algorithm 2",
-            options={"churn": 40.0, "s_tmin": 0.05, "s_tmax": 50.0, "s_noise": 1.0}, check=_check_edm,
-            spacing="karras"),
-    Sampler("euler-a", sample_euler_a, 50, lambda k, o: k, "steps", "Euler ancestral, --eta",
-            "k-diffusion sample_euler_ancestral (= DDIM, Song et al. 2021a, with the same eta)",
-            options={"eta": 1.0}, check=_check_eta, spacing="karras"),
-    Sampler("dpm++2m-sde", sample_dpmpp_2m_sde, 30, lambda k, o: k, "steps", "DPM-Solver++(2M) SDE, --eta",
-            "Lu et al. 2022 (DPM-Solver++); k-diffusion sample_dpmpp_2m_sde, midpoint",
-            options={"eta": 1.0}, check=_check_eta, spacing="karras"),
-    Sampler("restart", sample_restart, 18, _restart_nfe, "2 steps - 1 + 2 K N", "Heun + K restarts",
-            "Xu et al. 2023 (Restart sampling), Algorithm 1",
-            options={"restarts": 2, "restart_steps": 2, "s_tmin": 0.06, "s_tmax": 0.30}, check=_check_restart,
-            spacing="karras"),
-)  # fmt: skip

@@ -37,19 +37,24 @@ class TrainConfig:
     data: str | None = None  # the data path (recorded; ``--resume`` reuses it)
     normalize: str = _opt("auto", choices=NORMALIZE)  # points: auto = standardise with mean / std; none = identity
     hflip: bool = False  # images: random horizontal flips
+    labels: str | None = None  # class labels (.npy, one per sample): a class-conditional network
+    label_dropout: float = _opt(0.1, bound="[0, 1)")  # labels replaced by the null class (Ho & Salimans 2022)
     # process
-    sde: str = _opt("ddpm", choices=PROCESS_KINDS, noun="process ")  # ddpm (discrete) | vp | subvp | ve
+    sde: str = _opt("ddpm", choices=PROCESS_KINDS, noun="process ")  # ddpm (discrete) | vp | subvp | ve | edm
     schedule: str = "linear"  # ddpm: schedule name or betas .npy
     T: int = _opt(1000, bound="> 0")
     beta_start: float | None = None
     beta_end: float | None = None
     beta_min: float | None = None  # vp / subvp
     beta_max: float | None = None
-    sigma_min: float | None = None  # ve
+    sigma_min: float | None = None  # ve, edm
     sigma_max: float | None = None
     t_eps: float | None = None  # smallest training time of the SDEs (default 1e-3 vp, 1e-5 ve)
+    p_mean: float | None = None  # edm: ln sigma ~ N(p_mean, p_std^2) (default -1.2, 1.2)
+    p_std: float | None = _opt(None, bound="> 0")
+    sigma_data: float | None = _opt(None, bound="> 0")  # edm: the data std of the preconditioning (default 0.5)
     # objective
-    prediction: str = _opt("eps", choices=PREDICTIONS)
+    prediction: str | None = _opt(None, choices=PREDICTIONS)  # default: edm with --sde edm, else eps
     loss: str = _opt("l2", choices=LOSSES)
     min_snr: float | None = _opt(None, bound="> 0")
     # network: keys of ddpmctl.nets' config that replace the defaults
@@ -109,6 +114,10 @@ class TrainConfig:
         return dataclasses.asdict(self)
 
     def validate(self) -> TrainConfig:
+        if self.prediction is None:
+            self.prediction = "edm" if self.sde == "edm" else "eps"
+        if self.prediction == "edm" and self.sde != "edm":
+            raise InputError(f"--prediction edm: EDM's preconditioning needs --sde edm (this run's is {self.sde})")
         if self.steps is not None and self.epochs is not None:
             raise InputError("--steps and --epochs: give one of them, not both")
         for f in dataclasses.fields(self):
@@ -133,6 +142,9 @@ class TrainConfig:
             sigma_min=self.sigma_min,
             sigma_max=self.sigma_max,
             eps=self.t_eps,
+            p_mean=self.p_mean,
+            p_std=self.p_std,
+            sigma_data=self.sigma_data,
             **extra,
         )
 

@@ -2,7 +2,8 @@
 
 Data indices are an endless stream of per-epoch permutations (permutation e seeded by (seed, e)):
 the batch of step s holds stream positions s*B .. s*B + B - 1, so the sampler's state *is* the
-step. Times, noise, flips and dropout of step s come from generators seeded by (seed, s).
+step. Times, noise, flips, label dropout and dropout of step s come from generators seeded by
+(seed, s).
 """
 
 from __future__ import annotations
@@ -31,6 +32,8 @@ class TrainData:
     shape: tuple  # (C, H, W) or (D,)
     normalization: Normalization
     name: str
+    labels: np.ndarray | None = None  # int64 (N,): the class of each sample (``attach_labels``)
+    classes: list[str] | None = None  # the names of the classes 0..K-1
 
     def __len__(self) -> int:
         return int(self.array.shape[0])
@@ -44,6 +47,29 @@ class TrainData:
         else:
             rows = rows.astype(np.float32)
         return self.normalization.to_model(torch.from_numpy(np.ascontiguousarray(rows)))
+
+    def batch_labels(self, indices: np.ndarray, drop: torch.Tensor) -> torch.Tensor:
+        """The classes of the rows (int64), the null class K where ``drop`` (label dropout)."""
+        labels = torch.from_numpy(self.labels[indices])
+        return torch.where(drop, torch.full_like(labels, len(self.classes)), labels)
+
+
+def attach_labels(data: TrainData, cfg: TrainConfig) -> TrainData:
+    """Read ``cfg.labels`` (one class per sample of ``data``) and the class names beside them
+    (``labels.names_path``), and make ``cfg.net`` a class-conditional network of that many classes
+    (``num_classes``). Without labels, ``cfg.net`` must not ask for classes."""
+    from ddpmctl import labels as lab
+
+    if cfg.labels is None:
+        if cfg.net.get("num_classes"):
+            raise InputError(f"--labels: the network has num_classes = {cfg.net['num_classes']}; give the labels")
+        return data
+    labels = lab.read_labels(cfg.labels, len(data))
+    data.labels = labels
+    data.classes = lab.class_names(labels, lab.read_names(lab.names_path(cfg.labels)))
+    cfg.labels = str(Path(cfg.labels).resolve())
+    cfg.net = {**cfg.net, "num_classes": len(data.classes)}
+    return data
 
 
 def open_data(path: str | os.PathLike, normalize: str = "auto") -> TrainData:
@@ -144,9 +170,9 @@ def seed_global_rng(seed: int, device: torch.device) -> None:
 
 
 def open_run_data(cfg: TrainConfig, data: str | os.PathLike | None = None, net_flags: dict | None = None) -> TrainData:
-    """The data of a run: ``data``, else the path ``cfg`` records (a resumed run's). Records the
-    absolute path in ``cfg.data`` and maps the generic network flags (``--base``, ``--mults``, ...)
-    to the config keys of the network the data gets."""
+    """The data of a run: ``data``, else the path ``cfg`` records (a resumed run's), with the labels
+    ``cfg.labels`` (``attach_labels``). Records the absolute path in ``cfg.data`` and maps the generic
+    network flags (``--base``, ``--mults``, ...) to the config keys of the network the data gets."""
     if data is None:
         data = cfg.data
         if data is None:
@@ -155,4 +181,4 @@ def open_run_data(cfg: TrainConfig, data: str | os.PathLike | None = None, net_f
     cfg.data = str(Path(data).resolve())
     if net_flags:
         cfg.net = {**cfg.net, **net_flags_to_config(train_data.kind, net_flags)}
-    return train_data
+    return attach_labels(train_data, cfg)

@@ -10,7 +10,10 @@ Per step (``step`` = number of optimizer updates done so far):
    (``ddpmctl.train.data``); under ``torchrun`` every rank draws the same global batch and keeps its
    own slice; x0 = normalise(data[indices]) in model space, optionally flipped;
 2. x_t, c_noise, target, weight = objective.inputs(x0, t, eps); loss = mean of
-   objective.per_sample(net(x_t, c_noise), target, weight), under bf16 autocast on CUDA;
+   objective.per_sample(net(x_in, c_noise), target, weight) with x_in = x_t (EDM: c_in x_t,
+   ``objective.net_input``), under bf16 autocast on CUDA; with labels, net(x_in, c_noise,
+   class_labels) where each label is the null class with probability ``label_dropout``
+   (classifier-free guidance's joint training, Ho & Salimans 2022, Algorithm 1);
 3. backward (DDP averages gradients across ranks), clip the gradient norm, an AdamW or Muon step
    with a linear warm-up and an optional cosine / linear decay of the learning rate;
 4. EMA of the weights, decay min(ema, (1 + n) / (10 + n)) after n updates.
@@ -44,7 +47,7 @@ from ddpmctl.device import autocast, resolve_device
 from ddpmctl.errors import InputError, RunError
 from ddpmctl.objectives import Objective, sample_times
 from ddpmctl.train.config import TrainConfig, config_to_yaml, default_warmup, net_config_for, resolve_config
-from ddpmctl.train.data import IndexStream, TrainData, open_data, seed_global_rng, step_seeds
+from ddpmctl.train.data import IndexStream, TrainData, attach_labels, open_data, seed_global_rng, step_seeds
 from ddpmctl.train.dist import Dist, TrainingInterrupted, _StopSignals, distributed
 from ddpmctl.train.optim import AdamW, ema_decay, ema_update, lr_at, make_optimizer
 
@@ -117,6 +120,8 @@ def _prepare(cfg: TrainConfig, data) -> tuple[TrainData, Objective]:
     if not isinstance(data, TrainData):
         cfg.data = str(data)
         data = open_data(data, cfg.normalize)
+    if data.labels is None:
+        attach_labels(data, cfg)
     process = cfg.make_process()
     objective = Objective(process, cfg.prediction, cfg.loss, cfg.min_snr)
     cfg.net = net_config_for(cfg, data.kind, data.shape, process)  # the effective config records the whole network
@@ -241,6 +246,7 @@ def setup(
         normalization=data.normalization,
         ema=ema is not None,
         train=cfg.to_dict(),
+        classes=data.classes,
     )
     run = RunState(
         cfg=cfg,
@@ -394,15 +400,18 @@ def training_loop(run: RunState, callbacks: list[Callback], handle_signals: bool
     with _StopSignals(handle_signals) as run.signals:
         while run.step < run.total:
             # 1. the global batch of this step and this rank's slice of it
-            x0, t, eps, sc_use = draw_batch(run, cpu_gen, noise_gen, self_cond)
+            x0, t, eps, sc_use, labels = draw_batch(run, cpu_gen, noise_gen, self_cond)
             # 2. loss
             lr = opt.lr = lr_at(run.step, cfg, run.total, cfg.warmup, run.time_fraction)
             x_t, c_noise, target, weight = objective.inputs(x0, t, eps)
+            x_in = objective.net_input(x_t, t)  # x_t, or EDM's c_in x_t
+            kw = {} if labels is None else {"class_labels": labels}
             with autocast(run.device, cfg.bf16):
                 if self_cond:
-                    out = run.model(x_t, c_noise, _self_cond_input(net, objective, x_t, c_noise, t, sc_use, sc_clip))
+                    cond = _self_cond_input(net, objective, x_t, c_noise, t, sc_use, sc_clip, kw)
+                    out = run.model(x_in, c_noise, cond, **kw)
                 else:
-                    out = run.model(x_t, c_noise)
+                    out = run.model(x_in, c_noise, **kw)
             loss = objective.per_sample(out, target, weight).mean()
             # 3. backward, clip, optimizer step
             opt.zero_grad()
@@ -436,8 +445,8 @@ def training_loop(run: RunState, callbacks: list[Callback], handle_signals: bool
 
 
 def draw_batch(run: RunState, cpu_gen: torch.Generator, noise_gen: torch.Generator, self_cond: bool):
-    """(x0, t, eps, self-conditioning mask) of this rank's slice of the step's global batch, drawn
-    from generators seeded by (seed, step) only; reseeds dropout's global RNG for the step."""
+    """(x0, t, eps, self-conditioning mask, class labels or None) of this rank's slice of the step's
+    global batch, drawn from generators seeded by (seed, step) only; reseeds dropout's global RNG."""
     cfg, data, step = run.cfg, run.data, run.step
     lo, hi = run.dist.rank * (cfg.batch // run.dist.world), (run.dist.rank + 1) * (cfg.batch // run.dist.world)
     seed_batch, seed_noise, seed_dropout = step_seeds(cfg.seed, step, run.dist.rank)
@@ -448,6 +457,8 @@ def draw_batch(run: RunState, cpu_gen: torch.Generator, noise_gen: torch.Generat
     flip = torch.rand(cfg.batch, generator=cpu_gen)[lo:hi] < 0.5
     # self-conditioning: which samples get the net's own first estimate of x0 (the others zeros)
     sc_use = torch.rand(cfg.batch, generator=cpu_gen)[lo:hi] < 0.5 if self_cond else None
+    # labelled data: which labels label dropout replaces by the null class (drawn last: unlabelled runs draw as before)
+    drop = torch.rand(cfg.batch, generator=cpu_gen)[lo:hi] < cfg.label_dropout if data.labels is not None else None
     eps = torch.randn((cfg.batch, *data.shape), generator=noise_gen, device=run.device)[lo:hi]
     seed_global_rng(seed_dropout, run.device)  # dropout
     x0 = data.batch(idx).to(run.device, non_blocking=True)
@@ -456,10 +467,11 @@ def draw_batch(run: RunState, cpu_gen: torch.Generator, noise_gen: torch.Generat
     if run.device.type == "cuda" and data.kind == "images":
         x0 = x0.contiguous(memory_format=torch.channels_last)
         eps = eps.contiguous(memory_format=torch.channels_last)
-    return x0, t, eps, sc_use
+    labels = None if drop is None else data.batch_labels(idx, drop).to(run.device)
+    return x0, t, eps, sc_use, labels
 
 
-def _self_cond_input(net, objective: Objective, x_t, c_noise, t, use: torch.Tensor, clip) -> torch.Tensor:
+def _self_cond_input(net, objective: Objective, x_t, c_noise, t, use: torch.Tensor, clip, kw=None) -> torch.Tensor:
     """Self-conditioning (Chen et al. 2022, "Analog Bits", section 3): for the samples in ``use``
     (a CPU bool mask, half the batch) the net first predicts x0 from (x_t, zeros), without gradient;
     that estimate (clipped like the sampler's) is the extra input of the trained pass. The rest
@@ -469,7 +481,8 @@ def _self_cond_input(net, objective: Objective, x_t, c_noise, t, use: torch.Tens
         idx = use.nonzero().squeeze(1)
         dev_idx = idx.to(x_t.device)
         with torch.no_grad():
-            first = net(x_t[dev_idx], c_noise[dev_idx], None)
+            x_in = objective.net_input(x_t[dev_idx], t[idx])
+            first = net(x_in, c_noise[dev_idx], None, **{k: v[dev_idx] for k, v in (kw or {}).items()})
             cond[dev_idx] = objective.x0_estimate(first.float(), x_t[dev_idx], t[idx], clip).to(cond.dtype)
     return cond
 
@@ -606,7 +619,7 @@ def _call(callbacks: list[Callback], info: dict) -> bool:
 
 def _write_samples(path: Path, net, meta_base: dict, cfg: TrainConfig, device) -> None:
     """A sample grid (images) or scatter plot (points) drawn from ``net`` (the EMA weights) with
-    DDIM (``ddpmctl.sampling.generate``)."""
+    DDIM (``ddpmctl.sampling.generate``); a class-conditional net draws sample i of class i mod K."""
     from ddpmctl.sampling import generate
 
     was_training = net.training
@@ -621,7 +634,10 @@ def _write_samples(path: Path, net, meta_base: dict, cfg: TrainConfig, device) -
             data_shape=tuple(meta_base["data_shape"]),
             meta={},
         )
-        samples, _ = generate(model, "ddim", cfg.sample_n, cfg.sample_steps, cfg.seed, cfg.sample_n, device)
+        k = len(meta_base.get("classes") or [])
+        labels = [i % k for i in range(cfg.sample_n)] if k else None
+        n, steps = cfg.sample_n, cfg.sample_steps
+        samples, _ = generate(model, "ddim", n, steps, cfg.seed, n, device, labels=labels)
         dio.save_output(path, samples)
     finally:
         net.train(was_training)

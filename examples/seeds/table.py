@@ -1,0 +1,49 @@
+"""Collect examples/seeds/Makefile's results into one markdown table (stdout).
+
+Usage: python table.py OUT NAME... (OUT holds clean-NAME.json, fid-NAME.json, bpd-NAME.json and
+ckpt-NAME/metrics.jsonl for every NAME).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from pathlib import Path
+
+
+def wilson(p: float, n: int, z: float = 1.96) -> tuple[float, float]:
+    """95% Wilson score interval of a binomial proportion p observed on n trials."""
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return centre - half, centre + half
+
+
+def last_metrics(path: Path) -> dict:
+    lines = [line for line in path.read_text().splitlines() if line.strip()]
+    return json.loads(lines[-1])
+
+
+def row(out: Path, name: str) -> str:
+    clean = json.loads((out / f"clean-{name}.json").read_text())
+    fid = json.loads((out / f"fid-{name}.json").read_text())
+    bpd = json.loads((out / f"bpd-{name}.json").read_text())
+    m = last_metrics(out / f"ckpt-{name}" / "metrics.jsonl")
+    lo, hi = wilson(clean["clean_fraction"], clean["n"])
+    return (
+        f"| {name} | {100 * clean['clean_fraction']:.1f}% ({100 * lo:.1f}-{100 * hi:.1f}) | {clean['n']} "
+        f"| {fid['fid']:.2f} | {bpd['bits_per_dim']:.3f} ± {bpd['bits_per_dim_se']:.3f} "
+        f"| {m['loss']:.4f} | {m['step']} | {m['elapsed_s']:.0f} |"
+    )
+
+
+def main() -> None:
+    out, names = Path(sys.argv[1]), sys.argv[2:]
+    print("| run | clean (95% CI) | samples | raw FID | bits/dim (vlb) | final loss | steps | train s |")
+    print("|---|---|---|---|---|---|---|---|")
+    for name in names:
+        print(row(out, name))
+
+
+if __name__ == "__main__":
+    main()
