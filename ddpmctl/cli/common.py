@@ -145,6 +145,17 @@ def parse_int_list(text: str, name: str) -> list[int]:
     return vals
 
 
+def parse_float_list(text: str, name: str) -> list[float]:
+    """``"1,0.5,0"`` -> [1.0, 0.5, 0.0]; a clear error otherwise."""
+    try:
+        vals = [float(v) for v in text.replace(" ", "").split(",") if v]
+    except ValueError:
+        raise InputError(f"{name}: expected comma-separated numbers, got '{text}'") from None
+    if not vals:
+        raise InputError(f"{name}: expected at least one value")
+    return vals
+
+
 # shared options: each is declared once here, with its range, so the same flag means and checks the
 # same thing in every command (a bad value is a one-line usage error, exit 2, before any work)
 HELP_OUTPUT = "Output file: .npy, .png (a picture), a folder, or - for stdout (an .npy stream)."
