@@ -227,3 +227,31 @@ def choice_option(default: str | None, name: str, choices, help: str, *extra_nam
         return value
 
     return typer.Option(default, name, *extra_names, callback=check, metavar="|".join(choices), help=help)
+
+
+def class_option(subject: str):
+    """``--class K`` of a class-conditional checkpoint (checked against its classes when it is loaded,
+    ``ddpmctl.labels.sample_labels``); ``subject`` says what gets class K in this command, e.g.
+    "every sample of class K"."""
+    return typer.Option(
+        None,
+        "--class",
+        metavar="K",
+        help=f"Class-conditional checkpoints: {subject} (an index or a class name, e.g. 2 or disc).",
+    )
+
+
+def cfg_option(needs: str):
+    """``--cfg S``: the classifier-free guidance scale (Ho & Salimans 2022), with the classes that
+    ``needs`` names (checked with them, ``ddpmctl.sampling.check_classes``)."""
+    from ddpmctl.labels import DEFAULT_CFG
+
+    return typer.Option(
+        None,
+        "--cfg",
+        metavar="S",
+        help=f"With {needs}: classifier-free guidance scale S, eps = eps_uncond + S (eps_cond - eps_uncond) "
+        "(Ho & Salimans' w = S - 1); 1 = the conditional model alone (no guidance), 0 = the unconditional one, "
+        "S > 1 truer to the class, less diverse; S != 1 costs 2 NFE per step (one call on a doubled batch) "
+        f"[default: {DEFAULT_CFG:g}].",
+    )

@@ -13,7 +13,9 @@ from ddpmctl.cli.common import (
     HELP_OUTPUT,
     at_least,
     batch_option,
+    cfg_option,
     choice_option,
+    class_option,
     device_option,
     emit_json,
     flag_option,
@@ -28,7 +30,6 @@ from ddpmctl.cli.common import (
     steps_option,
 )
 from ddpmctl.errors import InputError
-from ddpmctl.labels import DEFAULT_CFG
 
 SAMPLER_HELP = (
     ", ".join(
@@ -203,10 +204,6 @@ FROM = typer.Option(
     help="Decode these latents (.npy from 'ddpmctl encode') instead of drawing noise: ode sampler only; "
          "N is their number (-n is ignored). E.g. sample CKPT --from z.npy -o decoded.png.",
 )  # fmt: skip
-CLASS = typer.Option(
-    None, "--class", metavar="K",
-    help="Class-conditional checkpoints: every sample of class K (an index or a class name, e.g. 2 or disc).",
-)  # fmt: skip
 CLASSES = typer.Option(
     None, "--classes", metavar="LIST",
     help="Class-conditional: these classes in turn (sample i of the (i mod m)-th), e.g. 0,2 or triangle,disc.",
@@ -215,13 +212,6 @@ PER_CLASS = typer.Option(
     None, "--per-class", metavar="N",
     help="Class-conditional: N samples of every class, in class order (N x K samples; -n is ignored; "
          "a .png output shows one row per class).",
-)  # fmt: skip
-CFG = typer.Option(
-    None, "--cfg", metavar="S",
-    help="With classes: classifier-free guidance scale S, eps = eps_uncond + S (eps_cond - eps_uncond) "
-         "(Ho & Salimans' w = S - 1); 1 = the conditional model alone, 0 = the unconditional one, S > 1 "
-         "truer to the class, less diverse; S != 1 costs 2 NFE per step (one call on a doubled batch) "
-         f"[default: {DEFAULT_CFG:g}].",
 )  # fmt: skip
 PREVIEW = typer.Option(
     None,
@@ -260,10 +250,10 @@ def command(
     schedule: Optional[str] = SCHEDULE,
     T: Optional[int] = STEPS_T,
     latents: Optional[str] = FROM,
-    klass: Optional[str] = CLASS,
+    klass: Optional[str] = class_option("every sample of class K"),
     classes: Optional[str] = CLASSES,
     per_class: Optional[int] = PER_CLASS,
-    cfg: Optional[float] = CFG,
+    cfg: Optional[float] = cfg_option("--class, --classes or --per-class"),
     output: str = typer.Option("samples.npy", "--output", "-o", help=HELP_OUTPUT),
     preview: Optional[str] = PREVIEW,
     quiet: bool = quiet_option(),
