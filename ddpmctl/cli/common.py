@@ -253,5 +253,5 @@ def cfg_option(needs: str):
         help=f"With {needs}: classifier-free guidance scale S, eps = eps_uncond + S (eps_cond - eps_uncond) "
         "(Ho & Salimans' w = S - 1); 1 = the conditional model alone (no guidance), 0 = the unconditional one, "
         "S > 1 truer to the class, less diverse; S != 1 costs 2 NFE per step (one call on a doubled batch) "
-        f"[default: {DEFAULT_CFG:g}].",
+        f"(default: {DEFAULT_CFG:g}).",
     )

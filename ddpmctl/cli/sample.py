@@ -39,23 +39,23 @@ SAMPLER_HELP = (
     + "."
 )
 SOLVER_HELP = (
-    "ode: " + ", ".join(f"{s.name} ({s.help})" for s in S.ODE_SOLVERS.values()) + f" [default: {S.DEFAULT_SOLVER}]."
+    "ode: " + ", ".join(f"{s.name} ({s.help})" for s in S.ODE_SOLVERS.values()) + f" (default: {S.DEFAULT_SOLVER})."
 )
 STEPS_HELP = (
-    "Steps (intervals of the time grid; K steps are K NFE for ddpm, ddim, sde, euler, dpm++) [default: ode "
+    "Steps (intervals of the time grid; K steps are K NFE for ddpm, ddim, sde, euler, dpm++) (default: ode "
     + ", ".join(f"{s.name} {s.steps}" for s in S.ODE_SOLVERS.values())
     + "; "
     + "; ".join(f"{s.name} {'T or ' if s.all_steps else ''}{s.steps}" for s in S.SAMPLERS_BY_NAME.values() if s.steps)
-    + "; at most T]."
+    + "; at most T)."
 )
 SPACING_HELP = (
-    f"Time grid: {', '.join(S.SPACINGS)} [default: "
+    f"Time grid: {', '.join(S.SPACINGS)} (default: "
     + ", ".join(
         f"{sp} for {', '.join(s.name for s in S.SAMPLERS_BY_NAME.values() if s.spacing == sp)}"
         for sp in dict.fromkeys(s.spacing for s in S.SAMPLERS_BY_NAME.values())
         if sp != "uniform"
     )
-    + ", else uniform (karras on an edm model)]."
+    + ", else uniform (karras on an edm model))."
 )
 
 
@@ -119,27 +119,27 @@ CHECKPOINT = typer.Argument(
 SNR = typer.Option(
     None,
     "--snr",
-    help="pc, langevin: Langevin signal-to-noise ratio r [default: "
+    help="pc, langevin: Langevin signal-to-noise ratio r (default: "
     + ", ".join(f"{s.name} {s.options['snr']}" for s in S.SAMPLERS_BY_NAME.values() if "snr" in s.options)
-    + "].",
+    + ").",
 )
 CORRECTOR_STEPS = typer.Option(
     None,
     "--corrector-steps",
     help=(
-        "pc: Langevin steps after each predictor step; langevin: steps per noise level [default: "
+        "pc: Langevin steps after each predictor step; langevin: steps per noise level (default: "
         + ", ".join(
             f"{s.name} {s.options['corrector_steps']}"
             for s in S.SAMPLERS_BY_NAME.values()
             if "corrector_steps" in s.options
         )
-        + "]."
+        + ")."
     ),
 )
 ETA_HELP = (
-    "Stochasticity in [0, 1] (ddim: 1 = ancestral DDPM; euler-a, dpm++2m-sde: 0 = their ODE) [default: "
+    "Stochasticity in [0, 1] (ddim: 1 = ancestral DDPM; euler-a, dpm++2m-sde: 0 = their ODE) (default: "
     + ", ".join(f"{s.name} {s.options['eta']:g}" for s in S.SAMPLERS_BY_NAME.values() if "eta" in s.options)
-    + "]."
+    + ")."
 )
 SAMPLER_OPTION = typer.Option(
     None,
@@ -157,7 +157,7 @@ SAMPLER_OPTION = typer.Option(
 CLIP_X0 = flag_option(
     "--clip-x0/--no-clip-x0",
     default=None,
-    help="Clip the predicted x0 to the data range [default: on for images, off for points].",
+    help="Clip the predicted x0 to the data range (default: on for images, off for points).",
 )
 GUIDE = typer.Option(
     None, "--guide", metavar="GUIDE",
@@ -167,7 +167,7 @@ GUIDE = typer.Option(
 GUIDANCE = typer.Option(
     None,
     "--guidance",
-    help="With --guide: weight w of x0 = x0_guide + w (x0 - x0_guide); 1 = no guidance [default: 3].",
+    help="With --guide: weight w of x0 = x0_guide + w (x0 - x0_guide); 1 = no guidance (default: 3).",
 )
 RHO = typer.Option(7.0, "--rho", help="karras spacing: sigma~^(1/rho) is uniform, from sigma~ = 80 (EDM) or less.")
 VARIANCE = choice_option(
@@ -190,15 +190,15 @@ TRAJECTORY_SHOW = choice_option(
     None, "--trajectory-show", TRAJECTORY_SHOWS,
     "The trajectory picture: both (per sample a row of states x_t and a row of predicted x0), x0 (one row "
     "of predicted x0 per sample, left t_max, right the output: progressive generation) or xt "
-    "[default: both].",
+    "(default: both).",
 )  # fmt: skip
 TRAJECTORY_ROWS = typer.Option(
     None, "--trajectory-rows", metavar="R", callback=at_least("--trajectory-rows", 1),
-    help="Images: the trajectory picture shows the first min(N, R) samples [default: 8].",
+    help="Images: the trajectory picture shows the first min(N, R) samples (default: 8).",
 )  # fmt: skip
-PROCESS = typer.Option(None, "--process", "--sde", help="Mixture .npz only: ddpm, vp, subvp, ve or edm [default: vp].")
-SCHEDULE = typer.Option(None, "--schedule", help="Mixture .npz with --process ddpm: beta schedule [default: linear].")
-STEPS_T = typer.Option(None, "--T", "-T", help="Mixture .npz with --process ddpm: number of steps [default: 1000].")
+PROCESS = typer.Option(None, "--process", "--sde", help="Mixture .npz only: ddpm, vp, subvp, ve or edm (default: vp).")
+SCHEDULE = typer.Option(None, "--schedule", help="Mixture .npz with --process ddpm: beta schedule (default: linear).")
+STEPS_T = typer.Option(None, "--T", "-T", help="Mixture .npz with --process ddpm: number of steps (default: 1000).")
 FROM = typer.Option(
     None, "--from", metavar="LATENTS",
     help="Decode these latents (.npy from 'ddpmctl encode') instead of drawing noise: ode sampler only; "
