@@ -33,7 +33,7 @@ DATA = typer.Argument(
 FROM_STEPS = typer.Option(
     None, "--from-steps", callback=at_least("--from-steps", 2),
     help=f"The teacher's DDIM steps N in round 1 (its grid is the one 'sample --sampler ddim --steps N' uses) "
-         f"[default: {DEFAULT_FROM_STEPS}; a distilled teacher: the steps it records].",
+         f"(default: {DEFAULT_FROM_STEPS}; a distilled teacher: the steps it records).",
 )  # fmt: skip
 TO_STEPS = typer.Option(
     DEFAULTS.to_steps, "--to-steps", callback=at_least("--to-steps", 1),
@@ -72,14 +72,14 @@ def command(
     optimizer: str = choice_option(DEFAULTS.optimizer, "--optimizer", ("adamw", "muon"), "adamw or muon."),
     warmup: Optional[int] = typer.Option(
         None, "--warmup", callback=at_least("--warmup", 0),
-        help="Linear warm-up updates of each round [default: 5% of --steps-per-round]."),
+        help="Linear warm-up updates of each round (default: 5% of --steps-per-round)."),
     clip: float = typer.Option(DEFAULTS.clip, "--clip", callback=at_least("--clip", 0),
                                help="Gradient-norm clipping (0: off)."),
     ema: float = typer.Option(DEFAULTS.ema, "--ema", callback=at_least("--ema", 0),
                               help="EMA decay of the student's weights within a round (0: off, the raw weights)."),
     guide: Optional[str] = GUIDE,
     guidance: Optional[float] = typer.Option(
-        None, "--guidance", help="With --guide: the weight w, x0 = x0_guide + w (x0 - x0_guide) [default: 3]."),
+        None, "--guidance", help="With --guide: the weight w, x0 = x0_guide + w (x0 - x0_guide) (default: 3)."),
     batch: int = batch_option(DEFAULTS.batch),
     seed: int = seed_option(0),
     time_limit: Optional[str] = TIME_LIMIT,
