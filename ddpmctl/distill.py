@@ -163,6 +163,9 @@ def teacher_grid(model, cfg: DistillConfig) -> tuple[torch.Tensor, int]:
             raise InputError(f"--from-steps {cfg.from_steps}: the teacher is a student distilled for {k} steps")
         return torch.tensor([float(t) for t in rec["times"]], dtype=torch.float64), k
     n = DEFAULT_FROM_STEPS if cfg.from_steps is None else int(cfg.from_steps)
+    T = model.process.max_steps
+    if T is not None and n > T:
+        raise InputError(f"--from-steps {n}: the teacher's ddpm process has T = {T} steps (at most T)")
     return S.plan(model.process, "ddim", n).times, n
 
 
