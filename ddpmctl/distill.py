@@ -195,6 +195,7 @@ def plan_distill(
     cfg = copy.deepcopy(cfg).validate()
     model = load_model(teacher)
     check_teacher(model, teacher)
+    cfg = cfg.with_teacher_defaults(model.meta.get("train") or {})
     times, n = teacher_grid(model, cfg)
     rounds = check_steps(n, cfg.to_steps)
     guide_model = None

@@ -5,7 +5,7 @@ without torch (docs/startup.md); ``ddpmctl.distill`` re-exports every name defin
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from ddpmctl.errors import InputError
 
@@ -28,8 +28,8 @@ class DistillConfig:
     to_steps: int = 4  # the last student's steps; from_steps / to_steps must be a power of 2 (>= 2)
     steps_per_round: int = 1000  # optimizer updates per round
     batch: int = 64
-    lr: float = 1e-4
-    optimizer: str = "adamw"  # adamw | muon (train.optim)
+    lr: float | None = None  # peak per round; None: the teacher's training lr (its config), else 2e-4
+    optimizer: str | None = None  # adamw | muon (train.optim); None: the teacher's, else adamw
     warmup: int | None = None  # per round; default train.config.default_warmup(steps_per_round)
     clip: float = 1.0  # gradient-norm clipping (0: off)
     ema: float = 0.0  # EMA decay of the student's weights within a round (0: off; the student is the raw weights)
@@ -45,14 +45,23 @@ class DistillConfig:
                 raise InputError(f"--{name.replace('_', '-')}: must be >= 1, got {getattr(self, name)}")
         if self.from_steps is not None:
             check_steps(self.from_steps, self.to_steps)
-        for name, ok in (("lr", self.lr > 0), ("clip", self.clip >= 0), ("ema", 0 <= self.ema < 1)):
-            if not ok or not math.isfinite(getattr(self, name)):
-                raise InputError(f"--{name}: out of range, got {getattr(self, name)}")
-        if self.optimizer not in ("adamw", "muon"):
+        ranges = (("lr", self.lr is None or self.lr > 0), ("clip", self.clip >= 0), ("ema", 0 <= self.ema < 1))
+        for name, ok in ranges:
+            value = getattr(self, name)
+            if not ok or (value is not None and not math.isfinite(value)):
+                raise InputError(f"--{name}: out of range, got {value}")
+        if self.optimizer not in (None, "adamw", "muon"):
             raise InputError(f"--optimizer: '{self.optimizer}' is not one of adamw, muon")
         if self.time_limit is not None and not self.time_limit > 0:
             raise InputError(f"--time-limit: must be > 0, got {self.time_limit}")
         return self
+
+    def with_teacher_defaults(self, train: dict) -> DistillConfig:
+        """The optimizer and peak lr left open (None) set to those the teacher was trained with
+        (``train``: its checkpoint's training config), else AdamW at 2e-4 (``train``'s defaults)."""
+        optimizer = self.optimizer or train.get("optimizer") or "adamw"
+        lr = self.lr if self.lr is not None else float(train.get("lr") or 2e-4)
+        return replace(self, optimizer=optimizer, lr=lr).validate()
 
     def optim_config(self):
         """The training options of one round (``train.TrainConfig``): what ``train.optim`` reads."""

@@ -138,7 +138,8 @@ def test_cli_distils_writes_students_that_sample_with_their_recorded_nfe_and_res
     r = run_cli("info", out, "--json")
     d = json.loads(r.stdout)["ddpmctl"]["distill"]
     assert (d["rounds"], d["steps"], d["from_steps"], d["updates"]) == (2, 2, 8, [5, 5])
-    assert d["teacher"] == str((teacher / "t").resolve())
+    assert d["teacher"] == str((teacher / "t").resolve()) and d["guide"] is None
+    assert (d["config"]["lr"], d["config"]["optimizer"]) == (2e-3, "adamw")  # the teacher's, from its config
     r = run_cli("sample", out, "--steps", 3, "-o", tmp_path / "y.npy")  # not the steps it was distilled for
     assert r.returncode == 2 and len(r.stderr.splitlines()) == 1 and b"distilled for 2 steps" in r.stderr
     r = run_cli("sample", out, "--sampler", "ode", "-n", 4, "-o", tmp_path / "z.npy", "--json")  # its own grid
@@ -177,3 +178,29 @@ def test_an_image_model_on_a_discrete_process_distils_on_its_ddim_grid(tmp_path)
     assert r.returncode == 0 and json.loads(r.stdout)["nfe"] == 2
     x = np.load(tmp_path / "x2.npy")
     assert x.shape == (3, 1, 8, 8) and x.min() >= 0 and x.max() <= 1
+    # restore takes the student like any other checkpoint (its methods on their own grids)
+    r = run_cli("degrade", tmp_path / "x2.npy", "--task", "denoise", "--noise", "0.1", "-o", tmp_path / "y.npy")
+    assert r.returncode == 0, r.stderr
+    r = run_cli("restore", tmp_path / "s", tmp_path / "y.npy", "--steps", 2, "-o", tmp_path / "r.npy", "--quiet")
+    assert r.returncode == 0 and np.load(tmp_path / "r.npy").shape == (3, 1, 8, 8), r.stderr
+
+
+def test_a_guided_teacher_is_distilled_in_round_one(teacher, tmp_path):
+    """With --guide, round 1's targets are the autoguided DDIM's (Karras et al. 2024): the same run
+    without the guide learns other targets; the student records the guide and needs none."""
+    from ddpmctl.checkpoint import load_model, save_model
+
+    model = load_model(teacher / "t")
+    weak = {k: 0.8 * v for k, v in model.net.state_dict().items()}  # a weaker model of the same data
+    save_model(tmp_path / "weak.safetensors", weak, model.meta)
+    runs = {}
+    for name, extra in (("guided", ["--guide", tmp_path / "weak.safetensors", "--guidance", 3]), ("plain", [])):
+        r = run_cli("distill", teacher / "t", teacher / "g.npy", "--from-steps", 4, "--to-steps", 2, "--batch", 16,
+                    "--steps-per-round", 2, "--device", "cpu", "-o", tmp_path / name, *extra)  # fmt: skip
+        assert r.returncode == 0, r.stderr
+        runs[name] = [json.loads(x)["loss"] for x in (tmp_path / name / "metrics.jsonl").read_text().splitlines()]
+    assert runs["guided"] != runs["plain"]
+    d = load_model(tmp_path / "guided").meta["distill"]
+    assert d["guide"] == str((tmp_path / "weak.safetensors").resolve()) and d["config"]["guidance"] == 3
+    r = run_cli("sample", tmp_path / "guided", "-n", 4, "-o", tmp_path / "x.npy", "--json")
+    assert r.returncode == 0 and json.loads(r.stdout)["nfe"] == 2 and "guidance" not in json.loads(r.stdout)

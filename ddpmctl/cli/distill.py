@@ -44,8 +44,9 @@ STEPS_PER_ROUND = typer.Option(
     help="Optimizer updates per round (fewer if --time-limit ends the round first).",
 )  # fmt: skip
 LR = typer.Option(
-    DEFAULTS.lr, "--lr", callback=at_least("--lr", 0, strict=True),
-    help="Peak learning rate of each round (linear warm-up, then a linear decay to 0 at the round's end).",
+    None, "--lr", callback=at_least("--lr", 0, strict=True),
+    help="Peak learning rate of each round (linear warm-up, then a linear decay to 0 at the round's end) "
+         "(default: the teacher's training lr, from its checkpoint).",
 )  # fmt: skip
 GUIDE = typer.Option(
     None, "--guide", metavar="GUIDE",
@@ -68,8 +69,9 @@ def command(
     from_steps: Optional[int] = FROM_STEPS,
     to_steps: int = TO_STEPS,
     steps_per_round: int = STEPS_PER_ROUND,
-    lr: float = LR,
-    optimizer: str = choice_option(DEFAULTS.optimizer, "--optimizer", ("adamw", "muon"), "adamw or muon."),
+    lr: Optional[float] = LR,
+    optimizer: Optional[str] = choice_option(
+        None, "--optimizer", ("adamw", "muon"), "adamw or muon (default: the teacher's, from its checkpoint)."),
     warmup: Optional[int] = typer.Option(
         None, "--warmup", callback=at_least("--warmup", 0),
         help="Linear warm-up updates of each round (default: 5% of --steps-per-round)."),
