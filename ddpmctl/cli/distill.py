@@ -12,6 +12,7 @@ from ddpmctl.cli.common import (
     choice_option,
     device_option,
     emit_json,
+    err,
     flag_option,
     handle_errors,
     json_option,
@@ -126,6 +127,10 @@ def command(
         time_limit=None if time_limit is None else parse_duration(time_limit),
     )  # fmt: skip
     job = plan_distill(teacher, data, output, cfg, guide, resume)  # every check before any work
+    if job.model.prediction in ("eps", "score") and not quiet:
+        err(f"ddpmctl distill: warning: the teacher predicts {job.model.prediction}; its x0 error at high noise "
+            "is its output's times sigma/alpha, so few-step students learn slowly (x0 or v networks distil best; "
+            "docs/distill.md)")  # fmt: skip
     with progress((job.rounds - job.first_round + 1) * steps_per_round, "distill", quiet) as update:
 
         def on_step(info: dict) -> None:
