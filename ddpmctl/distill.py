@@ -185,10 +185,17 @@ def open_teacher_data(path, model):
 
 
 def plan_distill(
-    teacher: str, data: str, out_dir: str, cfg: DistillConfig, guide: str | None = None, resume: bool = False
+    teacher: str,
+    data: str,
+    out_dir: str,
+    cfg: DistillConfig,
+    guide: str | None = None,
+    resume: bool = False,
+    overwrite: bool = False,
 ) -> Job:
     """Check everything before any work: the teacher (and guide), the data, the steps, the output
-    folder; with ``resume``, the last finished round in ``out_dir`` is the next round's teacher."""
+    folder (one holding a student only with ``overwrite``); with ``resume``, the last finished
+    round in ``out_dir`` is the next round's teacher."""
     from ddpmctl.checkpoint import load_model
     from ddpmctl.sampling import check_guide
 
@@ -207,17 +214,26 @@ def plan_distill(
     out = Path(out_dir)
     job = Job(model, guide_model, open_teacher_data(data, model), times, rounds, cfg,
               str(Path(teacher).resolve()), None if guide is None else str(Path(guide).resolve()), out)  # fmt: skip
-    _check_out_dir(out, resume)
+    _check_out_dir(out, resume, overwrite)
     return _resumed(job) if resume else job
 
 
-def _check_out_dir(out: Path, resume: bool) -> None:
+def _students(out: Path) -> list[Path]:
+    """The students a distillation left in ``out`` (model.safetensors and student-K files)."""
+    if not out.is_dir():
+        return []
+    return [p for p in (out / ckpt.MODEL_FILE, *sorted(out.glob(STUDENT_GLOB))) if p.exists()]
+
+
+def _check_out_dir(out: Path, resume: bool, overwrite: bool) -> None:
     if out.exists() and not out.is_dir():
         raise InputError(f"{out}: exists and is not a folder")
     if not out.parent.exists():
         raise InputError(f"{out}: parent folder {out.parent} does not exist")
     if resume and not out.is_dir():
         raise InputError(f"--resume: {out} does not exist (nothing to continue)")
+    if not resume and not overwrite and _students(out):
+        raise InputError(f"{out}: already holds a distilled student (--force to overwrite, --resume to continue)")
 
 
 def _resumed(job: Job) -> Job:
@@ -276,16 +292,20 @@ def distill(
     """Distil the checkpoint ``teacher`` on ``data`` into ``out_dir`` (see the module docstring).
     ``callbacks`` get a dict after every update (round, rounds, steps, step, total, loss). Raises
     InputError before any work, RunError on a non-finite loss."""
-    job = plan_distill(str(teacher), str(data), str(out_dir), cfg or DistillConfig(), guide and str(guide), resume)
-    return run_distill(job, callbacks, overwrite)
+    job = plan_distill(
+        str(teacher), str(data), str(out_dir), cfg or DistillConfig(), guide and str(guide), resume, overwrite
+    )
+    return run_distill(job, callbacks)
 
 
-def run_distill(job: Job, callbacks: list[Callback] | None = None, overwrite: bool = False) -> DistillResult:
-    """Run a planned distillation (``plan_distill``): its rounds, each student saved as it is done."""
+def run_distill(job: Job, callbacks: list[Callback] | None = None) -> DistillResult:
+    """Run a planned distillation (``plan_distill``): its rounds, each student saved as it is done
+    (a new run first drops the students and metrics an earlier one left in the folder)."""
     from ddpmctl.device import resolve_device
 
     if job.first_round == 1:
-        _clear_out_dir(job.out, overwrite)
+        for p in [*_students(job.out), job.out / ckpt.METRICS_FILE]:
+            p.unlink(missing_ok=True)
     job.out.mkdir(exist_ok=True)
     device = resolve_device(job.cfg.device)
     teacher_net, t0 = job.model.net.to(device), time.perf_counter()
@@ -301,16 +321,6 @@ def run_distill(job: Job, callbacks: list[Callback] | None = None, overwrite: bo
     result.elapsed_s = time.perf_counter() - t0
     result.model, result.steps = result.rounds[-1]["file"], result.rounds[-1]["steps"]
     return result
-
-
-def _clear_out_dir(out: Path, overwrite: bool) -> None:
-    """A new distillation: refuse a folder holding one (unless ``overwrite``), then drop its files."""
-    old = [out / ckpt.MODEL_FILE, *out.glob(STUDENT_GLOB)] if out.is_dir() else []
-    old = [p for p in old if p.exists()]
-    if old and not overwrite:
-        raise InputError(f"{out}: already holds a distilled student (--force to overwrite, --resume to continue)")
-    for p in [*old, out / ckpt.METRICS_FILE]:
-        p.unlink(missing_ok=True)
 
 
 def _teacher_denoiser(job: Job, r: int, net, device) -> Denoiser:

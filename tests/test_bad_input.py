@@ -509,6 +509,7 @@ OPTION_CASES = [
     ("distill-guidance-without-guide", ["distill", "{d}/ck", "{d}/imgs.npy", "--guidance", "2", "-o", "{o}/st"], ["--guidance", "--guide"]),
     ("distill-bad-guide", ["distill", "{d}/ck", "{d}/imgs.npy", "--from-steps", "8", "--guide", "{d}/ck16", "-o", "{o}/st"], ["--guide", "data shape"]),
     ("distill-resume-nothing", ["distill", "{d}/ck", "{d}/imgs.npy", "--from-steps", "8", "--resume", "-o", "{o}/st"], ["--resume", "holds a finished distillation"]),
+    ("distill-existing-output", ["distill", "{d}/ck", "{d}/imgs.npy", "--from-steps", "8", "-o", "{o}/st"], ["st", "already holds", "--force"]),
     ("distill-output-parent", ["distill", "{d}/ck", "{d}/imgs.npy", "--from-steps", "8", "-o", "{o}/no/st"], ["parent folder"]),
     ("distill-lr-zero", ["distill", "{d}/ck", "{d}/imgs.npy", "--lr", "0", "-o", "{o}/st"], ["--lr", "0"]),
     ("distill-time-limit", ["distill", "{d}/ck", "{d}/imgs.npy", "--time-limit", "soon", "-o", "{o}/st"], ["--time-limit", "soon"]),

@@ -126,7 +126,7 @@ def command(
         guidance=(3.0 if guidance is None else guidance) if guide is not None else 1.0,
         time_limit=None if time_limit is None else parse_duration(time_limit),
     )  # fmt: skip
-    job = plan_distill(teacher, data, output, cfg, guide, resume)  # every check before any work
+    job = plan_distill(teacher, data, output, cfg, guide, resume, force)  # every check before any work
     if job.model.prediction in ("eps", "score") and not quiet:
         err(f"ddpmctl distill: warning: the teacher predicts {job.model.prediction}; its x0 error at high noise "
             "is its output's times sigma/alpha, so few-step students learn slowly (x0 or v networks distil best; "
@@ -139,7 +139,7 @@ def command(
                 fields["loss"] = info["loss"]
             update(1, **fields)
 
-        result = run_distill(job, [on_step], overwrite=force)
+        result = run_distill(job, [on_step])
     _report(result, teacher, json_out, quiet)
 
 
