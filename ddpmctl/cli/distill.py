@@ -21,7 +21,7 @@ from ddpmctl.cli.common import (
     seed_option,
 )
 from ddpmctl.cli.train import parse_duration
-from ddpmctl.distill_options import DEFAULT_FROM_STEPS, DistillConfig, student_file
+from ddpmctl.distill_options import DEFAULT_FROM_STEPS, DistillConfig
 from ddpmctl.errors import InputError
 
 DEFAULTS = DistillConfig()
@@ -153,8 +153,9 @@ def _report(result, teacher: str, json_out: bool, quiet: bool) -> None:
         loss = "n/a" if r["loss"] is None else f"{r['loss']:.4g}"
         print(f"round {r['round']}: {r['steps']}-step student, {r['updates']} updates, loss {loss}, "
               f"{r['seconds']:.1f} s -> {r['file']}")  # fmt: skip
+    earlier = [r["file"] for r in result.rounds[:-1]]
     print(
         f"distilled {teacher} into a {result.steps}-step student in {result.elapsed_s:.1f} s: {result.model}; "
-        f"'ddpmctl sample {result.out_dir}' samples with {result.steps} NFE "
-        f"(earlier rounds: {result.out_dir}/{student_file(2 * result.steps)} ...)"
+        f"'ddpmctl sample {result.out_dir}' samples with {result.steps} NFE"
+        + (f" (the {2 * result.steps}-step student: {earlier[-1]})" if earlier else "")
     )
