@@ -209,13 +209,14 @@ class SamplePlan:
 
 def plan_sample(
     model,
-    sampler: str = "ode",
+    sampler: str | None = None,
     n: int = 64,
     steps: int | None = None,
     batch: int | None = None,
     options: SampleOptions = SampleOptions(),
 ) -> SamplePlan:
-    """Check a ``generate`` run and fill in its defaults (InputError naming the option)."""
+    """Check a ``generate`` run and fill in its defaults (InputError naming the option); ``sampler``
+    None is the model's recorded sampler (``recorded_sampling``), else ode."""
     n = int(n)
     if n < 1:
         raise InputError(f"-n: must be >= 1, got {n}")
@@ -231,19 +232,42 @@ def plan_sample(
     if options.labels is not None or options.cfg is not None:
         labels = check_classes(model, options.labels, options.cfg, options.start_index + n, options.guide)
         options = dataclasses.replace(options, labels=labels, cfg=DEFAULT_CFG if options.cfg is None else options.cfg)
+    sampler, times = recorded_sampling(model, sampler, steps, options.spacing)
     if options.start is not None:
         check_start(model, options.start, sampler, options.start_index + n)
     given = {k: getattr(options, k) for k in SAMPLER_KEYWORDS}
-    plan = S.plan(model.process, sampler, steps, options.spacing, options.rho, **given)
+    plan = S.plan(model.process, sampler, steps, options.spacing, options.rho, times, **given)
     if options.trajectory_at is not None:  # checked against the grid before any work
         options = dataclasses.replace(options, trajectory_at=tuple(options.trajectory_at))
         trajectory_frames(plan.times, options.trajectory, options.trajectory_at)
     return SamplePlan(plan, n, batch, options)
 
 
+def recorded_sampling(model, sampler: str | None, steps: int | None, spacing: str | None) -> tuple[str, list | None]:
+    """(the sampler, the grid to use as it is or None) of a run. A checkpoint may record how it
+    samples (metadata ``"sampling"``: a student of ``ddpmctl distill`` records ddim and the K-step
+    grid it was distilled on, docs/distill.md): without --sampler, or with that sampler, its grid
+    is used, and --steps other than K or a --spacing is an InputError (the student was trained at
+    those K times only); other samplers make their own grids. Else ``sampler`` or ode."""
+    rec = (getattr(model, "meta", None) or {}).get("sampling")
+    if not rec:
+        return sampler or "ode", None
+    name, k = rec["sampler"], int(rec["steps"])
+    if sampler not in (None, name):
+        return sampler, None
+    if steps is not None and int(steps) != k:
+        raise InputError(
+            f"--steps {steps}: this checkpoint was distilled for {k} steps on its own grid; it samples with "
+            f"{k} (students with fewer steps are distill's other rounds, student-K.safetensors)"
+        )
+    if spacing is not None:
+        raise InputError(f"--spacing: this checkpoint samples on the grid it was distilled on ({k} steps)")
+    return name, [float(t) for t in rec["times"]]
+
+
 def generate(
     model,
-    sampler: str = "ode",
+    sampler: str | None = None,
     n: int = 64,
     steps: int | None = None,
     seed: int = 0,

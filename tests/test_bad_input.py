@@ -85,6 +85,9 @@ def _checkpoints(d: Path) -> None:
     (d / "ckpts").mkdir()
     save_model(d / "ckpts" / "model.safetensors", build_net(pcfg), make_meta(pcfg, ddpm, "eps", "points", (2,), IDENTITY_NORMALIZATION))
 
+    (d / "ckve").mkdir()  # a points model of the ve process (distill refuses it)
+    save_model(d / "ckve" / "model.safetensors", build_net(pcfg), make_meta(pcfg, make_process("ve"), "eps", "points", (2,), IDENTITY_NORMALIZATION))
+
     (d / "trunc.safetensors").write_bytes(good[: len(good) // 2])
     (d / "trunc_header.safetensors").write_bytes(good[:20])
     (d / "empty.safetensors").write_bytes(b"")
@@ -339,6 +342,9 @@ def _ckpt_cases():
     for cid in ("trunc", "trunc_header", "corrupt", "hugeheader", "pickle", "nomodel", "missing"):
         f, words = next((f, w) for c, f, w in CKPT_CORPUS if c == cid)
         cases.append((f"info-ckpt-{cid}", ["info", f"{{d}}/{f}"], [f]))
+    for cid in ("trunc", "foreign", "badprocess", "mismatch", "nomodel", "missing"):
+        f, words = next((f, w) for c, f, w in CKPT_CORPUS if c == cid)
+        cases.append((f"distill-{cid}", ["distill", f"{{d}}/{f}", "{d}/imgs.npy", "-o", "{o}/student"], [f, words]))
     return cases
 
 
@@ -488,6 +494,25 @@ OPTION_CASES = [
     ("train-schedule-file", ["train", "{d}/imgs.npy", "--schedule", "{d}/betas_neg.npy", "--steps", "1", "-o", "{o}/ckpt"], ["betas_neg.npy"]),
     # sample
     ("sample-n-negative", ["sample", "{d}/ck", "-n", "-3", "-o", "{o}/out.npy"], ["-n", "-3"]),
+    # distill (the teacher {d}/ck: ddpm, T = 50, 1x8x8 images)
+    ("distill-steps-not-power-of-2", ["distill", "{d}/ck", "{d}/imgs.npy", "--from-steps", "12", "--to-steps", "4", "-o", "{o}/st"], ["--from-steps 12", "power of 2"]),
+    ("distill-steps-equal", ["distill", "{d}/ck", "{d}/imgs.npy", "--from-steps", "4", "--to-steps", "4", "-o", "{o}/st"], ["--to-steps 4", "power of 2"]),
+    ("distill-to-steps-zero", ["distill", "{d}/ck", "{d}/imgs.npy", "--to-steps", "0", "-o", "{o}/st"], ["--to-steps", "0"]),
+    ("distill-steps-above-T", ["distill", "{d}/ck", "{d}/imgs.npy", "--from-steps", "64", "-o", "{o}/st"], ["--from-steps 64", "T = 50"]),
+    ("distill-ve-teacher", ["distill", "{d}/ckve", "{d}/pts.npy", "-o", "{o}/st"], ["ckve", "variance-preserving", "is ve"]),
+    ("distill-conditional-teacher", ["distill", "{d}/ckcond", "{d}/imgs.npy", "-o", "{o}/st"], ["ckcond", "class-conditional"]),
+    ("distill-missing-data", ["distill", "{d}/ck", "{d}/nosuch.npy", "--from-steps", "8", "-o", "{o}/st"], ["nosuch.npy", "no such file"]),
+    ("distill-pickled-data", ["distill", "{d}/ck", "{d}/pickled.npy", "--from-steps", "8", "-o", "{o}/st"], ["pickled.npy", "never unpickles"]),
+    ("distill-data-shape", ["distill", "{d}/ck", "{d}/imgs3.npy", "--from-steps", "8", "-o", "{o}/st"], ["imgs3.npy", "shape [3, 32, 32]", "[1, 8, 8]"]),
+    ("distill-points-for-images", ["distill", "{d}/ck", "{d}/pts.npy", "--from-steps", "8", "-o", "{o}/st"], ["pts.npy", "points"]),
+    ("distill-no-output", ["distill", "{d}/ck", "{d}/imgs.npy", "--from-steps", "8"], ["-o"]),
+    ("distill-guidance-without-guide", ["distill", "{d}/ck", "{d}/imgs.npy", "--guidance", "2", "-o", "{o}/st"], ["--guidance", "--guide"]),
+    ("distill-bad-guide", ["distill", "{d}/ck", "{d}/imgs.npy", "--from-steps", "8", "--guide", "{d}/ck16", "-o", "{o}/st"], ["--guide", "data shape"]),
+    ("distill-resume-nothing", ["distill", "{d}/ck", "{d}/imgs.npy", "--from-steps", "8", "--resume", "-o", "{o}/st"], ["--resume", "holds a finished distillation"]),
+    ("distill-existing-output", ["distill", "{d}/ck", "{d}/imgs.npy", "--from-steps", "8", "-o", "{o}/st"], ["st", "already holds", "--force"]),
+    ("distill-output-parent", ["distill", "{d}/ck", "{d}/imgs.npy", "--from-steps", "8", "-o", "{o}/no/st"], ["parent folder"]),
+    ("distill-lr-zero", ["distill", "{d}/ck", "{d}/imgs.npy", "--lr", "0", "-o", "{o}/st"], ["--lr", "0"]),
+    ("distill-time-limit", ["distill", "{d}/ck", "{d}/imgs.npy", "--time-limit", "soon", "-o", "{o}/st"], ["--time-limit", "soon"]),
     ("sample-steps-zero", ["sample", "{d}/ck", "--steps", "0", "-o", "{o}/out.npy"], ["--steps", "0"]),
     ("sample-batch-zero", ["sample", "{d}/ck", "--batch", "0", "-o", "{o}/out.npy"], ["--batch", "0"]),
     ("sample-sampler-unknown", ["sample", "{d}/ck", "--sampler", "magic", "-o", "{o}/out.npy"], ["--sampler", "magic"]),

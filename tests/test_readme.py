@@ -19,6 +19,7 @@ TINY = [
     (r"ddpmctl train ((?:tri|shapes)\S*\.npy)", r"ddpmctl train \1 --base 8 --mults 1,2 --attn none --batch 16"),
     (r"ddpmctl train (roll\S*\.npy)", r"ddpmctl train \1 --base 16"),
     (r"--kid-subset-size \d+", "--kid-subset-size 8"),
+    (r"--steps-per-round \d+", "--steps-per-round 2 --batch 8"),
 ]
 
 

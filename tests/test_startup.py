@@ -53,6 +53,7 @@ TORCH_FREE = [
     "ddpmctl.restore_registry",
     "ddpmctl.nll_options",
     "ddpmctl.fid_options",
+    "ddpmctl.distill_options",
     "ddpmctl.datasets",
     "ddpmctl.fileinfo",
     "ddpmctl.io",

@@ -30,6 +30,7 @@ COMMANDS = [
     ("restore", "restore", "Restore observations y = A x + n with a diffusion prior."),
     ("train", "train", "Train a denoising network (U-Net or MLP); write checkpoints."),
     ("sample", "sample", "Generate samples from a checkpoint with any sampler."),
+    ("distill", "distill", "Distil a checkpoint into a student that samples in 1-4 steps."),
     ("encode", "encode", "Encode data to latents along the probability-flow ODE."),
     ("nll", "nll", "Negative log-likelihood of data, in bits per dimension."),
     ("interpolate", "interpolate", "Interpolate between pairs through their latents (slerp)."),

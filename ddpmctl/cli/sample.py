@@ -36,7 +36,7 @@ SAMPLER_HELP = (
         f"{s.name} ({s.help}{', ' + '/'.join(k.upper() for k in s.processes) + ' models only' if s.processes else ''})"
         for s in S.SAMPLERS_BY_NAME.values()
     )
-    + "."
+    + " (default: ode; a student of 'ddpmctl distill': ddim on the grid it was distilled on)."
 )
 SOLVER_HELP = (
     "ode: " + ", ".join(f"{s.name} ({s.help})" for s in S.ODE_SOLVERS.values()) + f" (default: {S.DEFAULT_SOLVER})."
@@ -223,7 +223,7 @@ PREVIEW = typer.Option(
 @handle_errors("sample")
 def command(
     checkpoint: str = CHECKPOINT,
-    sampler: str = choice_option("ode", "--sampler", S.SAMPLERS, SAMPLER_HELP),
+    sampler: Optional[str] = choice_option(None, "--sampler", S.SAMPLERS, SAMPLER_HELP),
     solver: Optional[str] = choice_option(None, "--solver", S.SOLVERS, SOLVER_HELP),
     steps: Optional[int] = steps_option(STEPS_HELP),
     n: int = n_option(64),
@@ -261,12 +261,12 @@ def command(
 ) -> None:
     """Generate samples from a trained checkpoint alone, with any sampler; reports the exact NFE.
 
-    The default is the ODE with DPM-Solver++(3M), 20 steps on a log-SNR grid (20 NFE). --steps K
-    is always K steps (on a DDPM checkpoint: K distinct training steps). Images are written in
-    [0, 1], points as they are: .npy, a .png grid (points: a scatter plot) or a folder of PNGs.
-    Given a mixture .npz (make-data gmm), samples its exact model: a perfect denoiser in closed
-    form, to see what a sampler does with a perfect score (and reports how close the samples are
-    to the mixture).
+    The default is the ODE with DPM-Solver++(3M), 20 steps on a log-SNR grid (20 NFE); a 'distill'
+    student's is DDIM on its K-step grid. --steps K is always K steps (on a DDPM checkpoint: K
+    distinct training steps). Images are written in [0, 1], points as they are: .npy, a .png grid
+    (points: a scatter plot) or a folder of PNGs. Given a mixture .npz (make-data gmm), samples its
+    exact model: a perfect denoiser in closed form, to see what a sampler does with a perfect score
+    (and reports how close the samples are to the mixture).
 
     Example: ddpmctl sample runs/triangles -n 64 -o samples.png
 

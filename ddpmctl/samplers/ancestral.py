@@ -63,13 +63,24 @@ def ddim_step(
         x_s = alpha_s x0 + sqrt(sigma_s^2 - c^2) eps + c z,   c^2 = eta^2 sigma_{t|s}^2 sigma_s^2 / sigma_t^2.
 
     eta = 0 is deterministic (Euler on the probability-flow ODE in sigma~ = sigma/alpha);
-    eta = 1 makes c^2 the posterior variance, which is the ancestral (DDPM) step."""
-    a_s, s_s = _f(process.alpha(s)), _f(process.sigma(s))
-    var = eta**2 * _f(posterior(process, s, t)[2]) if eta > 0 and s_s > 0 else 0.0
-    out = a_s * pred.x0 + math.sqrt(max(s_s**2 - var, 0.0)) * pred.eps
-    if var > 0 and noise is not None:
-        out = out + math.sqrt(var) * noise
+    eta = 1 makes c^2 the posterior variance, which is the ancestral (DDPM) step.
+
+    ``t`` and ``s`` are one time each (a sampler's grid) or one per sample, (B,) tensors
+    (``ddpmctl.distill`` steps a batch drawn at several times of its grid)."""
+    a_s, s_s = process.alpha(s), process.sigma(s)  # float64
+    var = eta**2 * posterior(process, s, t)[2] * (s_s > 0) if eta > 0 else torch.zeros_like(s_s)
+    out = _coef(a_s, x) * pred.x0 + _coef(torch.sqrt((s_s**2 - var).clamp(min=0.0)), x) * pred.eps
+    if noise is not None and bool((var > 0).any()):
+        out = out + _coef(torch.sqrt(var), x) * noise
     return out
+
+
+def _coef(c: torch.Tensor, x: torch.Tensor):
+    """A step's coefficient: a Python float for one time, or per sample ((B,) float64) shaped to
+    broadcast against x (B, ...) in x's dtype."""
+    if c.ndim == 0:
+        return float(c)
+    return c.to(device=x.device, dtype=x.dtype).reshape(c.shape + (1,) * (x.ndim - c.ndim))
 
 
 def langevin_step(x: torch.Tensor, score: torch.Tensor, step: float, noise: torch.Tensor) -> torch.Tensor:

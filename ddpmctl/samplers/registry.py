@@ -177,12 +177,21 @@ def parse_options(pairs: Sequence[str] | None) -> dict[str, str]:
 
 
 def plan(
-    process: Process, sampler: str, steps: int | None = None, spacing: str | None = None, rho: float = 7.0, **options
+    process: Process,
+    sampler: str,
+    steps: int | None = None,
+    spacing: str | None = None,
+    rho: float = 7.0,
+    times: Sequence[float] | None = None,
+    **options,
 ) -> Plan:
     """Check ``sampler`` and its ``options`` (``solver``, ``eta``, ``snr``, ...; those it does not
     take are ignored, except ``solver``) against ``process``, fill in the defaults and make the
-    time grid."""
-    from ddpmctl.schedules import make_times  # torch, which a process has imported already
+    time grid; ``times`` is a grid given as it is (t_max ... 0: a distilled student's, which it
+    was trained on), instead of ``steps`` and ``spacing``."""
+    import torch  # which a process has imported already
+
+    from ddpmctl.schedules import make_times
 
     record = get_sampler(sampler)
     record.check_process(process)
@@ -195,6 +204,8 @@ def plan(
     for check in (record.check, solver.check if solver else None):
         if check is not None:
             check(kwargs)
+    if times is not None:
+        return Plan(record, solver, spacing or "recorded", torch.as_tensor(times, dtype=torch.float64), kwargs)
     steps = record.default_steps(process, solver) if steps is None else int(steps)
     # a sampler's "uniform" default is the process's own default grid (EDM, whose t = sigma: karras)
     spacing = spacing or (process.default_spacing if record.spacing == "uniform" else record.spacing)
