@@ -19,16 +19,20 @@ def wilson(p: float, n: int, z: float = 1.96) -> tuple[float, float]:
     return centre - half, centre + half
 
 
-def last_metrics(path: Path) -> dict:
-    lines = [line for line in path.read_text().splitlines() if line.strip()]
-    return json.loads(lines[-1])
+def final_metrics(path: Path, last: int = 10) -> dict:
+    """The last logged record, with ``loss`` replaced by the mean of the last ``last`` logged losses
+    (one logged loss is one batch's: too noisy to compare runs)."""
+    records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    records = [r for r in records if "loss" in r]
+    tail = records[-last:]
+    return {**tail[-1], "loss": sum(r["loss"] for r in tail) / len(tail)}
 
 
 def row(out: Path, name: str) -> str:
     clean = json.loads((out / f"clean-{name}.json").read_text())
     fid = json.loads((out / f"fid-{name}.json").read_text())
     bpd = json.loads((out / f"bpd-{name}.json").read_text())
-    m = last_metrics(out / f"ckpt-{name}" / "metrics.jsonl")
+    m = final_metrics(out / f"ckpt-{name}" / "metrics.jsonl")
     lo, hi = wilson(clean["clean_fraction"], clean["n"])
     return (
         f"| {name} | {100 * clean['clean_fraction']:.1f}% ({100 * lo:.1f}-{100 * hi:.1f}) | {clean['n']} "
@@ -39,7 +43,7 @@ def row(out: Path, name: str) -> str:
 
 def main() -> None:
     out, names = Path(sys.argv[1]), sys.argv[2:]
-    print("| run | clean (95% CI) | samples | raw FID | bits/dim (vlb) | final loss | steps | train s |")
+    print("| run | clean (95% CI) | samples | raw FID | bits/dim (vlb) | final loss (mean of last 10 logged) | steps | train s |")
     print("|---|---|---|---|---|---|---|---|")
     for name in names:
         print(row(out, name))
