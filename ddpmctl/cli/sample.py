@@ -208,7 +208,7 @@ PREVIEW = typer.Option(
 @handle_errors("sample")
 def command(
     checkpoint: str = CHECKPOINT,
-    sampler: str = choice_option("ode", "--sampler", S.SAMPLERS, SAMPLER_HELP),
+    sampler: str = choice_option(S.DEFAULT_SAMPLER, "--sampler", S.SAMPLERS, SAMPLER_HELP),
     solver: Optional[str] = choice_option(None, "--solver", S.SOLVERS, SOLVER_HELP),
     steps: Optional[int] = steps_option(STEPS_HELP),
     n: int = n_option(64),
