@@ -83,8 +83,9 @@ def test_flipped_and_noisy_conditions_follow_the_batch(tmp_path):
     def batch(cfg, step):
         cfg.validate()
         data = attach_condition(TrainData(images, "images", SHAPE, IMAGE_NORMALIZATION, "x"), cfg)
-        run = SimpleNamespace(cfg=cfg, data=data, step=step, dist=SimpleNamespace(rank=0, world=1), device=cpu,
-                              objective=Objective(make_process("ddpm", T=50)), stream=IndexStream(len(images), 0))  # fmt: skip
+        objective, stream = Objective(make_process("ddpm", T=50)), IndexStream(len(images), 0)
+        one = SimpleNamespace(rank=0, world=1)
+        run = SimpleNamespace(cfg=cfg, data=data, step=step, dist=one, device=cpu, objective=objective, stream=stream)
         x0, _, _, _, kw = draw_batch(run, torch.Generator(), torch.Generator(), False)
         return x0, kw["image_cond"], run.stream.batch(step, cfg.batch)
 
