@@ -188,14 +188,12 @@ def command(
     from ddpmctl.restore import RestoreOptions, check_observation, plan_restore, run_restore
 
     _check_outputs(output, std)
-    given = dict(eta=eta, zeta=zeta, jump_length=jump_length, jump_n=jump_n, **parse_options(option))
+    given = dict(eta=eta, zeta=zeta, jump_length=jump_length, jump_n=jump_n, sampler=sampler, **parse_options(option))
     dev = resolve_device(device)
     model = load_model(checkpoint, device=dev)
     y = _read_observation(observation)
     labels = sample_labels(model.class_names, klass, None, None, len(y))
-    options = RestoreOptions(
-        **given, samples=samples, return_std=std is not None, labels=labels, cfg=cfg, sampler=sampler
-    )
+    options = RestoreOptions(**given, samples=samples, return_std=std is not None, labels=labels, cfg=cfg)
     op, sigma, _ = observation_operator(
         observation, y.shape, model.data_shape, task=task, noise=noise,
         box=box, mask=mask, scale=scale, kernel_sigma=kernel_sigma, kernel_size=kernel_size,
@@ -205,15 +203,20 @@ def command(
     y_checked = check_observation(model, y, op)
     with progress(job.progress_total, f"restore {job.method.name}", quiet=quiet) as update:
         result = run_restore(model, job, y_checked, op, sigma, seed, dev, update)
-    x, info = result[0], result[-1]
-    _write(output, op, y, x, clean, model.data_kind, info)
+    _write(output, op, y, result[0], clean, model.data_kind, result[-1])
+    _finish(result, output, std, json_out, model.data_kind, op, sigma)
+
+
+def _finish(result: tuple, output: str, std: Optional[str], json_out: bool, data_kind: str, op, sigma: float) -> None:
+    """Write the --std map and report (one JSON object with --json, lines for people otherwise)."""
+    info = result[-1]
     if std is not None:
         io.save_npy(std, result[1])
         info["std"] = std
     if json_out:
         emit_json({**info, "output": output})
     else:
-        _report(info, model.data_kind, op, sigma, output, std)
+        _report(info, data_kind, op, sigma, output, std)
 
 
 def _check_outputs(output: str, std: Optional[str]) -> None:

@@ -115,6 +115,22 @@ SIGMA_DATA = typer.Option(
     "(default 0.5; standardised points have 1).",
 )
 
+LABEL_DROPOUT = typer.Option(
+    None, "--label-dropout", help="With labels: probability of the null class (unconditional) (default 0.1)."
+)
+CONDITION = typer.Option(
+    None,
+    "--condition",
+    metavar="sr:F",
+    help="SR3: condition the network on the bicubic upsampling of the x F average-pooled image (what 'degrade "
+    "--task sr --scale F' writes); restore with --method sr3.",
+)
+CONDITION_NOISE = typer.Option(
+    None,
+    "--condition-noise",
+    help="With --condition: std of Gaussian noise added to the low-resolution training image, in image units "
+    "[0, 1] like 'degrade --noise' (default 0).",
+)
 PREDICTION = typer.Option(
     None,
     "--prediction",
@@ -167,14 +183,9 @@ def command(
     labels: Optional[str] = typer.Option(None, "--labels", help="Class labels (.npy, one integer per sample): train "
                                          "a class-conditional model [default: DATA.labels.npy when it exists]."),
     no_labels: bool = flag_option("--no-labels", help="Ignore DATA.labels.npy: train an unconditional model."),
-    label_dropout: Optional[float] = typer.Option(
-        None, "--label-dropout", help="With labels: probability of the null class (unconditional) (default 0.1)."),
-    condition: Optional[str] = typer.Option(
-        None, "--condition", metavar="sr:F", help="SR3: condition the network on the bicubic upsampling of the "
-        "x F average-pooled image (what 'degrade --task sr --scale F' writes); restore with --method sr3."),
-    condition_noise: Optional[float] = typer.Option(
-        None, "--condition-noise", help="With --condition: std of Gaussian noise added to the low-resolution "
-        "training image, in image units [0, 1] like 'degrade --noise' (default 0)."),
+    label_dropout: Optional[float] = LABEL_DROPOUT,
+    condition: Optional[str] = CONDITION,
+    condition_noise: Optional[float] = CONDITION_NOISE,
     seed: Optional[int] = seed_option(None, "(default 0)"),
     device: Optional[str] = device_option(None),
     bf16: Optional[bool] = flag_option("--bf16/--no-bf16", help="bf16 autocast on CUDA (default on).", default=None),
@@ -197,11 +208,10 @@ def command(
     flags = dict(steps=steps, epochs=epochs, batch=batch, lr=lr, optimizer=optimizer, warmup=warmup,
                  lr_schedule=lr_schedule, weight_decay=weight_decay, clip=clip, ema=ema, sde=sde, schedule=schedule,
                  T=T, p_mean=p_mean, p_std=p_std, sigma_data=sigma_data, prediction=prediction, loss=loss,
-                 min_snr=min_snr, normalize=normalize, hflip=hflip, seed=seed,
+                 min_snr=min_snr, normalize=normalize, hflip=hflip, seed=seed, condition_noise=condition_noise,
                  device=device, bf16=bf16, compile=compile_, log_every=log_every, save_every=save_every,
                  sample_every=sample_every, time_limit=None if time_limit is None else parse_duration(time_limit),
                  snapshots=list(snapshot) if snapshot else None, label_dropout=label_dropout, condition=condition,
-                 condition_noise=condition_noise,
                  labels=_labels_flag(data, labels, no_labels, resume))
     # fmt: on
     cfg = _config(resume, config, flags, no_labels)
