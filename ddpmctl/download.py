@@ -16,10 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import http.client
 import os
-import urllib.error
-import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
@@ -109,6 +106,12 @@ def download(url: str, dest: str | os.PathLike, md5: str, reporter: Reporter | N
 
 
 def _download(url: str, dest: Path, md5: str, reporter: Reporter | None) -> None:
+    # the network modules are imported here, where they are used: about 20 ms that every other
+    # make-data run (a synthetic set, a folder, a cached file) does not pay (docs/startup.md)
+    import http.client
+    import urllib.error
+    import urllib.request
+
     try:
         response = urllib.request.urlopen(url, timeout=TIMEOUT)
     except urllib.error.HTTPError as e:
@@ -133,6 +136,8 @@ def _download(url: str, dest: Path, md5: str, reporter: Reporter | None) -> None
 
 
 def _read_block(response, url: str, dest: Path) -> bytes:
+    import http.client  # loaded by ``_download`` already: a lookup in sys.modules
+
     try:
         return response.read(CHUNK)
     except (OSError, http.client.HTTPException) as e:  # a timeout or a reset connection mid-transfer

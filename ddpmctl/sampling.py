@@ -166,6 +166,7 @@ class SampleOptions:
     restart_steps: int | None = None
     clip_x0: bool | None = None
     trajectory: int = 0
+    trajectory_at: Sequence[float] | None = None  # times to keep instead of K evenly spaced frames
     start_index: int = 0
     amp: bool = False
     guide: Any = None
@@ -204,6 +205,14 @@ class SamplePlan:
     def label(self) -> str:
         return self.plan.sampler.name + (f"/{self.plan.solver.name}" if self.plan.solver else "")
 
+    @property
+    def frames(self) -> list[int]:
+        """The step indices a trajectory keeps (``trajectory_frames``); [] without a trajectory."""
+        o = self.options
+        if not o.trajectory and o.trajectory_at is None:
+            return []
+        return trajectory_frames(self.plan.times, o.trajectory, o.trajectory_at)
+
 
 def plan_sample(
     model,
@@ -234,6 +243,9 @@ def plan_sample(
     check_condition(model, options.cond, options.start_index + n)
     given = {k: getattr(options, k) for k in SAMPLER_KEYWORDS}
     plan = S.plan(model.process, sampler, steps, options.spacing, options.rho, **given)
+    if options.trajectory_at is not None:  # checked against the grid before any work
+        options = dataclasses.replace(options, trajectory_at=tuple(options.trajectory_at))
+        trajectory_frames(plan.times, options.trajectory, options.trajectory_at)
     return SamplePlan(plan, n, batch, options)
 
 
@@ -254,9 +266,10 @@ def generate(
 
     Images come back as float32 (N, C, H, W) clipped to [0, 1], points as float32 (N, D) as they
     are. ``info`` holds the sampler settings, ``nfe`` (network evaluations per sample; the max
-    over batches for rk45), ``times`` (the grid), ``seconds`` and, with ``trajectory = K``,
-    ``trajectory`` (float32 (N, K, 2, *shape): [:, k, 0] the state x_t and [:, k, 1] its predicted
-    x0, in data units, not clipped) and ``trajectory_times`` (K times; 0 is the output).
+    over batches for rk45), ``times`` (the grid), ``seconds`` and, with ``trajectory = K`` or
+    ``trajectory_at`` = times (``trajectory_frames``), ``trajectory`` (float32 (N, K, 2, *shape):
+    [:, k, 0] the state x_t and [:, k, 1] its predicted x0, in data units, not clipped) and
+    ``trajectory_times`` (the K kept grid times; 0 is the output).
     ``progress(advance=1)`` is called after every step of every batch.
 
     ``guide`` (a model of the same process and data, typically smaller or trained for less) with
@@ -292,7 +305,7 @@ def run_sample(model, job: SamplePlan, seed: int = 0, device=None, progress=None
     amp = bool(opts.amp) and dev.type == "cuda" and dtype != torch.float64
     denoiser = _sample_denoiser(model, opts, dev)
     shape, norm, n_steps = tuple(model.data_shape), model.normalization, plan.steps
-    frames = trajectory_frames(n_steps, opts.trajectory) if opts.trajectory else []
+    frames = job.frames
     out = np.empty((n, *shape), dtype=np.float32)
     traj = np.empty((n, len(frames), 2, *shape), dtype=np.float32) if frames else None
     report = bool(frames) or plan.free_report  # rk45 pays extra evaluations for reported states
@@ -336,7 +349,9 @@ def run_sample(model, job: SamplePlan, seed: int = 0, device=None, progress=None
     info = _sample_info(model, job, seed, nfes, seconds, dev, denoiser)
     if traj is not None:
         info["trajectory"] = traj
-        info["trajectory_times"] = [float(plan.times[f]) if f < n_steps else 0.0 for f in frames]
+        info["trajectory_times"] = frame_times(plan.times)[frames].tolist()
+        if opts.trajectory_at is not None:
+            info["trajectory_at"] = [float(t) for t in opts.trajectory_at]
     return out, info
 
 
@@ -370,11 +385,40 @@ def _sample_info(model, job: SamplePlan, seed: int, nfes: list[int], seconds: fl
     return info
 
 
-def trajectory_frames(n_steps: int, k: int) -> list[int]:
-    """Which states a K-frame trajectory keeps: step indices 0 (x at t_max) .. n_steps (the output)."""
-    if k <= 1:
-        return [n_steps]
-    return sorted(set(np.round(np.linspace(0, n_steps, k)).astype(int).tolist()))
+def frame_times(times) -> np.ndarray:
+    """The time of each state a trajectory can keep: the grid's t_0 = t_max > t_1 > ... for the
+    states before each step, and 0 for the output (step index n_steps, the final x0)."""
+    t = np.array([float(v) for v in times], dtype=np.float64)
+    t[-1] = 0.0
+    return t
+
+
+def trajectory_frames(times, k: int = 0, at: Sequence[float] | None = None) -> list[int]:
+    """Which states a trajectory keeps, as step indices 0 (x at t_max) .. n_steps (the output) of the
+    time grid ``times`` (n_steps + 1 times, or just n_steps): ``k`` evenly spaced ones, or for
+    each time in ``at`` (the process's units, as ``trajectory_times``) the state at the nearest
+    grid time (``frame_times``; ties go to the larger time). Sorted, each index once."""
+    n_steps = times if isinstance(times, int) else len(times) - 1
+    if at is None:
+        if k <= 1:
+            return [n_steps]
+        return sorted(set(np.round(np.linspace(0, n_steps, k)).astype(int).tolist()))
+    if isinstance(times, int):
+        raise TypeError("trajectory_frames: times to keep need the time grid, not its number of steps")
+    try:
+        at = [float(v) for v in at]
+    except (TypeError, ValueError):
+        raise InputError(f"--trajectory-at: expected numbers, got {list(at)}") from None
+    if not at:
+        raise InputError("--trajectory-at: expected at least one time")
+    if k and k != len(at):
+        raise InputError(f"--trajectory {k} and --trajectory-at ({len(at)} times) disagree: give one of them")
+    grid = frame_times(times)
+    t_max = float(grid[0])
+    for v in at:
+        if not (math.isfinite(v) and 0.0 <= v <= t_max):
+            raise InputError(f"--trajectory-at: {v:g} is outside [0, t_max = {t_max:g}] (the process's time units)")
+    return sorted({int(np.argmin(np.abs(grid - v))) for v in at})
 
 
 def check_start(model, start, sampler: str, rows: int) -> None:
@@ -484,22 +528,30 @@ def place_model(model, device) -> tuple[torch.device, torch.dtype]:
 # trajectory figures
 
 
-def save_trajectory_png(path, traj: np.ndarray, times: list[float], data_kind: str, rows: int = 8) -> None:
+TRAJECTORY_SHOWS = ("both", "x0", "xt")
+
+
+def save_trajectory_png(
+    path, traj: np.ndarray, times: list[float], data_kind: str, rows: int = 8, show: str = "both"
+) -> None:
     """The denoising process as a picture (like the figures of seeds 000, 001 and 004).
 
     Images: for each of the first ``rows`` samples, a row of the states x_t (left: t_max, right:
-    the output) and under it a row of the predicted x0. Points: a scatter panel of x_t per kept
-    time (top) and of the predicted x0 (bottom)."""
+    the output) and under it a row of the predicted x0 (``show`` = "both"); or only the x0 row
+    (``show`` = "x0": seed 004's progressive generation, one row per sample) or only the x_t row
+    (``show`` = "xt"). Points: a scatter panel of x_t per kept time (top) and of the predicted x0
+    (bottom), or the one row ``show`` names."""
     from ddpmctl import io
 
+    if show not in TRAJECTORY_SHOWS:
+        raise InputError(f"--trajectory-show: '{show}' is not one of {', '.join(TRAJECTORY_SHOWS)}")
+    if rows < 1:
+        raise InputError(f"--trajectory-rows: must be >= 1, got {rows}")
+    kinds = {"both": (0, 1), "xt": (0,), "x0": (1,)}[show]
+    k = traj.shape[1]
     if data_kind == "images":
-        m = min(rows, traj.shape[0])
-        k = traj.shape[1]
-        cells = []
-        for i in range(m):
-            cells.extend(traj[i, :, 0])
-            cells.extend(traj[i, :, 1])
-        io.save_grid(path, np.clip(np.stack(cells), 0.0, 1.0), nrow=k)
+        cells = [traj[i, :, r] for i in range(min(rows, traj.shape[0])) for r in kinds]
+        io.save_grid(path, np.clip(np.concatenate(cells), 0.0, 1.0), nrow=k)
         return
     import io as _io
 
@@ -508,17 +560,16 @@ def save_trajectory_png(path, traj: np.ndarray, times: list[float], data_kind: s
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    k = traj.shape[1]
     final = traj[:, -1, 0, :2]
     lo, hi = np.nanmin(final, 0), np.nanmax(final, 0)
     pad = 0.1 * np.maximum(hi - lo, 1e-6)
-    fig, axes = plt.subplots(2, k, figsize=(2.6 * k, 5.4), squeeze=False)
+    fig, axes = plt.subplots(len(kinds), k, figsize=(2.6 * k, 2.7 * len(kinds)), squeeze=False)
     for j in range(k):
-        for r, label in enumerate(("x_t", "predicted x0")):
+        for row, r in enumerate(kinds):
             p = traj[:, j, r]
-            ax = axes[r][j]
+            ax = axes[row][j]
             ax.scatter(p[:, 0], p[:, 1] if p.shape[1] > 1 else np.zeros(len(p)), s=1, alpha=0.4)
-            ax.set_title(f"{label}, t={times[j]:.3g}", fontsize=8)
+            ax.set_title(f"{('x_t', 'predicted x0')[r]}, t={times[j]:.3g}", fontsize=8)
             ax.tick_params(labelsize=6)
             if r == 1 and p.shape[1] > 1:  # predicted x0 on the axes of the output, so they compare
                 ax.set_xlim(lo[0] - pad[0], hi[0] + pad[0])

@@ -24,3 +24,25 @@ def test_pages_have_required_sections():
             assert f".SH {sec}" in text, (name, sec)
         if name != "ddpmctl.1":
             assert ".SH EXAMPLES" in text, name
+
+
+def test_help_texts_hold_no_rich_markup():
+    """Typer's rich --help reads "[default: 8]" (any "[" + a letter, "#", "/" or "@" ... "]") as a
+    markup tag and drops it, leaving "samples ." in the terminal; help texts say "(default: 8)"."""
+    import re
+
+    import typer
+
+    from ddpmctl.cli import app
+
+    tag = re.compile(r"\[[a-z#/@][^\[\]]*\]")
+    group = typer.main.get_command(app)
+    ctx = group.make_context("ddpmctl", [], resilient_parsing=True)
+    found = []
+    for name in group.list_commands(ctx):
+        cmd = group.commands[name]
+        for param in cmd.params:
+            for text in (getattr(param, "help", None) or "",):
+                found += [(name, param.name, m) for m in tag.findall(text)]
+        found += [(name, "(command)", m) for m in tag.findall(cmd.help or "")]
+    assert not found, found

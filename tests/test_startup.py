@@ -24,8 +24,8 @@ import contextlib, io, json, os, sys
 from ddpmctl.cli import main
 
 def loaded():
-    return sorted(m for m in sys.modules if m.split(".")[0] in ("torch", "numpy", "scipy", "matplotlib")
-                  or m.startswith("ddpmctl.cli."))
+    roots = ("torch", "numpy", "scipy", "matplotlib", "urllib", "http")
+    return sorted(m for m in sys.modules if m.split(".")[0] in roots or m.startswith("ddpmctl.cli."))
 
 for run in json.loads(sys.argv[1]):
     env, argv = run.get("env", {}), run["argv"]
@@ -165,6 +165,14 @@ def test_a_command_imports_only_its_own_module():
     r, _ = run_in_one_process([{"argv": ["schedule", "linear", "--T", "10", "--json"]}])
     assert r["code"] == 0 and json.loads(r["out"])["schedules"][0]["T"] == 10
     assert [m for m in r["loaded"] if m.startswith("ddpmctl.cli.")] == ["ddpmctl.cli.common", "ddpmctl.cli.schedule"]
+
+
+def test_make_data_of_a_synthetic_set_imports_no_network_module(tmp_path):
+    """Only a download needs urllib.request / http.client (about 20 ms to import): ``ddpmctl.download``
+    imports them in the functions that download, so ``make-data triangles`` never loads them."""
+    r, _ = run_in_one_process([{"argv": ["make-data", "triangles", "--n", "2", "-o", str(tmp_path / "x.npy")]}])
+    assert r["code"] == 0 and "ddpmctl.cli.make_data" in r["loaded"]  # the module that imports ddpmctl.download
+    assert not {"urllib.request", "http.client"} & set(r["loaded"]), r["loaded"]
 
 
 def test_lazy_group_resolves_every_command_and_no_other():

@@ -88,11 +88,14 @@ def test_euler_ancestral_is_ddim_with_the_same_eta(mixture, kind, eta):
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_dpmpp_2m_sde_with_eta_0_is_dpmpp_2m_bit_for_bit(mixture, kind):
+    """Both run ``dpmpp_2m``; so that this can fail, the reference is the generic multistep solver
+    of order 2 (``ode_dpmpp``, written independently of Algorithm 2)."""
     m = exact(mixture, kind)
     for spacing in ("karras", "logsnr", "uniform"):  # uniform: the step-ratio safeguard acts (VP's last step)
         times = S.make_times(m.process, 15, spacing)
         x, stream = start(m, times)
-        ode = S.ode_dpmpp_2m(m.denoiser(), x, times)
+        ode = S.ode_dpmpp(m.denoiser(), x, times, order=2)
+        assert torch.equal(S.ode_dpmpp_2m(m.denoiser(), x, times), ode), spacing
         assert torch.equal(S.sample_dpmpp_2m_sde(m.denoiser(), x, times, stream, eta=0.0), ode), spacing
         assert stream.draws == 1
 

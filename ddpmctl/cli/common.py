@@ -145,6 +145,17 @@ def parse_int_list(text: str, name: str) -> list[int]:
     return vals
 
 
+def parse_float_list(text: str, name: str) -> list[float]:
+    """``"1,0.5,0"`` -> [1.0, 0.5, 0.0]; a clear error otherwise."""
+    try:
+        vals = [float(v) for v in text.replace(" ", "").split(",") if v]
+    except ValueError:
+        raise InputError(f"{name}: expected comma-separated numbers, got '{text}'") from None
+    if not vals:
+        raise InputError(f"{name}: expected at least one value")
+    return vals
+
+
 # shared options: each is declared once here, with its range, so the same flag means and checks the
 # same thing in every command (a bad value is a one-line usage error, exit 2, before any work)
 HELP_OUTPUT = "Output file: .npy, .png (a picture), a folder, or - for stdout (an .npy stream)."
@@ -216,3 +227,31 @@ def choice_option(default: str | None, name: str, choices, help: str, *extra_nam
         return value
 
     return typer.Option(default, name, *extra_names, callback=check, metavar="|".join(choices), help=help)
+
+
+def class_option(subject: str):
+    """``--class K`` of a class-conditional checkpoint (checked against its classes when it is loaded,
+    ``ddpmctl.labels.sample_labels``); ``subject`` says what gets class K in this command, e.g.
+    "every sample of class K"."""
+    return typer.Option(
+        None,
+        "--class",
+        metavar="K",
+        help=f"Class-conditional checkpoints: {subject} (an index or a class name, e.g. 2 or disc).",
+    )
+
+
+def cfg_option(needs: str):
+    """``--cfg S``: the classifier-free guidance scale (Ho & Salimans 2022), with the classes that
+    ``needs`` names (checked with them, ``ddpmctl.sampling.check_classes``)."""
+    from ddpmctl.labels import DEFAULT_CFG
+
+    return typer.Option(
+        None,
+        "--cfg",
+        metavar="S",
+        help=f"With {needs}: classifier-free guidance scale S, eps = eps_uncond + S (eps_cond - eps_uncond) "
+        "(Ho & Salimans' w = S - 1); 1 = the conditional model alone (no guidance), 0 = the unconditional one, "
+        "S > 1 truer to the class, less diverse; S != 1 costs 2 NFE per step (one call on a doubled batch) "
+        f"(default: {DEFAULT_CFG:g}).",
+    )

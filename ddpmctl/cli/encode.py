@@ -24,9 +24,9 @@ from ddpmctl.cli.sample import CHECKPOINT, PROCESS, SCHEDULE, SOLVER_HELP, SPACI
 from ddpmctl.errors import InputError
 
 ODE_STEPS_HELP = (
-    "Steps of the ODE grid (the same as sample --sampler ode's) [default: "
+    "Steps of the ODE grid (the same as sample --sampler ode's) (default: "
     + ", ".join(f"{s.name} {s.steps}" for s in S.ODE_SOLVERS.values())
-    + "; at most T]."
+    + "; at most T)."
 )
 RHO = typer.Option(7.0, "--rho", help="karras spacing: sigma~^(1/rho) is uniform.")
 RTOL = typer.Option(1e-5, "--rtol", help="rk45: relative tolerance.")

@@ -52,8 +52,8 @@ def command(
 ) -> None:
     """Interpolate between pairs: encode A and B with the probability-flow ODE, interpolate the
     latents spherically (slerp: they are Gaussian, so the path keeps their norm) and decode each
-    point. Row i goes from A[i] to B[i] in k points. --space data is the linear baseline in data
-    space. PNG: a grid of N rows of k images (points: a scatter plot).
+    point. Row i goes from row i of A to row i of B in k points. --space data is the linear
+    baseline in data space. PNG: a grid of N rows of k images (points: a scatter plot).
 
     Example: ddpmctl interpolate ckpt/ a.npy b.npy --k 8 -o strip.png
 

@@ -39,7 +39,7 @@ def command(
     rtol: float = RTOL,
     atol: float = ATOL,
     terms: Optional[int] = typer.Option(
-        None, "--terms", help="vlb: KL terms per sample, drawn at random (unbiased) [default: all T - 1]."
+        None, "--terms", help="vlb: KL terms per sample, drawn at random (unbiased) (default: all T - 1)."
     ),
     variance: str = choice_option(
         "large", "--variance", VARIANCES, "vlb: the reverse variance, beta_t (large) or beta-tilde (small)."

@@ -15,22 +15,13 @@ from ddpmctl.cli.common import (
     emit_json,
     handle_errors,
     json_option,
+    parse_float_list,
     progress,
     quiet_option,
     seed_option,
     steps_option,
 )
 from ddpmctl.errors import InputError
-
-
-def _parse_times(text: str) -> list[float]:
-    try:
-        vals = [float(v) for v in text.replace(" ", "").split(",") if v]
-    except ValueError:
-        raise InputError(f"--t: expected comma-separated numbers, got '{text}'") from None
-    if not vals:
-        raise InputError("--t: expected at least one value")
-    return vals
 
 
 def _values(t: Optional[str], steps: Optional[int], top, continuous: bool) -> list:
@@ -40,7 +31,7 @@ def _values(t: Optional[str], steps: Optional[int], top, continuous: bool) -> li
         grid = np.linspace(0, top, steps)
         values = list(grid) if continuous else sorted(set(grid.round().astype(int).tolist()))
     else:
-        values = _parse_times(t)
+        values = parse_float_list(t, "--t")
     for v in values:
         if continuous and not 0 <= v <= top:
             raise InputError(f"--t: times of this continuous process lie in [0, {top:g}], got {v:g}")

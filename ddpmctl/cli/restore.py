@@ -12,7 +12,9 @@ from ddpmctl import io
 from ddpmctl import samplers as S
 from ddpmctl.cli.common import (
     batch_option,
+    cfg_option,
     choice_option,
+    class_option,
     device_option,
     emit_json,
     handle_errors,
@@ -116,16 +118,6 @@ OUTPUT = typer.Option(
     help=("Restored images: .npy, .png (rows observation | restored | truth), a folder, or - (stdout)."),
 )
 
-CLASS = typer.Option(
-    None, "--class", metavar="K",
-    help="Class-conditional checkpoints: restore every observation as class K (an index or a class name).",
-)  # fmt: skip
-CFG = typer.Option(
-    None, "--cfg", metavar="S",
-    help="With --class: classifier-free guidance scale, eps = eps_uncond + S (eps_cond - eps_uncond); 1 = no "
-         "guidance [default]; S != 1 costs 2 NFE per step (as sample --cfg).",
-)  # fmt: skip
-
 
 @handle_errors("restore")
 def command(
@@ -149,8 +141,8 @@ def command(
     kernel_sigma: Optional[float] = typer.Option(None, "--kernel-sigma", help="Override: deblur kernel sigma."),
     kernel_size: Optional[int] = typer.Option(None, "--kernel-size", help="Override: deblur kernel size."),
     noise: Optional[float] = typer.Option(None, "--noise", help="Override: noise sigma of y in image units ([0, 1])."),
-    klass: Optional[str] = CLASS,
-    cfg: Optional[float] = CFG,
+    klass: Optional[str] = class_option("every observation is restored as class K"),
+    cfg: Optional[float] = cfg_option("--class"),
     seed: int = seed_option(),
     batch: Optional[int] = batch_option(None, "(default: 64)"),
     device: str = device_option(),

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import NamedTuple, Optional
 
 import typer
 
@@ -11,14 +11,18 @@ from ddpmctl import io
 from ddpmctl import samplers as S
 from ddpmctl.cli.common import (
     HELP_OUTPUT,
+    at_least,
     batch_option,
+    cfg_option,
     choice_option,
+    class_option,
     device_option,
     emit_json,
     flag_option,
     handle_errors,
     json_option,
     n_option,
+    parse_float_list,
     progress,
     quiet_option,
     report_stream,
@@ -26,7 +30,6 @@ from ddpmctl.cli.common import (
     steps_option,
 )
 from ddpmctl.errors import InputError
-from ddpmctl.labels import DEFAULT_CFG
 
 SAMPLER_HELP = (
     ", ".join(
@@ -36,27 +39,28 @@ SAMPLER_HELP = (
     + "."
 )
 SOLVER_HELP = (
-    "ode: " + ", ".join(f"{s.name} ({s.help})" for s in S.ODE_SOLVERS.values()) + f" [default: {S.DEFAULT_SOLVER}]."
+    "ode: " + ", ".join(f"{s.name} ({s.help})" for s in S.ODE_SOLVERS.values()) + f" (default: {S.DEFAULT_SOLVER})."
 )
 STEPS_HELP = (
-    "Steps (intervals of the time grid; K steps are K NFE for ddpm, ddim, sde, euler, dpm++) [default: ode "
+    "Steps (intervals of the time grid; K steps are K NFE for ddpm, ddim, sde, euler, dpm++) (default: ode "
     + ", ".join(f"{s.name} {s.steps}" for s in S.ODE_SOLVERS.values())
     + "; "
     + "; ".join(f"{s.name} {'T or ' if s.all_steps else ''}{s.steps}" for s in S.SAMPLERS_BY_NAME.values() if s.steps)
-    + "; at most T]."
+    + "; at most T)."
 )
 SPACING_HELP = (
-    f"Time grid: {', '.join(S.SPACINGS)} [default: "
+    f"Time grid: {', '.join(S.SPACINGS)} (default: "
     + ", ".join(
         f"{sp} for {', '.join(s.name for s in S.SAMPLERS_BY_NAME.values() if s.spacing == sp)}"
         for sp in dict.fromkeys(s.spacing for s in S.SAMPLERS_BY_NAME.values())
         if sp != "uniform"
     )
-    + ", else uniform (karras on an edm model)]."
+    + ", else uniform (karras on an edm model))."
 )
 
 
 PREVIEW_IMAGES = 64
+TRAJECTORY_SHOWS = ("both", "x0", "xt")  # sampling.TRAJECTORY_SHOWS, here so that --help needs no torch
 
 
 def _is_mixture(path: str) -> bool:
@@ -115,27 +119,27 @@ CHECKPOINT = typer.Argument(
 SNR = typer.Option(
     None,
     "--snr",
-    help="pc, langevin: Langevin signal-to-noise ratio r [default: "
+    help="pc, langevin: Langevin signal-to-noise ratio r (default: "
     + ", ".join(f"{s.name} {s.options['snr']}" for s in S.SAMPLERS_BY_NAME.values() if "snr" in s.options)
-    + "].",
+    + ").",
 )
 CORRECTOR_STEPS = typer.Option(
     None,
     "--corrector-steps",
     help=(
-        "pc: Langevin steps after each predictor step; langevin: steps per noise level [default: "
+        "pc: Langevin steps after each predictor step; langevin: steps per noise level (default: "
         + ", ".join(
             f"{s.name} {s.options['corrector_steps']}"
             for s in S.SAMPLERS_BY_NAME.values()
             if "corrector_steps" in s.options
         )
-        + "]."
+        + ")."
     ),
 )
 ETA_HELP = (
-    "Stochasticity in [0, 1] (ddim: 1 = ancestral DDPM; euler-a, dpm++2m-sde: 0 = their ODE) [default: "
+    "Stochasticity in [0, 1] (ddim: 1 = ancestral DDPM; euler-a, dpm++2m-sde: 0 = their ODE) (default: "
     + ", ".join(f"{s.name} {s.options['eta']:g}" for s in S.SAMPLERS_BY_NAME.values() if "eta" in s.options)
-    + "]."
+    + ")."
 )
 SAMPLER_OPTION = typer.Option(
     None,
@@ -153,7 +157,7 @@ SAMPLER_OPTION = typer.Option(
 CLIP_X0 = flag_option(
     "--clip-x0/--no-clip-x0",
     default=None,
-    help="Clip the predicted x0 to the data range [default: on for images, off for points].",
+    help="Clip the predicted x0 to the data range (default: on for images, off for points).",
 )
 GUIDE = typer.Option(
     None, "--guide", metavar="GUIDE",
@@ -163,24 +167,42 @@ GUIDE = typer.Option(
 GUIDANCE = typer.Option(
     None,
     "--guidance",
-    help="With --guide: weight w of x0 = x0_guide + w (x0 - x0_guide); 1 = no guidance [default: 3].",
+    help="With --guide: weight w of x0 = x0_guide + w (x0 - x0_guide); 1 = no guidance (default: 3).",
+)
+RHO = typer.Option(7.0, "--rho", help="karras spacing: sigma~^(1/rho) is uniform, from sigma~ = 80 (EDM) or less.")
+VARIANCE = choice_option(
+    "small", "--variance", S.VARIANCES, "ddpm: small (beta-tilde, the posterior) or large (beta_t)."
 )
 TRAJECTORY = typer.Option(
     0,
     "--trajectory",
-    help="Also save K intermediate states and predicted x0 to OUT.trajectory.npy (N, K, 2, ...) and .png.",
+    metavar="K",
+    help="Also save K evenly spaced intermediate states and their predicted x0 to OUT.trajectory.npy "
+    "(N, K, 2, ...) and a picture OUT.trajectory.png (docs/sample.md, Trajectories).",
 )
-PROCESS = typer.Option(None, "--process", "--sde", help="Mixture .npz only: ddpm, vp, subvp, ve or edm [default: vp].")
-SCHEDULE = typer.Option(None, "--schedule", help="Mixture .npz with --process ddpm: beta schedule [default: linear].")
-STEPS_T = typer.Option(None, "--T", "-T", help="Mixture .npz with --process ddpm: number of steps [default: 1000].")
+TRAJECTORY_AT = typer.Option(
+    None, "--trajectory-at", metavar="LIST",
+    help="Keep the states at these times instead of K evenly spaced ones, e.g. 1,0.8,0.6,0.4,0.2,0: the "
+         "process's time units (t_max = 1; sigma for an edm model), each snapped to the nearest time of the "
+         "sampler's grid (reported), 0 = the output.",
+)  # fmt: skip
+TRAJECTORY_SHOW = choice_option(
+    None, "--trajectory-show", TRAJECTORY_SHOWS,
+    "The trajectory picture: both (per sample a row of states x_t and a row of predicted x0), x0 (one row "
+    "of predicted x0 per sample, left t_max, right the output: progressive generation) or xt "
+    "(default: both).",
+)  # fmt: skip
+TRAJECTORY_ROWS = typer.Option(
+    None, "--trajectory-rows", metavar="R", callback=at_least("--trajectory-rows", 1),
+    help="Images: the trajectory picture shows the first min(N, R) samples (default: 8).",
+)  # fmt: skip
+PROCESS = typer.Option(None, "--process", "--sde", help="Mixture .npz only: ddpm, vp, subvp, ve or edm (default: vp).")
+SCHEDULE = typer.Option(None, "--schedule", help="Mixture .npz with --process ddpm: beta schedule (default: linear).")
+STEPS_T = typer.Option(None, "--T", "-T", help="Mixture .npz with --process ddpm: number of steps (default: 1000).")
 FROM = typer.Option(
     None, "--from", metavar="LATENTS",
     help="Decode these latents (.npy from 'ddpmctl encode') instead of drawing noise: ode sampler only; "
          "N is their number (-n is ignored). E.g. sample CKPT --from z.npy -o decoded.png.",
-)  # fmt: skip
-CLASS = typer.Option(
-    None, "--class", metavar="K",
-    help="Class-conditional checkpoints: every sample of class K (an index or a class name, e.g. 2 or disc).",
 )  # fmt: skip
 CLASSES = typer.Option(
     None, "--classes", metavar="LIST",
@@ -190,13 +212,6 @@ PER_CLASS = typer.Option(
     None, "--per-class", metavar="N",
     help="Class-conditional: N samples of every class, in class order (N x K samples; -n is ignored; "
          "a .png output shows one row per class).",
-)  # fmt: skip
-CFG = typer.Option(
-    None, "--cfg", metavar="S",
-    help="With classes: classifier-free guidance scale S, eps = eps_uncond + S (eps_cond - eps_uncond) "
-         "(Ho & Salimans' w = S - 1); 1 = the conditional model alone, 0 = the unconditional one, S > 1 "
-         "truer to the class, less diverse; S != 1 costs 2 NFE per step (one call on a doubled batch) "
-         f"[default: {DEFAULT_CFG:g}].",
 )  # fmt: skip
 PREVIEW = typer.Option(
     None,
@@ -216,13 +231,9 @@ def command(
     seed: int = seed_option(0, "Sample i is the same whatever --batch."),
     device: str = device_option(),
     spacing: Optional[str] = choice_option(None, "--spacing", S.SPACINGS, SPACING_HELP),
-    rho: float = typer.Option(
-        7.0, "--rho", help="karras spacing: sigma~^(1/rho) is uniform, from sigma~ = 80 (EDM) or less."
-    ),
+    rho: float = RHO,
     eta: Optional[float] = typer.Option(None, "--eta", help=ETA_HELP),
-    variance: str = choice_option(
-        "small", "--variance", S.VARIANCES, "ddpm: small (beta-tilde, the posterior) or large (beta_t)."
-    ),
+    variance: str = VARIANCE,
     snr: Optional[float] = SNR,
     corrector_steps: Optional[int] = CORRECTOR_STEPS,
     rtol: float = typer.Option(1e-5, "--rtol", help="ode rk45: relative tolerance."),
@@ -232,14 +243,17 @@ def command(
     guide: Optional[str] = GUIDE,
     guidance: Optional[float] = GUIDANCE,
     trajectory: int = TRAJECTORY,
+    trajectory_at: Optional[str] = TRAJECTORY_AT,
+    trajectory_show: Optional[str] = TRAJECTORY_SHOW,
+    trajectory_rows: Optional[int] = TRAJECTORY_ROWS,
     process: Optional[str] = PROCESS,
     schedule: Optional[str] = SCHEDULE,
     T: Optional[int] = STEPS_T,
     latents: Optional[str] = FROM,
-    klass: Optional[str] = CLASS,
+    klass: Optional[str] = class_option("every sample of class K"),
     classes: Optional[str] = CLASSES,
     per_class: Optional[int] = PER_CLASS,
-    cfg: Optional[float] = CFG,
+    cfg: Optional[float] = cfg_option("--class, --classes or --per-class"),
     output: str = typer.Option("samples.npy", "--output", "-o", help=HELP_OUTPUT),
     preview: Optional[str] = PREVIEW,
     quiet: bool = quiet_option(),
@@ -261,31 +275,32 @@ def command(
     Example: ddpmctl sample runs/tri --guide runs/tri/snapshot-20.safetensors --guidance 3 -o guided.png
 
     Example: ddpmctl sample runs/shapes-cond --class disc --cfg 2 -n 16 -o discs.png   (--per-class 8: 8 of each)
+
+    Example: ddpmctl sample runs/tri -n 8 --trajectory-at 1,0.6,0.3,0 --trajectory-show x0 -o p.png  (x0 as it forms)
     """
-    _check_outputs(output, preview, trajectory, json_out)
-    model, dev = _load(checkpoint, device, process, schedule, T)
-    guide_model = _load_guide(guide, guidance, checkpoint, device, process, schedule, T)
+    traj = _trajectory(trajectory, trajectory_at, trajectory_show, trajectory_rows)
+    _check_outputs(output, preview, traj, json_out)
+    model, dev, guide_model = _models(checkpoint, guide, guidance, device, (process, schedule, T))
     start, labels, n = _inputs(model, output, latents, (klass, classes, per_class), n)
     options = dict(
         solver=solver, spacing=spacing, rho=rho, eta=eta, variance=variance, snr=snr, corrector_steps=corrector_steps,
-        rtol=rtol, atol=atol, clip_x0=clip_x0, trajectory=trajectory, guide=guide_model, guidance=guidance, start=start,
-        labels=labels, cfg=cfg,
+        rtol=rtol, atol=atol, clip_x0=clip_x0, trajectory=traj.k, trajectory_at=traj.at, guide=guide_model,
+        guidance=guidance, start=start, labels=labels, cfg=cfg,
     ) | S.parse_options(option)  # fmt: skip
     from ddpmctl import sampling  # torch: imported when a command runs, not for --help
 
     job = sampling.plan_sample(model, sampler, n, steps, batch, sampling.SampleOptions(**options))
     label = _label(job, guide_model)
     with progress(job.progress_total, f"sample {label}", quiet=quiet) as update:
-        if io.output_kind(output) == "npy" and not trajectory:  # streamed: memory holds one batch, not n samples
+        if io.output_kind(output) == "npy" and not traj.wanted:  # streamed: memory holds one batch, not n samples
             keep = None if _is_mixture(checkpoint) else PREVIEW_IMAGES
-            options.pop("trajectory")
             samples, info = sampling.generate_to_npy(
                 model, sampler, n, batch, output, keep, update, steps=steps, seed=seed, device=dev, **options
             )
         else:
             samples, info = sampling.generate(model, sampler, n, steps, seed, batch, dev, progress=update, **options)
             io.save_output(output, samples, nrow=per_class)
-    _emit(_result(model, checkpoint, guide, output, preview, samples, info, job.options.labels), model, label, json_out)
+    _emit(_result(model, (checkpoint, guide), (output, preview), samples, info, job, traj), model, label, json_out)
 
 
 def _emit(result: dict, model, label: str, json_out: bool) -> None:
@@ -339,14 +354,44 @@ def _read_latents(path: Optional[str]):
     return start
 
 
-def _check_outputs(output: str, preview: Optional[str], trajectory: int, json_out: bool) -> None:
+class Trajectory(NamedTuple):
+    """The --trajectory options: K frames or the times to keep, and what the picture shows."""
+
+    k: int
+    at: Optional[list[float]]
+    show: str
+    rows: int
+
+    @property
+    def wanted(self) -> bool:
+        return bool(self.k) or self.at is not None
+
+
+def _trajectory(k: int, at: Optional[str], show: Optional[str], rows: Optional[int]) -> Trajectory:
+    """The --trajectory options, parsed; the picture's options need a trajectory (the times are
+    checked against the sampler's grid by ``sampling.plan_sample``)."""
+    times = None if at is None else parse_float_list(at, "--trajectory-at")
+    if not k and times is None:
+        for value, flag in ((show, "--trajectory-show"), (rows, "--trajectory-rows")):
+            if value is not None:
+                raise InputError(f"{flag}: needs --trajectory K or --trajectory-at LIST")
+    return Trajectory(k, times, show or "both", 8 if rows is None else rows)
+
+
+def _check_outputs(output: str, preview: Optional[str], trajectory: Trajectory, json_out: bool) -> None:
     if preview is not None and not preview.lower().endswith(".png"):
         raise InputError(f"--preview: {preview}: must be a .png file")
     _check_output_folder(output)
     if json_out and output == io.STDIO:
         raise InputError("--json: stdout carries the samples (-o -); write them to a file to get the JSON report")
-    if trajectory and output == io.STDIO:
+    if trajectory.wanted and output == io.STDIO:
         raise InputError("--trajectory: needs a file or folder output (-o), not stdout")
+
+
+def _models(checkpoint: str, guide: Optional[str], guidance: Optional[float], device: str, exact: tuple):
+    """(the model, its device, the --guide model or None); ``exact`` is (--process, --schedule, --T)."""
+    model, dev = _load(checkpoint, device, *exact)
+    return model, dev, _load_guide(guide, guidance, checkpoint, device, *exact)
 
 
 def _load_guide(guide: Optional[str], guidance: Optional[float], checkpoint: str, device: str, process, schedule, T):
@@ -363,12 +408,14 @@ def _load_guide(guide: Optional[str], guidance: Optional[float], checkpoint: str
         raise InputError(f"--guide: {e}") from None
 
 
-def _result(model, checkpoint: str, guide, output: str, preview: Optional[str], samples, info, labels) -> dict:
-    """Write the preview, the trajectory and the labels (OUT.labels.npy beside an .npy); the JSON report."""
-    from ddpmctl import sampling
+def _result(model, models: tuple, outputs: tuple, samples, info, job, traj: Trajectory) -> dict:
+    """Write the preview, the trajectory and the labels (OUT.labels.npy beside an .npy); the JSON report.
+    ``models`` is (CKPT, the --guide path or None), ``outputs`` (-o, --preview)."""
     from ddpmctl.labels import labels_path
 
-    traj = info.pop("trajectory", None)
+    (checkpoint, guide), (output, preview), labels = models, outputs, job.options.labels
+
+    kept = info.pop("trajectory", None)
     if preview is not None:
         io.save_output(preview, samples[:PREVIEW_IMAGES] if samples.ndim == 4 else samples)
     result = {k: v for k, v in info.items() if k != "times"}
@@ -380,17 +427,28 @@ def _result(model, checkpoint: str, guide, output: str, preview: Optional[str], 
             result["labels"] = labels_path(output)
     if guide is not None:
         result["guide"] = guide
-    if traj is not None:
-        npy_path, png_path = _trajectory_paths(output)
-        io.save_npy(npy_path, traj)
-        sampling.save_trajectory_png(png_path, traj, info["trajectory_times"], model.data_kind)
-        result.update(trajectory_npy=npy_path, trajectory_png=png_path, trajectory_shape=list(traj.shape))
+    if kept is not None:
+        result.update(_save_trajectory(output, kept, info["trajectory_times"], model.data_kind, traj))
     if _is_mixture(checkpoint):
         from ddpmctl.exact import mixture_quality
 
         target = model.mixture if labels is None else model.class_mixture(labels[: len(samples)])
         result["quality"] = mixture_quality(samples, target)
     return result
+
+
+def _save_trajectory(output: str, kept, times: list[float], data_kind: str, traj: Trajectory) -> dict:
+    """Write OUT.trajectory.npy and its picture; their part of the report."""
+    from ddpmctl import sampling
+
+    npy_path, png_path = _trajectory_paths(output)
+    io.save_npy(npy_path, kept)
+    sampling.save_trajectory_png(png_path, kept, times, data_kind, rows=traj.rows, show=traj.show)
+    rows = min(traj.rows, len(kept)) if data_kind == "images" else len(kept)
+    return dict(
+        trajectory_npy=npy_path, trajectory_png=png_path, trajectory_shape=list(kept.shape),
+        trajectory_show=traj.show, trajectory_rows=rows,
+    )  # fmt: skip
 
 
 def _report(result: dict, model, label: str) -> None:
@@ -403,10 +461,7 @@ def _report(result: dict, model, label: str) -> None:
         f"({1000 * result['seconds_per_sample']:.2f} ms/sample) on {result['device']}\n"
     )
     if "trajectory_npy" in result:
-        out.write(
-            f"trajectory: {result['trajectory_npy']} {tuple(result['trajectory_shape'])} (N, K, [x_t, x0], ...) "
-            f"and {result['trajectory_png']}\n"
-        )
+        _report_trajectory(out, result)
     if "labels" in result:
         out.write(f"labels: {result['labels']} (classes {', '.join(result['classes'])})\n")
     if "quality" in result:
@@ -417,3 +472,15 @@ def _report(result: dict, model, label: str) -> None:
             f"MMD^2 {q['mmd2']:.2e} (exact: 0), weight error {q['weight_error']:.4f}, "
             f"mean error {q['mean_error']:.3f} std, covariance error {100 * q['cov_error']:.1f}%\n"
         )
+
+
+def _report_trajectory(out, result: dict) -> None:
+    times = ", ".join(f"{t:.4g}" for t in result["trajectory_times"])
+    asked = result.get("trajectory_at")
+    show = {"both": "x_t and predicted x0", "x0": "predicted x0", "xt": "x_t"}[result["trajectory_show"]]
+    out.write(
+        f"trajectory: {result['trajectory_npy']} {tuple(result['trajectory_shape'])} (N, K, [x_t, x0], ...) "
+        f"and {result['trajectory_png']} ({show} of {result['trajectory_rows']} samples); kept times t = {times}"
+        + ("" if asked is None else f" (the grid times nearest to {', '.join(f'{t:g}' for t in asked)})")
+        + "\n"
+    )

@@ -181,7 +181,7 @@ def command(
     dropout: Optional[float] = typer.Option(None, "--dropout", help="Dropout rate in the residual blocks."),
     hflip: Optional[bool] = flag_option("--hflip/--no-hflip", help="Random horizontal flips of images.", default=None),
     labels: Optional[str] = typer.Option(None, "--labels", help="Class labels (.npy, one integer per sample): train "
-                                         "a class-conditional model [default: DATA.labels.npy when it exists]."),
+                                         "a class-conditional model (default: DATA.labels.npy when it exists)."),
     no_labels: bool = flag_option("--no-labels", help="Ignore DATA.labels.npy: train an unconditional model."),
     label_dropout: Optional[float] = LABEL_DROPOUT,
     condition: Optional[str] = CONDITION,

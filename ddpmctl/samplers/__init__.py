@@ -76,8 +76,8 @@ _LAZY = {
         "ancestral",
     ),
     **dict.fromkeys(
-        ("RATIO_ORDER_1", "RATIO_ORDER_2", "dpmpp_update", "ode_dpmpp", "ode_dpmpp_2m", "ode_dpmpp_3m", "ode_euler",
-         "ode_heun", "ode_rk45", "sample_ode"),
+        ("RATIO_ORDER_1", "RATIO_ORDER_2", "dpmpp_2m", "dpmpp_update", "ode_dpmpp", "ode_dpmpp_2m", "ode_dpmpp_3m",
+         "ode_euler", "ode_heun", "ode_rk45", "sample_ode"),
         "ode",
     ),
     **dict.fromkeys(("sample_dpmpp_2m_sde", "sample_edm", "sample_euler_a", "sample_restart", "time_at"), "stochastic"),
@@ -123,6 +123,7 @@ __all__ = [
     "ancestral_step",
     "ddim_step",
     "default_steps",
+    "dpmpp_2m",
     "dpmpp_update",
     "expected_nfe",
     "get_sampler",

@@ -10,7 +10,7 @@ import torch
 
 from ddpmctl.diffusion import Denoiser
 from ddpmctl.errors import RunError
-from ddpmctl.samplers.ancestral import _cb, _f, _steps
+from ddpmctl.samplers.ancestral import _cb, _f, _steps, randn_like
 from ddpmctl.samplers.registry import DEFAULT_SOLVER, ODE_SOLVERS
 from ddpmctl.schedules import sigma_tilde
 
@@ -149,17 +149,23 @@ def multistep_x0(x0, x0_prev, lam_t: float, lam_prev: float | None, h: float) ->
 
 
 @torch.no_grad()
-def ode_dpmpp_2m(denoiser: Denoiser, x, times, callback=None) -> torch.Tensor:
-    """DPM-Solver++(2M), Lu et al. 2022 Algorithm 2 (k-diffusion ``sample_dpmpp_2m``), in
+def dpmpp_2m(denoiser: Denoiser, x, times, callback=None, eta: float = 0.0, generator=None) -> torch.Tensor:
+    """DPM-Solver++(2M), Lu et al. 2022 Algorithm 2 (k-diffusion ``sample_dpmpp_2m``), and for eta > 0
+    its SDE variant (k-diffusion ``sample_dpmpp_2m_sde``, ``solver_type="midpoint"``), in
     lambda = log(alpha/sigma), step i from t_{i-1} to t_i with the data predictions x0_{i-1}, x0_{i-2}:
 
         h_i = lambda_{t_i} - lambda_{t_{i-1}},   r_i = h_{i-1} / h_i
         D_i = (1 + 1/(2 r_i)) x0_{i-1} - 1/(2 r_i) x0_{i-2}     (first step: D_1 = x0_0)
-        x_i = (sigma_{t_i} / sigma_{t_{i-1}}) x_{i-1} - alpha_{t_i} (e^{-h_i} - 1) D_i
+        x_i = (sigma_{t_i} / sigma_{t_{i-1}}) e^{-eta h_i} x_{i-1} - alpha_{t_i} (e^{-(1 + eta) h_i} - 1) D_i
+              + sigma_{t_i} sqrt(1 - e^{-2 eta h_i}) z
 
-    D_i is computed as x0_{i-1} + (x0_{i-1} - x0_{i-2}) / (2 r_i), the same value in the operation
-    order of ``ode_dpmpp``. A step more than twice as wide in lambda as the previous one uses
-    D_i = x0_{i-1} (``RATIO_ORDER_1``). The step to t = 0 returns x0. NFE = steps."""
+    eta = 0 is Algorithm 2 (the ODE; no noise is drawn); eta = 1 solves the reverse SDE. The SDE
+    form is k-diffusion's update for x~ = x/alpha multiplied by alpha_{t_i}; z is drawn independently
+    per step from ``generator`` (``randn_like``), where k-diffusion draws it from a Brownian tree:
+    the same distribution. D_i is computed as x0_{i-1} + (x0_{i-1} - x0_{i-2}) / (2 r_i)
+    (``multistep_x0``), the same value in the operation order of ``ode_dpmpp``. A step more than
+    twice as wide in lambda as the previous one uses D_i = x0_{i-1} (``RATIO_ORDER_1``). The step
+    to t = 0 returns x0. NFE = steps."""
     process = denoiser.process
     lam_prev, x0_prev = None, None
     for i, (t, s) in enumerate(_steps(times)):
@@ -169,10 +175,19 @@ def ode_dpmpp_2m(denoiser: Denoiser, x, times, callback=None) -> torch.Tensor:
             return pred.x0
         lam_t = 0.5 * _f(process.log_snr(t))
         h = 0.5 * _f(process.log_snr(s)) - lam_t
+        eh = eta * h
         d = multistep_x0(pred.x0, x0_prev, lam_t, lam_prev, h)
-        x = _f(process.sigma(s)) / _f(process.sigma(t)) * x - _f(process.alpha(s)) * math.expm1(-h) * d
+        sig_s = _f(process.sigma(s))
+        x = sig_s / _f(process.sigma(t)) * math.exp(-eh) * x - _f(process.alpha(s)) * math.expm1(-h - eh) * d
+        if eta > 0:
+            x = x + sig_s * math.sqrt(-math.expm1(-2 * eh)) * randn_like(x, generator)
         lam_prev, x0_prev = lam_t, pred.x0
     return x
+
+
+def ode_dpmpp_2m(denoiser: Denoiser, x, times, callback=None) -> torch.Tensor:
+    """DPM-Solver++(2M) (Lu et al. 2022, Algorithm 2): ``dpmpp_2m`` with eta = 0."""
+    return dpmpp_2m(denoiser, x, times, callback)
 
 
 def ode_dpmpp_3m(denoiser: Denoiser, x, times, callback=None) -> torch.Tensor:

@@ -17,7 +17,7 @@ import torch
 from ddpmctl.diffusion import Denoiser
 from ddpmctl.errors import InputError
 from ddpmctl.samplers.ancestral import _cb, _f, _steps, randn_like
-from ddpmctl.samplers.ode import multistep_x0, ode_heun
+from ddpmctl.samplers.ode import dpmpp_2m, ode_heun
 from ddpmctl.schedules import Process, sigma_tilde
 
 
@@ -112,40 +112,12 @@ def sample_euler_a(denoiser: Denoiser, x, times, generator=None, callback=None, 
     return x
 
 
-@torch.no_grad()
 def sample_dpmpp_2m_sde(denoiser: Denoiser, x, times, generator=None, callback=None, eta: float = 1.0) -> torch.Tensor:
     """DPM-Solver++(2M) SDE (Lu et al. 2022, DPM-Solver++ section 4 / Appendix for the SDE variant;
-    k-diffusion ``sample_dpmpp_2m_sde``, ``solver_type="midpoint"``), in lambda = log(alpha/sigma),
-    from t to s with h = lambda_s - lambda_t and the data predictions x0_t and x0_prev (at
-    lambda_prev, r = (lambda_t - lambda_prev) / h):
-
-        D = x0_t + (x0_t - x0_prev) / (2 r)                         (first step: D = x0_t)
-        x_s = (sigma_s / sigma_t) e^{-eta h} x_t - alpha_s (e^{-(1 + eta) h} - 1) D
-              + sigma_s sqrt(1 - e^{-2 eta h}) z
-
-    (k-diffusion's update for x~ = x/alpha, multiplied by alpha_s; z is drawn independently per step
-    from the sample's noise stream, where k-diffusion draws it from a Brownian tree: the same
-    distribution). eta = 0 is DPM-Solver++(2M)
-    (``ode_dpmpp_2m``, bit for bit); eta = 1 solves the reverse SDE. As in ``ode_dpmpp_2m``, a step
-    more than twice as wide in lambda as the previous one uses D = x0_t (``RATIO_ORDER_1``). The
-    step to t = 0 returns x0. NFE = steps."""
-    process = denoiser.process
-    lam_prev, x0_prev = None, None
-    for i, (t, s) in enumerate(_steps(times)):
-        pred = denoiser(x, t)
-        _cb(callback, i, t, x, pred)
-        if s == 0:  # the last step, to t = 0: the denoised x0
-            return pred.x0
-        lam_t = 0.5 * _f(process.log_snr(t))
-        h = 0.5 * _f(process.log_snr(s)) - lam_t
-        eh = eta * h
-        d = multistep_x0(pred.x0, x0_prev, lam_t, lam_prev, h)
-        sig_s = _f(process.sigma(s))
-        x = sig_s / _f(process.sigma(t)) * math.exp(-eh) * x - _f(process.alpha(s)) * math.expm1(-h - eh) * d
-        if eta > 0:
-            x = x + sig_s * math.sqrt(-math.expm1(-2 * eh)) * randn_like(x, generator)
-        lam_prev, x0_prev = lam_t, pred.x0
-    return x
+    k-diffusion ``sample_dpmpp_2m_sde``, ``solver_type="midpoint"``): ``ode.dpmpp_2m`` with noise
+    ``eta`` (its docstring gives the step). eta = 0 is DPM-Solver++(2M) (``ode_dpmpp_2m``, bit for
+    bit); eta = 1 solves the reverse SDE. NFE = steps."""
+    return dpmpp_2m(denoiser, x, times, callback, eta=eta, generator=generator)
 
 
 # --------------------------------------------------------------------------------------------
