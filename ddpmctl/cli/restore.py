@@ -52,7 +52,7 @@ SAMPLER = choice_option(
     "--sampler",
     S.SAMPLERS,
     "sr3: the sampler that draws x given y from the SR3 model, with its default steps and options "
-    f"(as 'ddpmctl sample') [default: {S.DEFAULT_SAMPLER}, i.e. DPM-Solver++(3M), 20 steps].",
+    f"(as 'ddpmctl sample') (default: {S.DEFAULT_SAMPLER}, i.e. DPM-Solver++(3M), 20 steps).",
 )
 ETA = typer.Option(
     None,
