@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 
 from ddpmctl.errors import InputError
+from ddpmctl.operators import AveragePool
 
 CONDITION_KINDS = ("sr",)
 
@@ -60,7 +61,7 @@ class SRCondition:
     def from_clean(self, x0: torch.Tensor, noise: torch.Tensor | None = None) -> torch.Tensor:
         """The training condition of a clean batch x0 (model space): bicubic(A x0 + noise), A the
         average pooling of ``degrade --task sr`` (``noise``: shaped like A x0, already scaled)."""
-        y = F.avg_pool2d(x0, self.factor)
+        y = AveragePool(tuple(x0.shape[1:]), self.factor).A(x0)
         return self.upsample(y if noise is None else y + noise.to(y.dtype))
 
     def from_observation(self, y: torch.Tensor) -> torch.Tensor:

@@ -173,11 +173,12 @@ def _check_conditional(record: Method, model, op: Operator) -> None:
 
 
 def condition_images(model, op: Operator, y_file: np.ndarray) -> torch.Tensor:
-    """SR3's condition of every observation: c = bicubic(y) in model space (float32; ``conditions``)."""
+    """SR3's condition of every observation: c = bicubic(y) in model space, upsampled in float32 as at
+    training (``conditions``)."""
     norm = model.normalization
     y = op.decode(torch.from_numpy(np.ascontiguousarray(y_file)).to(torch.float64))
     y_m = op.to_model_observation(y, float(norm.scale), float(norm.shift))
-    return model.condition.from_observation(y_m).float()
+    return model.condition.from_observation(y_m.float())
 
 
 def check_observation(model, y_file, op: Operator) -> np.ndarray:
