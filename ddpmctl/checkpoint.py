@@ -11,7 +11,8 @@ A checkpoint directory holds
        "data": {"kind": "images" | "points", "shape": [C, H, W] or [D],
                 "normalization": {"scale": s, "shift": b}},
        "step": int, "ema": bool, "train": {...the effective training config...},
-       "classes": ["name of class 0", ...]}   (class-conditional models only: net "num_classes" > 0)
+       "classes": ["name of class 0", ...],   (class-conditional models only: net "num_classes" > 0)
+       "condition": "sr:4"}   (image-conditional models only, SR3: net "cond_channels" > 0; ddpmctl.conditions)
 
 * ``state.safetensors``: what ``train --resume`` needs: the raw weights (``model.*``), the EMA
   weights (``ema.*``), the AdamW moments (``optim.<i>.exp_avg``, ``optim.<i>.exp_avg_sq``, ``<i>``
@@ -84,6 +85,7 @@ def make_meta(
     ema: bool = True,
     train: dict | None = None,
     classes: list[str] | None = None,
+    condition: str | None = None,
 ) -> dict:
     """The ``"ddpmctl"`` metadata object of a checkpoint (see the module docstring)."""
     meta = {
@@ -99,6 +101,8 @@ def make_meta(
     }
     if classes:
         meta["classes"] = [str(c) for c in classes]
+    if condition:
+        meta["condition"] = str(condition)
     return meta
 
 
@@ -245,6 +249,15 @@ class LoadedModel:
         names = self.meta.get("classes")
         return list(names) if names else [str(c) for c in range(self.num_classes)]
 
+    @property
+    def condition(self):
+        """The image condition of an SR3 model (``conditions.SRCondition``, from the recorded spec
+        ``"sr:4"``); None for a model that takes none."""
+        from ddpmctl.conditions import parse_condition
+
+        spec = self.meta.get("condition")
+        return parse_condition(spec, "checkpoint condition") if spec else None
+
     def denoiser(self, clip: bool | None = None) -> Denoiser:
         """A ``diffusion.Denoiser`` over the network. ``clip`` (default: True for images) clips the
         predicted x0 to the model-space data range [-1, 1]."""
@@ -275,6 +288,7 @@ def load_model(path: str | os.PathLike, device="cpu") -> LoadedModel:
     names = meta.get("classes")
     if names is not None and (not isinstance(names, list) or len(names) != getattr(net, "num_classes", 0)):
         raise InputError(f"{p}: checkpoint metadata has a malformed 'classes' entry (one name per class)")
+    _check_condition(meta, net, str(p))
     load_weights(net, tensors, str(p))
     net.eval().requires_grad_(False)
     net.to(torch.device(device) if not isinstance(device, torch.device) else device)
@@ -289,6 +303,23 @@ def load_model(path: str | os.PathLike, device="cpu") -> LoadedModel:
         data_shape=tuple(int(s) for s in data["shape"]),
         meta=meta,
     )
+
+
+def _check_condition(meta: dict, net: torch.nn.Module, name: str) -> None:
+    """InputError unless the recorded condition (``"sr:4"``) and the network's condition channels agree."""
+    from ddpmctl.conditions import parse_condition
+
+    spec, channels = meta.get("condition"), int(getattr(net, "cond_channels", 0) or 0)
+    if spec is None and channels == 0:
+        return
+    try:
+        cond = parse_condition(spec, "condition") if spec is not None else None
+        if cond is None:
+            raise InputError(f"the network takes {channels} condition channels but no condition is recorded")
+        if channels != cond.check(meta["data"]["kind"], meta["data"]["shape"]):
+            raise InputError(f"'{spec}' does not fit a network with {channels} condition channels")
+    except InputError as e:
+        raise InputError(f"{name}: malformed checkpoint metadata ({e})") from None
 
 
 # --------------------------------------------------------------------------------------------

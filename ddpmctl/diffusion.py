@@ -221,6 +221,10 @@ class Denoiser:
     [x, x] with labels [labels, K]; as eps and x0 are affine in the output at a given x_t, eps and
     x0 are guided alike. s = 1 is the conditional model alone, s = 0 the unconditional one. Each
     guided call counts 2 evaluations in ``nfe`` (twice the rows of one call).
+
+    An image-conditional network (``net.cond_channels`` > 0: SR3, ``ddpmctl.conditions``) is called
+    with ``image_cond`` = the condition c of each row that ``set_cond(c)`` gave (model space, not
+    scaled by EDM's c_in, which applies to x_t only); calling it without one is an InputError.
     """
 
     def __init__(
@@ -247,6 +251,8 @@ class Denoiser:
         self.num_classes = int(getattr(net, "num_classes", 0) or 0)
         self.labels: torch.Tensor | None = None
         self.cfg = 1.0
+        self.cond_channels = int(getattr(net, "cond_channels", 0) or 0)
+        self.cond: torch.Tensor | None = None
 
     def set_labels(self, labels, cfg: float | None = None) -> Denoiser:
         """Condition the next calls on class ``labels`` ((B,) integers in [0, K), one per row of the
@@ -261,6 +267,18 @@ class Denoiser:
             self.cfg = float(cfg)
         if self.guide is not None and self.guide.num_classes > 0:
             self.guide.set_labels(labels)
+        return self
+
+    def set_cond(self, cond) -> Denoiser:
+        """Condition the next calls on the images ``cond`` ((B, C', H, W) in model space, one per row of
+        the batch: SR3's bicubic-upsampled observation; None: none). A conditional guide gets the same."""
+        if cond is not None:
+            cond = torch.as_tensor(cond)
+            if self.cond_channels == 0:
+                raise ValueError("a condition image for a network that takes none")
+        self.cond = cond
+        if self.guide is not None and self.guide.cond_channels > 0:
+            self.guide.set_cond(cond)
         return self
 
     def set_guide(self, guide: Denoiser | None, guidance: float) -> Denoiser:
@@ -307,9 +325,13 @@ class Denoiser:
 
     def _output(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         """The network's output at (x, t) (counted), guided by the classes when ``cfg`` != 1."""
-        labels = self.labels
+        labels, cond = self.labels, self.cond
         if labels is not None and labels.shape[0] != x.shape[0]:
             raise ValueError(f"{labels.shape[0]} class labels for a batch of {x.shape[0]}")
+        if self.cond_channels and cond is None:
+            raise InputError("the network is image-conditional (SR3) and has no condition: use restore --method sr3")
+        if cond is not None and cond.shape[0] != x.shape[0]:
+            raise ValueError(f"{cond.shape[0]} condition images for a batch of {x.shape[0]}")
         guided = labels is not None and self.cfg != 1.0
         prev = self._x0_prev if self.self_cond and self._x0_prev is not None else None
         prev = prev if prev is not None and prev.shape == x.shape else None
@@ -317,7 +339,10 @@ class Denoiser:
             x, t = torch.cat([x, x]), torch.cat([t, t])
             labels = torch.cat([labels, torch.full_like(labels, self.num_classes)])
             prev = None if prev is None else torch.cat([prev, prev])
+            cond = None if cond is None else torch.cat([cond, cond])
         kwargs = {} if labels is None else {"class_labels": labels.to(x.device)}
+        if cond is not None:  # SR3's c, as it is (EDM's c_in scales x_t only)
+            kwargs["image_cond"] = cond.to(device=x.device, dtype=x.dtype)
         if self.conditioning == "t":
             out = self.net(x, t.to(x.device), **kwargs)
         else:

@@ -7,7 +7,8 @@ its function and its time grid in ``ddpmctl.restore`` (``"ddnm"``, ``"sdedit_tim
 when first used: this module needs no torch, so that ``ddpmctl restore --help`` and ``ddpmctl
 degrade --help`` start without it (docs/startup.md). ``ddpmctl.restore`` re-exports every name
 defined here. The functions live in the family modules of ``ddpmctl/restore/``: ``projection``
-(ddnm, repaint), ``guidance`` (dps, pigdm), ``proximal`` (diffpir), ``denoising`` (sdedit).
+(ddnm, repaint), ``guidance`` (dps, pigdm), ``proximal`` (diffpir), ``denoising`` (sdedit),
+``conditional`` (sr3: a model trained with the observation as its condition, ``train --condition``).
 """
 
 from __future__ import annotations
@@ -113,6 +114,13 @@ def per_task(values: Mapping[str, Any]) -> Callable[[str, int], Any]:
     return default
 
 
+def _sampler_nfe(k: int, options: Mapping[str, Any]) -> int | None:
+    """The NFE of the sampler a conditional method runs (its record's formula)."""
+    from ddpmctl.samplers.registry import get_sampler  # torch-free, like this module
+
+    return get_sampler(options["sampler"]).nfe(k, options)
+
+
 def _check_travel(options: Mapping[str, Any]) -> None:
     if options["travel_length"] < 0 or options["travel_interval"] < 1 or options["travel_repeat"] < 0:
         raise InputError(
@@ -136,11 +144,16 @@ def _check_diffpir(options: Mapping[str, Any]) -> None:
 @dataclass(frozen=True)
 class Method:
     """A restoration method ``fn(denoiser, x, times, generator, callback=None, *, obs, **options)``:
-    the sampler signature plus the observation."""
+    the sampler signature plus the observation.
+
+    A ``conditional`` method (sr3) is for a checkpoint trained with the task's observation as its
+    condition (``train --condition``): it runs the model's own sampler (``restore --sampler``, its
+    grid, options and NFE; ``steps`` None: the sampler's default steps) on the denoiser that the
+    batch driver conditions on each row's observation (``sampling.Batches.cond``)."""
 
     name: str
     function: str  # its function in ddpmctl.restore (``fn``)
-    steps: int  # default steps (at most T on a process with T steps)
+    steps: int | None  # default steps (at most T on a process with T steps); None: the sampler's (conditional)
     help: str
     options: Mapping[str, Any] = field(default_factory=dict)  # keyword -> default (a callable: of (task, steps))
     tasks: tuple[str, ...] = TASKS  # the tasks it applies to
@@ -151,6 +164,7 @@ class Method:
     hint: str = ""  # added to the error when the result is not finite
     check_options: Callable[[Mapping[str, Any]], None] | None = None  # InputError for bad option values
     source: str = ""
+    conditional: bool = False  # for a model trained with the observation as its condition (see above)
 
     @property
     def fn(self) -> Callable:
@@ -207,6 +221,12 @@ METHODS: dict[str, Method] = {
             "sdedit", "sdedit", 100, "denoising", {"eta": 1.0}, ("denoise",), noisy=True, grid="sdedit_times",
             refusal="applies to denoising only (this observation is {task}; use {others})",
             source="Meng et al. 2022 (SDEdit)",
+        ),
+        Method(
+            "sr3", "sr3", None, "an SR3 checkpoint (train --condition sr:F) samples x given y with --sampler",
+            tasks=("sr",), refusal="applies to super-resolution only (this observation is {task}; use {others})",
+            nfe=_sampler_nfe, conditional=True,
+            source="Saharia et al. 2021 (SR3); seed 001, slide 'Conditional DDPM for super-resolution'",
         ),
     )
 }  # fmt: skip

@@ -97,6 +97,7 @@ class Batches:
     failure: str = "produced NaN or inf"
     start: Any = None  # given starting noise (rows aligned with ``seeds``, before ``start_std``) instead of draws
     labels: Any = None  # the class of each row (aligned with ``seeds``) for a class-conditional model
+    cond: Any = None  # the condition image of each row (aligned with ``seeds``; model space) for an SR3 model
 
 
 def drive(run: Batches, prepare: Callable, sink: Callable) -> tuple[list[int], float]:
@@ -115,6 +116,8 @@ def drive(run: Batches, prepare: Callable, sink: Callable) -> tuple[list[int], f
         run.denoiser.reset()
         if run.labels is not None:
             run.denoiser.set_labels(run.labels[start:stop])
+        if run.cond is not None:
+            run.denoiser.set_cond(_rows(run.cond, start, stop, run))
         before = run.denoiser.nfe
         with torch.inference_mode() if run.inference else torch.no_grad(), autocast(run.device, enabled=run.amp):
             x = step(x, stream)
@@ -129,8 +132,11 @@ def drive(run: Batches, prepare: Callable, sink: Callable) -> tuple[list[int], f
 
 
 def _rows(array, start: int, stop: int, run: Batches) -> torch.Tensor:
-    """Rows [start, stop) of given starting noise (latents from ``encode``) as a tensor of the run."""
-    return torch.as_tensor(np.asarray(array[start:stop])).to(device=run.device, dtype=run.dtype)
+    """Rows [start, stop) of a per-row input (starting latents from ``encode``, condition images) as a
+    tensor of the run."""
+    rows = array[start:stop]
+    rows = rows if isinstance(rows, torch.Tensor) else torch.as_tensor(np.asarray(rows))
+    return rows.to(device=run.device, dtype=run.dtype)
 
 
 # --------------------------------------------------------------------------------------------
@@ -168,6 +174,7 @@ class SampleOptions:
     start: Any = None  # latents (encode.encode) that sample i starts from, row start_index + i: ode only
     labels: Any = None  # class-conditional models: the class of sample i is labels[start_index + i]
     cfg: float | None = None  # with labels: classifier-free guidance scale s (DEFAULT_CFG when None)
+    cond: Any = None  # SR3 models: the condition c of sample i is cond[start_index + i] (model space, (C, H, W))
 
 
 # autoguidance's weight w when a guide is given without one: the best of 1.5-5 on the triangles
@@ -235,6 +242,7 @@ def plan_sample(
     sampler, times = recorded_sampling(model, sampler, steps, options.spacing)
     if options.start is not None:
         check_start(model, options.start, sampler, options.start_index + n)
+    check_condition(model, options.cond, options.start_index + n)
     given = {k: getattr(options, k) for k in SAMPLER_KEYWORDS}
     plan = S.plan(model.process, sampler, steps, options.spacing, options.rho, times, **given)
     if options.trajectory_at is not None:  # checked against the grid before any work
@@ -251,7 +259,7 @@ def recorded_sampling(model, sampler: str | None, steps: int | None, spacing: st
     those K times only); other samplers make their own grids. Else ``sampler`` or ode."""
     rec = (getattr(model, "meta", None) or {}).get("sampling")
     if not rec:
-        return sampler or "ode", None
+        return sampler or S.DEFAULT_SAMPLER, None
     name, k = rec["sampler"], int(rec["steps"])
     if sampler not in (None, name):
         return sampler, None
@@ -356,9 +364,10 @@ def run_sample(model, job: SamplePlan, seed: int = 0, device=None, progress=None
     failure = f"sampler {plan.sampler.name} produced NaN or inf (try more {hint})"
     start = None if opts.start is None else opts.start[opts.start_index : opts.start_index + n]
     labels = None if opts.labels is None else opts.labels[opts.start_index : opts.start_index + n]
+    cond = None if opts.cond is None else opts.cond[opts.start_index : opts.start_index + n]
     run = Batches(
         model, denoiser, seeds, job.batch, dev, dtype, S.start_std(model.process, plan.times[0]), amp,
-        failure=failure, start=start, labels=labels,
+        failure=failure, start=start, labels=labels, cond=cond,
     )  # fmt: skip
     nfes, seconds = drive(run, prepare, sink)
     info = _sample_info(model, job, seed, nfes, seconds, dev, denoiser)
@@ -451,6 +460,27 @@ def check_start(model, start, sampler: str, rows: int) -> None:
         raise InputError(f"--from: {shape[0]} latents, {rows} needed")
     if not np.isfinite(np.asarray(start[:rows])).all():
         raise InputError("--from: latents contain NaN or inf")
+
+
+def check_condition(model, cond, rows: int) -> None:
+    """InputError unless ``cond`` fits the model: an SR3 model (``model.condition``) needs at least
+    ``rows`` finite condition images shaped like its data; a model without a condition takes none.
+    ``sample`` gives none, so it refuses an SR3 checkpoint here, before any work."""
+    condition = getattr(model, "condition", None)
+    if condition is None:
+        if cond is not None:
+            raise InputError("the checkpoint takes no condition image (it was trained without --condition)")
+        return
+    if cond is None:
+        raise InputError(
+            f"the checkpoint is an SR3 model (condition {condition.spec}): it restores low-resolution images; use "
+            f"'ddpmctl restore CKPT y.npy --method sr3' (y from 'ddpmctl degrade --task sr --scale {condition.factor}')"
+        )
+    shape = tuple(np.shape(cond))
+    if shape[1:] != tuple(model.data_shape) or shape[0] < rows:
+        raise InputError(f"condition images of shape {shape}: {rows} of shape {tuple(model.data_shape)} needed")
+    if not torch.isfinite(torch.as_tensor(cond[:rows])).all():
+        raise InputError("the condition images contain NaN or inf")
 
 
 def check_classes(model, labels, cfg: float | None, rows: int, guide=None) -> np.ndarray:

@@ -81,6 +81,13 @@ def _checkpoints(d: Path) -> None:
     cmeta = make_meta(ccfg, ddpm, "eps", "images", (1, 8, 8), IMAGE_NORMALIZATION, classes=["a", "b", "c"])
     save_model(d / "ckcond" / "model.safetensors", build_net(ccfg), cmeta)
 
+    scfg = validate_net_config({**cfg, "cond_channels": 1}, (1, 8, 8))  # SR3 for sr x2 (train --condition sr:2)
+    (d / "cksr3").mkdir()
+    smeta = make_meta(scfg, ddpm, "eps", "images", (1, 8, 8), IMAGE_NORMALIZATION, condition="sr:2")
+    save_model(d / "cksr3" / "model.safetensors", build_net(scfg), smeta)
+    save_model(d / "sr3nocond.safetensors", build_net(scfg), {**meta, "net": scfg})  # channels, no condition recorded
+    save_model(d / "sr3badcond.safetensors", build_net(scfg), {**smeta, "condition": "sr:3"})  # 8 is not divisible by 3
+
     pcfg = validate_net_config({**default_net_config("points", (2,)), "hidden": 16, "blocks": 1, "emb_dim": 16}, (2,))
     (d / "ckpts").mkdir()
     save_model(d / "ckpts" / "model.safetensors", build_net(pcfg), make_meta(pcfg, ddpm, "eps", "points", (2,), IDENTITY_NORMALIZATION))
@@ -206,6 +213,8 @@ def _arrays(d: Path) -> None:
         ("obs3", "imgs3.npy", ["--task", "denoise", "--noise", "0.1"]),
         ("obsbadjson", "imgs.npy", ["--task", "denoise", "--noise", "0.1"]),
         ("obsnan", "imgs.npy", ["--task", "denoise", "--noise", "0.1"]),
+        ("obssr2", "imgs.npy", ["--task", "sr", "--scale", "2"]),
+        ("obssr4", "imgs.npy", ["--task", "sr", "--scale", "4"]),
     ):
         r = run_cli("degrade", d / src, *args, "-o", d / f"{name}.npy")
         assert r.returncode == 0, r.stderr
@@ -491,6 +500,12 @@ OPTION_CASES = [
     ("train-labels-pickled", ["train", "{d}/imgs.npy", "--labels", "{d}/pickled.npy", "-o", "{o}/ckpt"], ["pickled.npy", "never unpickles"]),
     ("train-labels-and-no-labels", ["train", "{d}/imgs.npy", "--labels", "{d}/lab_neg.npy", "--no-labels", "-o", "{o}/ckpt"], ["--no-labels", "--labels"]),
     ("train-label-dropout-one", ["train", "{d}/imgs.npy", "--label-dropout", "1", "-o", "{o}/ckpt"], ["--label-dropout", "[0, 1)"]),
+    ("train-condition-unknown", ["train", "{d}/imgs.npy", "--condition", "blur:2", "-o", "{o}/ckpt"], ["--condition", "blur:2"]),
+    ("train-condition-factor", ["train", "{d}/imgs.npy", "--condition", "sr:1", "-o", "{o}/ckpt"], ["--condition", ">= 2"]),
+    ("train-condition-indivisible", ["train", "{d}/imgs.npy", "--condition", "sr:3", "--steps", "1", "-o", "{o}/ckpt"], ["--condition sr:3", "not divisible"]),
+    ("train-condition-points", ["train", "{d}/pts.npy", "--condition", "sr:2", "--steps", "1", "-o", "{o}/ckpt"], ["--condition sr:2", "needs images"]),
+    ("train-condition-noise-alone", ["train", "{d}/imgs.npy", "--condition-noise", "0.1", "-o", "{o}/ckpt"], ["--condition-noise", "needs --condition"]),
+    ("train-condition-noise-negative", ["train", "{d}/imgs.npy", "--condition", "sr:2", "--condition-noise", "-1", "-o", "{o}/ckpt"], ["--condition-noise", ">= 0"]),
     ("train-schedule-file", ["train", "{d}/imgs.npy", "--schedule", "{d}/betas_neg.npy", "--steps", "1", "-o", "{o}/ckpt"], ["betas_neg.npy"]),
     # sample
     ("sample-n-negative", ["sample", "{d}/ck", "-n", "-3", "-o", "{o}/out.npy"], ["-n", "-3"]),
@@ -562,6 +577,17 @@ OPTION_CASES = [
     ("sample-cfg-nan", ["sample", "{d}/ckcond", "--class", "a", "--cfg", "nan", "-n", "2", "-o", "{o}/out.npy"], ["--cfg", "finite"]),
     ("sample-cfg-with-guide", ["sample", "{d}/ckcond", "--class", "a", "--cfg", "2", "--guide", "{d}/ckcond", "-n", "2", "-o", "{o}/out.npy"], ["--cfg", "--guide"]),
     ("sample-mixture-class", ["sample", "{d}/goodmix.npz", "--class", "2", "-n", "2", "-o", "{o}/out.npy"], ["--class", "no class 2", "has 2"]),
+    ("sample-sr3", ["sample", "{d}/cksr3", "-n", "2", "-o", "{o}/out.npy"], ["SR3", "restore CKPT y.npy --method sr3"]),
+    ("sample-sr3-nocond", ["sample", "{d}/sr3nocond.safetensors", "-n", "2", "-o", "{o}/out.npy"], ["sr3nocond", "no condition is recorded"]),
+    ("sample-sr3-badcond", ["sample", "{d}/sr3badcond.safetensors", "-n", "2", "-o", "{o}/out.npy"], ["sr3badcond", "not divisible by 3"]),
+    ("encode-sr3", ["encode", "{d}/cksr3", "{d}/imgs.npy", "--steps", "2", "-o", "{o}/z.npy"], ["image-conditional", "--method sr3"]),
+    ("restore-sr3-unconditional", ["restore", "{d}/ck", "{d}/obssr2.npy", "--method", "sr3", "-o", "{o}/out.npy"], ["--method sr3", "not an SR3 model"]),
+    ("restore-sr3-scale", ["restore", "{d}/cksr3", "{d}/obssr4.npy", "-o", "{o}/out.npy"], ["sr:2 observations", "sr x4"]),
+    ("restore-sr3-task", ["restore", "{d}/cksr3", "{d}/obs.npy", "--method", "sr3", "-o", "{o}/out.npy"], ["sr:2 observations", "inpaint"]),
+    ("restore-sr3-other-method", ["restore", "{d}/cksr3", "{d}/obssr2.npy", "--method", "dps", "-o", "{o}/out.npy"], ["--method dps", "use --method sr3"]),
+    ("restore-sr3-sampler-unknown", ["restore", "{d}/cksr3", "{d}/obssr2.npy", "--sampler", "magic", "-o", "{o}/out.npy"], ["--sampler", "magic"]),
+    ("restore-sr3-sampler-process", ["restore", "{d}/cksr3", "{d}/obssr2.npy", "--sampler", "langevin", "-o", "{o}/out.npy"], ["langevin", "ve"]),
+    ("restore-sampler-not-sr3", ["restore", "{d}/ck", "{d}/obs.npy", "--sampler", "ddim", "-o", "{o}/out.npy"], ["--sampler", "sr3"]),
     ("restore-class-unconditional", ["restore", "{d}/ck", "{d}/obs.npy", "--class", "0", "-o", "{o}/out.npy"], ["--class", "not class-conditional"]),
     ("restore-class-missing", ["restore", "{d}/ckcond", "{d}/obs.npy", "--class", "d", "-o", "{o}/out.npy"], ["--class", "no class 'd'"]),
     ("sample-unknown-option", ["sample", "{d}/ck", "--temperature", "2", "-o", "{o}/out.npy"], ["--temperature"]),

@@ -1,5 +1,5 @@
 """ddpmctl restore: restore degraded observations with a trained diffusion model (DDNM, RePaint, DPS, PiGDM,
-DiffPIR, SDEdit)."""
+DiffPIR, SDEdit; SR3 with a model trained for super-resolution)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import numpy as np
 import typer
 
 from ddpmctl import io
+from ddpmctl import samplers as S
 from ddpmctl.cli.common import (
     batch_option,
     cfg_option,
@@ -39,19 +40,26 @@ METHOD = choice_option(
     ", ".join(f"{m.name} ({m.help})" for m in METHODS.values())
     + ". Default, per task (the best measured): "
     + ", ".join(f"{task} {name}" for task, name in DEFAULT_METHOD.items())
-    + ".",
+    + "; an SR3 checkpoint (train --condition sr:F): sr3.",
 )
 STEPS = steps_option(
     "Diffusion steps (default: "
-    + ", ".join(f"{m.name} {m.steps}" for m in METHODS.values())
-    + "; sdedit: of the full grid, it runs those below its start time)."
+    + ", ".join(f"{m.name} {m.steps}" for m in METHODS.values() if not m.conditional)
+    + "; sdedit: of the full grid, it runs those below its start time; sr3: the --sampler's, as in sample)."
+)
+SAMPLER = choice_option(
+    None,
+    "--sampler",
+    S.SAMPLERS,
+    "sr3: the sampler that draws x given y from the SR3 model, with its default steps and options "
+    f"(as 'ddpmctl sample') (default: {S.DEFAULT_SAMPLER}, i.e. DPM-Solver++(3M), 20 steps).",
 )
 ETA = typer.Option(
     None,
     "--eta",
     help="ddnm/pigdm/sdedit: DDIM stochasticity in [0, 1] (default: "
     + ", ".join(f"{m.name} {describe_default(m.options['eta'])}" for m in METHODS.values() if "eta" in m.options)
-    + ").",
+    + "); sr3: the --sampler's eta (ddim, euler-a, dpm++2m-sde).",
 )
 ZETA = typer.Option(
     None,
@@ -117,6 +125,7 @@ def command(
     observation: str = OBSERVATION,
     method: Optional[str] = METHOD,
     steps: Optional[int] = STEPS,
+    sampler: Optional[str] = SAMPLER,
     eta: Optional[float] = ETA,
     zeta: Optional[float] = ZETA,
     jump_length: Optional[int] = JUMP_LENGTH,
@@ -147,8 +156,10 @@ def command(
     --task/--box/--mask/--scale/--kernel-sigma/--kernel-size/--noise override it. Without --method
     each task gets the method that measured best on held-out data (--method's help lists them):
     ddnm (null-space projection in DDIM steps; time travel with -O travel_repeat=R), repaint,
-    dps, pigdm, diffpir, sdedit (denoising only). --truth prints PSNR and SSIM; --samples K
-    outputs the mean of K restorations (lower squared error), --std their per-pixel spread.
+    dps, pigdm, diffpir, sdedit (denoising only). A checkpoint trained for super-resolution
+    (train --condition sr:F, SR3) restores its sr observations with --method sr3 (its default):
+    the model's own --sampler, given the bicubic-upsampled y. --truth prints PSNR and SSIM;
+    --samples K outputs the mean of K restorations (lower squared error), --std their spread.
 
     Example: ddpmctl restore ckpt/ y.npy --truth tri.npy -o restored.png
 
@@ -159,6 +170,8 @@ def command(
     Example: ddpmctl restore ckpt/ y.npy --method ddnm --steps 50 -O travel_repeat=2 -O travel_length=5 -o x.npy
 
     Example: ddpmctl restore cond/ y.npy --class disc --cfg 2 -o discs.png   (a class-conditional checkpoint)
+
+    Example: ddpmctl restore sr3/ y.npy --method sr3 --truth tri.npy -o sr.png   (train --condition sr:4)
     """
     from ddpmctl.checkpoint import load_model
     from ddpmctl.device import resolve_device
@@ -167,7 +180,7 @@ def command(
     from ddpmctl.restore import RestoreOptions, check_observation, plan_restore, run_restore
 
     _check_outputs(output, std)
-    given = dict(eta=eta, zeta=zeta, jump_length=jump_length, jump_n=jump_n, **parse_options(option))
+    given = dict(eta=eta, zeta=zeta, jump_length=jump_length, jump_n=jump_n, sampler=sampler, **parse_options(option))
     dev = resolve_device(device)
     model = load_model(checkpoint, device=dev)
     y = _read_observation(observation)
@@ -182,15 +195,20 @@ def command(
     y_checked = check_observation(model, y, op)
     with progress(job.progress_total, f"restore {job.method.name}", quiet=quiet) as update:
         result = run_restore(model, job, y_checked, op, sigma, seed, dev, update)
-    x, info = result[0], result[-1]
-    _write(output, op, y, x, clean, model.data_kind, info)
+    _write(output, op, y, result[0], clean, model.data_kind, result[-1])
+    _finish(result, output, std, json_out, model.data_kind, op, sigma)
+
+
+def _finish(result: tuple, output: str, std: Optional[str], json_out: bool, data_kind: str, op, sigma: float) -> None:
+    """Write the --std map and report (one JSON object with --json, lines for people otherwise)."""
+    info = result[-1]
     if std is not None:
         io.save_npy(std, result[1])
         info["std"] = std
     if json_out:
         emit_json({**info, "output": output})
     else:
-        _report(info, model.data_kind, op, sigma, output, std)
+        _report(info, data_kind, op, sigma, output, std)
 
 
 def _check_outputs(output: str, std: Optional[str]) -> None:
@@ -246,12 +264,19 @@ def _write(output: str, op, y: np.ndarray, x: np.ndarray, clean, data_kind: str,
         io.save_output(output, x)
 
 
+def _method_label(info: dict) -> str:
+    """The method, and for sr3 the sampler (and ODE solver) it ran."""
+    if "sampler" not in info:
+        return info["method"]
+    return f"{info['method']} ({info['sampler']}" + (f"/{info['solver']}" if info.get("solver") else "") + ")"
+
+
 def _report(info: dict, data_kind: str, op, sigma: float, output: str, std: Optional[str]) -> None:
     out = report_stream(output == io.STDIO)
     samples = info["samples"]
     per_image = f"{info['nfe']} NFE/image" if samples == 1 else f"mean of {samples} samples x {info['nfe']} NFE/image"
     print(
-        f"restored {info['n']} {data_kind} ({op.describe()}, noise {sigma:g}) with {info['method']}: "
+        f"restored {info['n']} {data_kind} ({op.describe()}, noise {sigma:g}) with {_method_label(info)}: "
         f"{info['steps']} steps, {per_image}, {info['seconds']:.1f} s ({info['seconds_per_image']:.3g} s/image) "
         f"-> {output}" + (f", std -> {std}" if std is not None else ""),
         file=out,

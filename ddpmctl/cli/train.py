@@ -52,6 +52,10 @@ def _help() -> str:
         "embedding, and --label-dropout p (default 0.1) replaces a label by the null class with probability p, "
         "which trains the unconditional model in the same network (classifier-free guidance: sample --class K "
         "--cfg S). The checkpoint records the classes and their names (from LABELS.classes.txt, else 0..K-1).",
+        "SR3 (Saharia et al. 2021): --condition sr:F trains a super-resolution model: the U-Net also sees the "
+        "bicubic upsampling of y = A x0, the F x F average pooling of 'degrade --task sr --scale F', as extra input "
+        "channels beside x_t (--condition-noise s adds N(0, s^2) noise to y, for noisy observations). Such a "
+        "checkpoint records its condition and restores with 'restore CKPT y.npy --method sr3'; 'sample' refuses it.",
         f"Default networks: a U-Net of {DEFAULT_UNET_PARAMS} parameters for 3x32x32 images and an MLP of "
         f"{DEFAULT_MLP_PARAMS} parameters for 2-D points; --dry-run prints the parameter count and GFLOP per "
         "image of the network for your data and options.",
@@ -59,6 +63,7 @@ def _help() -> str:
         "Example: ddpmctl train swissroll.npy --sde vp --steps 5000 -o roll/",
         "Example: ddpmctl train triangles.npy --sde edm --time-limit 10m -o edm/",
         "Example: ddpmctl train shapes.npy --labels shapes.labels.npy --steps 20000 -o cond/",
+        "Example: ddpmctl train triangles.npy --condition sr:4 --config examples/triangles/demo.yaml -o sr3/",
         "Example: torchrun --nproc_per_node=2 -m ddpmctl train data.npy --config train.yaml -o ckpt/",
     ]
     return "\n\n".join(paras)
@@ -110,6 +115,22 @@ SIGMA_DATA = typer.Option(
     "(default 0.5; standardised points have 1).",
 )
 
+LABEL_DROPOUT = typer.Option(
+    None, "--label-dropout", help="With labels: probability of the null class (unconditional) (default 0.1)."
+)
+CONDITION = typer.Option(
+    None,
+    "--condition",
+    metavar="sr:F",
+    help="SR3: condition the network on the bicubic upsampling of the x F average-pooled image (what 'degrade "
+    "--task sr --scale F' writes); restore with --method sr3.",
+)
+CONDITION_NOISE = typer.Option(
+    None,
+    "--condition-noise",
+    help="With --condition: std of Gaussian noise added to the low-resolution training image, in image units "
+    "[0, 1] like 'degrade --noise' (default 0).",
+)
 PREDICTION = typer.Option(
     None,
     "--prediction",
@@ -162,8 +183,9 @@ def command(
     labels: Optional[str] = typer.Option(None, "--labels", help="Class labels (.npy, one integer per sample): train "
                                          "a class-conditional model (default: DATA.labels.npy when it exists)."),
     no_labels: bool = flag_option("--no-labels", help="Ignore DATA.labels.npy: train an unconditional model."),
-    label_dropout: Optional[float] = typer.Option(
-        None, "--label-dropout", help="With labels: probability of the null class (unconditional) (default 0.1)."),
+    label_dropout: Optional[float] = LABEL_DROPOUT,
+    condition: Optional[str] = CONDITION,
+    condition_noise: Optional[float] = CONDITION_NOISE,
     seed: Optional[int] = seed_option(None, "(default 0)"),
     device: Optional[str] = device_option(None),
     bf16: Optional[bool] = flag_option("--bf16/--no-bf16", help="bf16 autocast on CUDA (default on).", default=None),
@@ -186,10 +208,10 @@ def command(
     flags = dict(steps=steps, epochs=epochs, batch=batch, lr=lr, optimizer=optimizer, warmup=warmup,
                  lr_schedule=lr_schedule, weight_decay=weight_decay, clip=clip, ema=ema, sde=sde, schedule=schedule,
                  T=T, p_mean=p_mean, p_std=p_std, sigma_data=sigma_data, prediction=prediction, loss=loss,
-                 min_snr=min_snr, normalize=normalize, hflip=hflip, seed=seed,
+                 min_snr=min_snr, normalize=normalize, hflip=hflip, seed=seed, condition_noise=condition_noise,
                  device=device, bf16=bf16, compile=compile_, log_every=log_every, save_every=save_every,
                  sample_every=sample_every, time_limit=None if time_limit is None else parse_duration(time_limit),
-                 snapshots=list(snapshot) if snapshot else None, label_dropout=label_dropout,
+                 snapshots=list(snapshot) if snapshot else None, label_dropout=label_dropout, condition=condition,
                  labels=_labels_flag(data, labels, no_labels, resume))
     # fmt: on
     cfg = _config(resume, config, flags, no_labels)

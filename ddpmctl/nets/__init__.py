@@ -60,6 +60,7 @@ _UNET_KEYS: dict[str, tuple[str, Any]] = {
     "patch": ("int", 1),
     "self_cond": ("bool", False),
     "num_classes": ("int", 0),
+    "cond_channels": ("int", 0),
 }
 _MLP_KEYS: dict[str, tuple[str, Any]] = {
     "type": ("str", None),
@@ -136,6 +137,8 @@ def _check_unet(cfg: dict) -> None:
     for key in ("in_channels", "base", "blocks", "head_channels", "groups", "patch"):
         if cfg[key] < 1:
             _fail(key, f"must be >= 1, got {cfg[key]}")
+    if cfg["cond_channels"] < 0:
+        _fail("cond_channels", f"must be >= 0 (0: no image condition), got {cfg['cond_channels']}")
     if cfg["base"] < 4 or cfg["base"] % 2:
         _fail("base", f"must be even and >= 4 (it is also the embedding width), got {cfg['base']}")
     if len(cfg["image_size"]) != 2 or min(cfg["image_size"]) < 1:
@@ -179,7 +182,8 @@ def _check_mlp(cfg: dict) -> None:
 def validate_net_config(config: dict, data_shape: tuple | list | None = None) -> dict:
     """Check a net config (and, given ``data_shape`` = (C, H, W) or (D,), that the data fits it);
     returns the completed config (defaults filled in, a new dict). InputError on any problem.
-    ``num_classes`` is left out when it is 0 (unconditional), so such configs read as before it existed."""
+    ``num_classes`` and ``cond_channels`` are left out when 0 (unconditional), so such configs read as
+    before they existed."""
     if not isinstance(config, dict):
         raise InputError(f"net config: must be a mapping, got {type(config).__name__}")
     kind = config.get("type")
@@ -191,8 +195,9 @@ def validate_net_config(config: dict, data_shape: tuple | list | None = None) ->
     else:
         cfg = _complete(config, _MLP_KEYS)
         _check_mlp(cfg)
-    if cfg["num_classes"] == 0:
-        del cfg["num_classes"]
+    for key in ("num_classes", "cond_channels"):
+        if cfg.get(key) == 0:
+            del cfg[key]
     if data_shape is not None:
         shape = tuple(int(s) for s in data_shape)
         if kind == "unet":

@@ -26,6 +26,10 @@ several times cheaper per image on a CPU for small images.
 H, W), concatenated to x as C more input channels (zeros when there is none); the output keeps C
 channels. Training and the samplers' ``diffusion.Denoiser`` supply the estimate (docs/nets.md).
 
+``cond_channels`` C' > 0 (an image-conditional network, SR3: Saharia et al. 2021; ``ddpmctl.conditions``):
+the net also takes a condition image ``image_cond`` (B, C', H, W), concatenated to x_t as C' more
+input channels, net(cat(x_t, c)) (zeros when there is none); the output keeps C channels.
+
 ``num_classes`` K > 0 (class-conditional): ``emb`` = SiLU(TimeEmbedding(c_noise) + ClassEmbedding(label)),
 the label K (or None) being the null class of classifier-free guidance (``nets.embeddings``).
 """
@@ -138,13 +142,15 @@ class UNetConfig:
     patch: int
     self_cond: bool = False
     num_classes: int = 0
+    cond_channels: int = 0
     type: str = "unet"
 
 
 class UNet(nn.Module):
-    """``UNet(UNetConfig(**config))``; ``forward(x (B, C, H, W), c_noise (B,)[, cond], class_labels=None)
-    -> (B, C, H, W)``; ``cond`` (B, C, H, W) is the self-conditioning estimate of x0 when ``self_cond``,
-    ``class_labels`` (B,) int64 in [0, K] the classes when ``num_classes`` K > 0 (module docstring).
+    """``UNet(UNetConfig(**config))``; ``forward(x (B, C, H, W), c_noise (B,)[, cond], class_labels=None,
+    image_cond=None) -> (B, C, H, W)``; ``cond`` (B, C, H, W) is the self-conditioning estimate of x0 when
+    ``self_cond``, ``class_labels`` (B,) int64 in [0, K] the classes when ``num_classes`` K > 0,
+    ``image_cond`` (B, C', H, W) the condition image when ``cond_channels`` C' > 0 (module docstring).
     Build it with ``ddpmctl.nets.build_net(config)``, which validates the config first."""
 
     def __init__(self, config: UNetConfig):
@@ -153,10 +159,12 @@ class UNet(nn.Module):
         base, mults, blocks, groups, head_channels = c.base, c.mults, c.blocks, c.groups, c.head_channels
         self.patch = patch = c.patch
         self.self_cond = c.self_cond
+        self.cond_channels = c.cond_channels
         emb_dim = 4 * base
         self.time_embed = TimeEmbedding(c.embedding, base, emb_dim, c.fourier_scale)
         c_in = c.in_channels * patch * patch
-        self.in_conv = nn.Conv2d(c_in * (2 if c.self_cond else 1), base, 3, padding=1)
+        cond_in = c.cond_channels * patch * patch
+        self.in_conv = nn.Conv2d(c_in * (2 if c.self_cond else 1) + cond_in, base, 3, padding=1)
 
         res0 = min(c.image_size) // patch
         attn = {int(r) for r in c.attn}
@@ -207,7 +215,12 @@ class UNet(nn.Module):
         return [p for m in hidden for p in m.parameters() if p.ndim >= 2]
 
     def forward(
-        self, x: torch.Tensor, c_noise: torch.Tensor, cond: torch.Tensor | None = None, class_labels=None
+        self,
+        x: torch.Tensor,
+        c_noise: torch.Tensor,
+        cond: torch.Tensor | None = None,
+        class_labels=None,
+        image_cond=None,
     ) -> torch.Tensor:
         emb = self.time_embed(c_noise)
         if self.num_classes > 0:
@@ -215,6 +228,9 @@ class UNet(nn.Module):
         emb = F.silu(emb)
         if self.self_cond:  # the previous estimate of x0 (zeros when there is none) as extra channels
             x = torch.cat([x, torch.zeros_like(x) if cond is None else cond.to(x.dtype)], dim=1)
+        if self.cond_channels:  # SR3: the condition image c as extra channels (zeros when there is none)
+            shape = (x.shape[0], self.cond_channels, *x.shape[2:])
+            x = torch.cat([x, x.new_zeros(shape) if image_cond is None else image_cond.to(x.dtype)], dim=1)
         if self.patch > 1:
             x = F.pixel_unshuffle(x, self.patch)
         h = self.in_conv(x)

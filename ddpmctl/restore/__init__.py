@@ -13,7 +13,9 @@ that ``--help`` starts fast; re-exported here), by family:
 * ``projection``: ``ddnm`` (DDNM / DDNM+, with time travel) and ``repaint``;
 * ``guidance``: ``dps`` and ``pigdm`` (a gradient through the network at each step);
 * ``proximal``: ``diffpir`` (a closed-form data step between denoising steps);
-* ``denoising``: ``sdedit`` (denoising only).
+* ``denoising``: ``sdedit`` (denoising only);
+* ``conditional``: ``sr3`` (super-resolution by a model trained with the low-resolution image as
+  its condition, ``train --condition sr:F``: the model's own sampler).
 
 ``driver`` plans a run (``plan_restore``: the task's default method, options, grid) and hands it to
 the batch loop of ``ddpmctl.sampling`` (``run_restore``), with the posterior mean of K restorations.
@@ -42,6 +44,7 @@ from ddpmctl.restore.projection import ddnm, jump_back, repaint
 from ddpmctl.restore.guidance import dps, pigdm, pigdm_r2
 from ddpmctl.restore.proximal import SIGMA_N_MIN, diffpir, diffpir_x0
 from ddpmctl.restore.denoising import sdedit, sdedit_start, sdedit_times
+from ddpmctl.restore.conditional import sr3
 from ddpmctl.restore.driver import (
     RestoreOptions,
     RestorePlan,
@@ -60,5 +63,5 @@ __all__ = [
     "comparison_rows", "ddnm", "default_method", "describe_default", "diffpir", "diffpir_x0", "down_steps", "dps",
     "get_method", "jump_back", "jump_path", "parse_options", "per_task", "pigdm", "pigdm_r2", "plain_grid",
     "plan_restore", "repaint", "repaint_path", "restoration_seed", "restore", "run_restore", "sdedit",
-    "sdedit_start", "sdedit_times",
+    "sdedit_start", "sdedit_times", "sr3",
 ]  # fmt: skip

@@ -22,7 +22,7 @@ from ddpmctl import samplers as S
 from ddpmctl.errors import InputError
 from ddpmctl.operators import Operator
 from ddpmctl.restore.base import Observation
-from ddpmctl.restore_registry import DEFAULT_SETTINGS, OPTION_TYPES, Method, default_method, get_method
+from ddpmctl.restore_registry import DEFAULT_SETTINGS, METHODS, OPTION_TYPES, Method, default_method, get_method
 from ddpmctl.sampling import DEFAULT_CFG, Batches, check_classes, drive, place_model, sample_seed
 
 
@@ -56,6 +56,7 @@ class RestoreOptions:
     return_std: bool = False
     labels: Any = None  # class-conditional models: the class of each observation
     cfg: float | None = None  # with labels: classifier-free guidance scale (``sampling.DEFAULT_CFG`` when None)
+    sampler: str | None = None  # conditional methods (sr3): the sampler (``samplers.DEFAULT_SAMPLER`` when None)
 
     def check(self) -> None:
         """The ranges of the given method options (checked whatever the method)."""
@@ -103,33 +104,81 @@ def plan_restore(
     options: RestoreOptions = RestoreOptions(),
 ) -> RestorePlan:
     """Check a ``restore`` run and fill in its defaults (InputError naming the option). ``method``
-    None is the task's default (``registry.DEFAULT_METHOD``)."""
+    None is the task's default (``registry.DEFAULT_METHOD``), or sr3 for an SR3 checkpoint."""
     samples = check_samples(options.samples, options.return_std)
+    if method is None and getattr(model, "condition", None) is not None:
+        method = next(m.name for m in METHODS.values() if m.conditional)
     if method is None:  # the task's default, with its measured steps and options
         method, (task_steps, settings) = default_method(op.task), DEFAULT_SETTINGS[op.task]
         given = {k: v for k, v in settings.items() if getattr(options, k) is None}
         options = dataclasses.replace(options, **given)
         steps = min(task_steps, model.process.max_steps or task_steps) if steps is None else steps
     record = get_method(method)
+    _check_conditional(record, model, op)
     record.check(op, sigma_y)
     options.check()
-    steps = record.default_steps(model.process) if steps is None else int(steps)
     total = n * samples
     batch = min(total, 64) if batch is None else int(batch)
     if batch < 1:
         raise InputError(f"--batch: must be >= 1, got {batch}")
     sigma_m = abs(float(model.normalization.scale)) * float(sigma_y)
-    times = record.times(model.process, steps, sigma_m)
     if options.labels is not None or options.cfg is not None:
         labels = check_classes(model, options.labels, options.cfg, n)[:n]
         options = dataclasses.replace(options, labels=labels, cfg=DEFAULT_CFG if options.cfg is None else options.cfg)
+    times, kwargs = _grid_and_options(record, model, op, steps, sigma_m, options)
+    return RestorePlan(record, times, kwargs, n, batch, sigma_m, options)
+
+
+def _grid_and_options(record: Method, model, op: Operator, steps, sigma_m: float, options: RestoreOptions):
+    """(the time grid, the keywords of ``record.fn``): a conditional method's are its sampler's plan
+    (``samplers.plan``: the sampler's default steps, spacing and options; ``eta`` passed on)."""
+    if record.conditional:
+        plan = S.plan(model.process, options.sampler or S.DEFAULT_SAMPLER, steps, eta=options.eta)
+        return plan.times, {"sampler": plan.sampler.name, **plan.options}
+    if options.sampler is not None:
+        raise InputError(f"--sampler: only --method sr3 runs a sampler (--method {record.name} has its own steps)")
+    steps = record.default_steps(model.process) if steps is None else int(steps)
+    times = record.times(model.process, steps, sigma_m)
     kwargs = {}
     for k, default in record.options.items():
         value = default if getattr(options, k) is None else getattr(options, k)
         kwargs[k] = OPTION_TYPES[k](value(op.task, len(times) - 1) if callable(value) else value)
     if record.check_options is not None:
         record.check_options(kwargs)
-    return RestorePlan(record, times, kwargs, n, batch, sigma_m, options)
+    return times, kwargs
+
+
+def _check_conditional(record: Method, model, op: Operator) -> None:
+    """InputError (one line) unless the method and the checkpoint agree on a condition: a conditional
+    method (sr3) needs an SR3 checkpoint whose condition is this observation's operator (task and
+    scale); an SR3 checkpoint restores with a conditional method only."""
+    condition = getattr(model, "condition", None)
+    if condition is None:
+        if record.conditional:
+            raise InputError(
+                f"--method {record.name}: the checkpoint is not an SR3 model (train one with --condition sr:F); "
+                "restore with another method, e.g. dps"
+            )
+        return
+    if op.task != condition.kind or getattr(op, "scale", None) != condition.factor:
+        raise InputError(
+            f"the checkpoint is an SR3 model for {condition.spec} observations (degrade --task sr --scale "
+            f"{condition.factor}); this observation is {op.describe()}"
+        )
+    if not record.conditional:
+        raise InputError(
+            f"--method {record.name}: the checkpoint is an SR3 model (condition {condition.spec}) that needs its "
+            "condition; use --method sr3"
+        )
+
+
+def condition_images(model, op: Operator, y_file: np.ndarray) -> torch.Tensor:
+    """SR3's condition of every observation: c = bicubic(y) in model space, upsampled in float32 as at
+    training (``conditions``)."""
+    norm = model.normalization
+    y = op.decode(torch.from_numpy(np.ascontiguousarray(y_file)).to(torch.float64))
+    y_m = op.to_model_observation(y, float(norm.scale), float(norm.shift))
+    return model.condition.from_observation(y_m.float())
 
 
 def check_observation(model, y_file, op: Operator) -> np.ndarray:
@@ -219,6 +268,7 @@ def run_restore(
             moments.add(*np.divmod(np.arange(start, stop), k), x_data)
 
     seeds = [restoration_seed(seed, i, j) for i, j in zip(*np.divmod(np.arange(n * k), k))]
+    cond = condition_images(model, op, y_file).repeat_interleave(k, 0) if job.method.conditional else None
     run = Batches(
         model,
         denoiser,
@@ -232,6 +282,7 @@ def run_restore(
         clip=settings.clip,
         failure=f"{job.method.name} produced NaN or inf{job.method.hint}",
         labels=None if settings.labels is None else np.repeat(settings.labels, k),  # row r: observation r // K
+        cond=cond,  # SR3: row r's condition is that of observation r // K
     )
     nfes, seconds = drive(run, prepare, sink)
     info = {
@@ -242,7 +293,9 @@ def run_restore(
     }  # fmt: skip
     if settings.labels is not None:
         info["cfg"] = float(settings.cfg)
-    if job.method.grid != "plain_grid":
+    if job.method.conditional:
+        info["condition"] = model.condition.spec
+    elif job.method.grid != "plain_grid":
         info["t_start"] = float(job.times[0])
     if settings.return_std:
         return moments.mean(), moments.std(), info

@@ -45,6 +45,7 @@ import importlib
 
 from ddpmctl.betas import SPACINGS
 from ddpmctl.samplers.registry import (
+    DEFAULT_SAMPLER,
     DEFAULT_SOLVER,
     ODE_SOLVERS,
     SAMPLERS_BY_NAME,
@@ -102,6 +103,7 @@ def __dir__() -> list[str]:
 
 
 __all__ = [
+    "DEFAULT_SAMPLER",
     "DEFAULT_SOLVER",
     "ODE_SOLVERS",
     "RATIO_ORDER_1",

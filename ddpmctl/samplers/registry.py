@@ -24,6 +24,7 @@ if TYPE_CHECKING:  # types only: the registry imports no torch
     from ddpmctl.diffusion import Denoiser
     from ddpmctl.schedules import Process
 
+DEFAULT_SAMPLER = "ode"  # what ``sample`` (and ``restore --method sr3``) runs when no --sampler is given
 DEFAULT_SOLVER = "dpm++3m"
 VARIANCES = ("small", "large")  # ddpm's reverse variance: beta-tilde (the posterior's) or beta_t
 

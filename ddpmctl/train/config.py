@@ -39,6 +39,8 @@ class TrainConfig:
     hflip: bool = False  # images: random horizontal flips
     labels: str | None = None  # class labels (.npy, one per sample): a class-conditional network
     label_dropout: float = _opt(0.1, bound="[0, 1)")  # labels replaced by the null class (Ho & Salimans 2022)
+    condition: str | None = None  # sr:F: an SR3 network that sees bicubic(A x0) beside x_t (ddpmctl.conditions)
+    condition_noise: float = _opt(0.0, bound=">= 0")  # std (data units) of noise on A x0 at training
     # process
     sde: str = _opt("ddpm", choices=PROCESS_KINDS, noun="process ")  # ddpm (discrete) | vp | subvp | ve | edm
     schedule: str = "linear"  # ddpm: schedule name or betas .npy
@@ -129,6 +131,12 @@ class TrainConfig:
             if isinstance(f, bool) or not isinstance(f, (int, float)) or not 0 < f < 1:
                 raise InputError(f"--snapshot: a fraction of the run in (0, 1), got {f!r}")
         self.snapshots = sorted({float(f) for f in self.snapshots})
+        if self.condition is not None:
+            from ddpmctl.conditions import parse_condition
+
+            self.condition = parse_condition(self.condition).spec
+        elif self.condition_noise > 0:
+            raise InputError("--condition-noise: needs --condition (the noise of the training observation A x0)")
         return self
 
     def make_process(self) -> Process:

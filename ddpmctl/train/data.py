@@ -2,7 +2,8 @@
 
 Data indices are an endless stream of per-epoch permutations (permutation e seeded by (seed, e)):
 the batch of step s holds stream positions s*B .. s*B + B - 1, so the sampler's state *is* the
-step. Times, noise, flips, label dropout and dropout of step s come from generators seeded by
+step. Times, noise, flips, label dropout, the condition's noise and dropout of step s come from
+generators seeded by
 (seed, s).
 """
 
@@ -12,6 +13,7 @@ import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -34,6 +36,7 @@ class TrainData:
     name: str
     labels: np.ndarray | None = None  # int64 (N,): the class of each sample (``attach_labels``)
     classes: list[str] | None = None  # the names of the classes 0..K-1
+    condition: Any = None  # SR3's condition (``conditions.SRCondition``, ``attach_condition``)
 
     def __len__(self) -> int:
         return int(self.array.shape[0])
@@ -70,6 +73,31 @@ def attach_labels(data: TrainData, cfg: TrainConfig) -> TrainData:
     cfg.labels = str(Path(cfg.labels).resolve())
     cfg.net = {**cfg.net, "num_classes": len(data.classes)}
     return data
+
+
+def attach_condition(data: TrainData, cfg: TrainConfig) -> TrainData:
+    """Check the image condition ``cfg.condition`` (SR3, ``sr:F``) against ``data`` and make ``cfg.net``
+    a network that takes its channels (``cond_channels``). Without a condition, ``cfg.net`` must not
+    ask for condition channels."""
+    from ddpmctl.conditions import parse_condition
+
+    if cfg.condition is None:
+        if cfg.net.get("cond_channels"):
+            raise InputError(f"--condition: the network has cond_channels = {cfg.net['cond_channels']}; give one")
+        return data
+    data.condition = parse_condition(cfg.condition)
+    cfg.net = {**cfg.net, "cond_channels": data.condition.check(data.kind, data.shape)}
+    return data
+
+
+def condition_noise(data: TrainData, cfg: TrainConfig, generator: torch.Generator, device) -> torch.Tensor | None:
+    """``--condition-noise`` s: noise for the training observations A x0 of a global batch, s (data
+    units) times the normalisation's scale times N(0, I), shaped like A x0; None when s = 0."""
+    sigma = cfg.condition_noise * abs(data.normalization.scale)
+    if data.condition is None or not sigma > 0:
+        return None
+    shape = (cfg.batch, *data.condition.low_shape(data.shape))
+    return sigma * torch.randn(shape, generator=generator, device=device)
 
 
 def open_data(path: str | os.PathLike, normalize: str = "auto") -> TrainData:
@@ -181,4 +209,4 @@ def open_run_data(cfg: TrainConfig, data: str | os.PathLike | None = None, net_f
     cfg.data = str(Path(data).resolve())
     if net_flags:
         cfg.net = {**cfg.net, **net_flags_to_config(train_data.kind, net_flags)}
-    return attach_labels(train_data, cfg)
+    return attach_condition(attach_labels(train_data, cfg), cfg)

@@ -13,7 +13,8 @@ Per step (``step`` = number of optimizer updates done so far):
    objective.per_sample(net(x_in, c_noise), target, weight) with x_in = x_t (EDM: c_in x_t,
    ``objective.net_input``), under bf16 autocast on CUDA; with labels, net(x_in, c_noise,
    class_labels) where each label is the null class with probability ``label_dropout``
-   (classifier-free guidance's joint training, Ho & Salimans 2022, Algorithm 1);
+   (classifier-free guidance's joint training, Ho & Salimans 2022, Algorithm 1); with an image
+   condition (SR3, ``ddpmctl.conditions``), net(x_in, c_noise, image_cond=c), c = bicubic(A x0);
 3. backward (DDP averages gradients across ranks), clip the gradient norm, an AdamW or Muon step
    with a linear warm-up and an optional cosine / linear decay of the learning rate;
 4. EMA of the weights, decay min(ema, (1 + n) / (10 + n)) after n updates.
@@ -47,9 +48,19 @@ from ddpmctl.device import autocast, resolve_device
 from ddpmctl.errors import InputError, RunError
 from ddpmctl.objectives import Objective, sample_times
 from ddpmctl.train.config import TrainConfig, config_to_yaml, default_warmup, net_config_for, resolve_config
-from ddpmctl.train.data import IndexStream, TrainData, attach_labels, open_data, seed_global_rng, step_seeds
+from ddpmctl.train.data import (
+    IndexStream,
+    TrainData,
+    attach_condition,
+    attach_labels,
+    condition_noise,
+    open_data,
+    seed_global_rng,
+    step_seeds,
+)  # fmt: skip
 from ddpmctl.train.dist import Dist, TrainingInterrupted, _StopSignals, distributed
 from ddpmctl.train.optim import AdamW, ema_decay, ema_update, lr_at, make_optimizer
+from ddpmctl.train.preview import write_samples
 
 
 @dataclass
@@ -122,6 +133,7 @@ def _prepare(cfg: TrainConfig, data) -> tuple[TrainData, Objective]:
         data = open_data(data, cfg.normalize)
     if data.labels is None:
         attach_labels(data, cfg)
+    attach_condition(data, cfg)
     process = cfg.make_process()
     objective = Objective(process, cfg.prediction, cfg.loss, cfg.min_snr)
     cfg.net = net_config_for(cfg, data.kind, data.shape, process)  # the effective config records the whole network
@@ -247,6 +259,7 @@ def setup(
         ema=ema is not None,
         train=cfg.to_dict(),
         classes=data.classes,
+        condition=cfg.condition,
     )
     run = RunState(
         cfg=cfg,
@@ -277,8 +290,9 @@ def _resume_state(resume, cfg: TrainConfig, data: TrainData, objective: Objectiv
     """The checkpoint state to resume from, checked against this run's model, optimizer and data."""
     state = ckpt.load_state(resume)
     m = state["meta"]
-    for key, ours in (("net", cfg.net), ("process", objective.process.to_dict()), ("prediction", cfg.prediction)):
-        if json.dumps(m[key], sort_keys=True) != json.dumps(ours, sort_keys=True):
+    mine = (("net", cfg.net), ("process", objective.process.to_dict()), ("prediction", cfg.prediction))
+    for key, ours in (*mine, ("condition", cfg.condition)):
+        if json.dumps(m.get(key), sort_keys=True) != json.dumps(ours, sort_keys=True):
             raise InputError(
                 f"{state['path']}: the checkpoint's {key} differs from this run's configuration; "
                 "resume with the same model options"
@@ -400,12 +414,11 @@ def training_loop(run: RunState, callbacks: list[Callback], handle_signals: bool
     with _StopSignals(handle_signals) as run.signals:
         while run.step < run.total:
             # 1. the global batch of this step and this rank's slice of it
-            x0, t, eps, sc_use, labels = draw_batch(run, cpu_gen, noise_gen, self_cond)
+            x0, t, eps, sc_use, kw = draw_batch(run, cpu_gen, noise_gen, self_cond)
             # 2. loss
             lr = opt.lr = lr_at(run.step, cfg, run.total, cfg.warmup, run.time_fraction)
             x_t, c_noise, target, weight = objective.inputs(x0, t, eps)
-            x_in = objective.net_input(x_t, t)  # x_t, or EDM's c_in x_t
-            kw = {} if labels is None else {"class_labels": labels}
+            x_in = objective.net_input(x_t, t)  # x_t, or EDM's c_in x_t; SR3's c (in kw) is not scaled
             with autocast(run.device, cfg.bf16):
                 if self_cond:
                     cond = _self_cond_input(net, objective, x_t, c_noise, t, sc_use, sc_clip, kw)
@@ -445,8 +458,9 @@ def training_loop(run: RunState, callbacks: list[Callback], handle_signals: bool
 
 
 def draw_batch(run: RunState, cpu_gen: torch.Generator, noise_gen: torch.Generator, self_cond: bool):
-    """(x0, t, eps, self-conditioning mask, class labels or None) of this rank's slice of the step's
-    global batch, drawn from generators seeded by (seed, step) only; reseeds dropout's global RNG."""
+    """(x0, t, eps, self-conditioning mask, the net's keyword inputs: class labels, SR3's condition
+    image) of this rank's slice of the step's global batch, drawn from generators seeded by (seed,
+    step) only; reseeds dropout's global RNG."""
     cfg, data, step = run.cfg, run.data, run.step
     lo, hi = run.dist.rank * (cfg.batch // run.dist.world), (run.dist.rank + 1) * (cfg.batch // run.dist.world)
     seed_batch, seed_noise, seed_dropout = step_seeds(cfg.seed, step, run.dist.rank)
@@ -460,6 +474,7 @@ def draw_batch(run: RunState, cpu_gen: torch.Generator, noise_gen: torch.Generat
     # labelled data: which labels label dropout replaces by the null class (drawn last: unlabelled runs draw as before)
     drop = torch.rand(cfg.batch, generator=cpu_gen)[lo:hi] < cfg.label_dropout if data.labels is not None else None
     eps = torch.randn((cfg.batch, *data.shape), generator=noise_gen, device=run.device)[lo:hi]
+    y_noise = condition_noise(data, cfg, noise_gen, run.device)  # drawn after eps: runs without it draw as before
     seed_global_rng(seed_dropout, run.device)  # dropout
     x0 = data.batch(idx).to(run.device, non_blocking=True)
     if cfg.hflip and data.kind == "images":
@@ -467,8 +482,10 @@ def draw_batch(run: RunState, cpu_gen: torch.Generator, noise_gen: torch.Generat
     if run.device.type == "cuda" and data.kind == "images":
         x0 = x0.contiguous(memory_format=torch.channels_last)
         eps = eps.contiguous(memory_format=torch.channels_last)
-    labels = None if drop is None else data.batch_labels(idx, drop).to(run.device)
-    return x0, t, eps, sc_use, labels
+    kw = {} if drop is None else {"class_labels": data.batch_labels(idx, drop).to(run.device)}
+    if data.condition is not None:  # SR3: c = bicubic(A x0 [+ noise]) of the (flipped) clean batch
+        kw["image_cond"] = data.condition.from_clean(x0, None if y_noise is None else y_noise[lo:hi])
+    return x0, t, eps, sc_use, kw
 
 
 def _self_cond_input(net, objective: Objective, x_t, c_noise, t, use: torch.Tensor, clip, kw=None) -> torch.Tensor:
@@ -539,7 +556,7 @@ def tick(run: RunState, callbacks: list[Callback], lr: float) -> bool:
                 )
             run.snapshots.pop(0)
         if _every(step, cfg.sample_every) and run.dist.main:
-            _write_samples(run.out / f"samples_{step:07d}.png", run.ema or run.net, run.meta_base, cfg, run.device)
+            write_samples(run.out / f"samples_{step:07d}.png", run.ema or run.net, run)
         run.wants_stop = _call(callbacks, _info(run, lr, record)) or run.wants_stop
     if run.dist.world == 1:
         signalled, wanted = run.signalled, run.wants_stop
@@ -615,29 +632,3 @@ def _info(run: RunState, lr: float, record: dict | None = None) -> dict:
 def _call(callbacks: list[Callback], info: dict) -> bool:
     """Call the callbacks in order until one asks to stop."""
     return any(bool(cb(info)) for cb in callbacks)
-
-
-def _write_samples(path: Path, net, meta_base: dict, cfg: TrainConfig, device) -> None:
-    """A sample grid (images) or scatter plot (points) drawn from ``net`` (the EMA weights) with
-    DDIM (``ddpmctl.sampling.generate``); a class-conditional net draws sample i of class i mod K."""
-    from ddpmctl.sampling import generate
-
-    was_training = net.training
-    net.eval()
-    try:
-        model = ckpt.LoadedModel(
-            net=net,
-            process=meta_base["process"],
-            prediction=meta_base["prediction"],
-            normalization=meta_base["normalization"],
-            data_kind=meta_base["data_kind"],
-            data_shape=tuple(meta_base["data_shape"]),
-            meta={},
-        )
-        k = len(meta_base.get("classes") or [])
-        labels = [i % k for i in range(cfg.sample_n)] if k else None
-        n, steps = cfg.sample_n, cfg.sample_steps
-        samples, _ = generate(model, "ddim", n, steps, cfg.seed, n, device, labels=labels)
-        dio.save_output(path, samples)
-    finally:
-        net.train(was_training)

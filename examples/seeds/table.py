@@ -43,7 +43,7 @@ def row(out: Path, name: str) -> str:
 
 def main() -> None:
     out, names = Path(sys.argv[1]), sys.argv[2:]
-    print("| run | clean (95% CI) | samples | raw FID | bits/dim (vlb) | final loss (mean of last 10 logged) | steps | train s |")
+    print("| run | clean (95% CI) | samples | raw FID | bits/dim (vlb) | final loss (last 10) | steps | train s |")
     print("|---|---|---|---|---|---|---|---|")
     for name in names:
         print(row(out, name))
