@@ -320,6 +320,9 @@ def main() -> None:
     ap.add_argument(
         "--reference-only", action="store_true", help="only the DPS reference on the test split (it is the slow part)"
     )
+    ap.add_argument(
+        "--sr3", default=None, help="an SR3 checkpoint (train --condition sr:4): compare it on the sr test split only"
+    )
     ap.add_argument("--quick", action="store_true", help="one short configuration per method on 4 + 4 images")
     ap.add_argument("--json", default=None, help="also write every row (per-image PSNR included) here")
     args = ap.parse_args()
@@ -332,6 +335,9 @@ def main() -> None:
           f"{torch.get_num_threads()}; validation: {args.val_n} triangles (seed {args.val_seed}), "
           f"test: {args.test_n} (seed {args.test_seed})")  # fmt: skip
     rows, chosen = [], {}
+    if args.sr3:
+        _dump(args, {}, sr3_comparison(model, load_model(args.sr3, device=args.dev), args))
+        return
     for task in args.tasks.split(","):
         print(f"\n== {task} (noise {TASKS[task][1]:g})", flush=True)
         if args.reference_only:
@@ -365,6 +371,39 @@ def reference(model, task: str, split: Split, args) -> list:
     return [
         {"task": task, "split": "test", "kind": "diffusion", "name": "dps (reference)", "config": label(config), **r}
     ]
+
+
+SR3_SAMPLERS = [(None, None), ("ddpm", 200)]  # restore --method sr3 (its default: ode 20 NFE); ancestral
+SR3_ZERO_SHOT = [("dps", 200, {}), ("ddnm", 50, {"travel_length": 5, "travel_interval": 5, "travel_repeat": 2})]
+
+
+def sr3_comparison(model, sr3_model, args) -> list:
+    """x4 SR on the test split: the SR3 checkpoint (restore --method sr3, its default sampler)
+    against the zero-shot methods of the unconditional checkpoint at their validation-best
+    configurations (DPS 200 steps, DDNM with time travel), with the paired PSNR difference."""
+    print("\n== sr: SR3 against zero-shot (test split)", flush=True)
+    split = Split(model, "sr", args.test_n, args.test_seed)
+    rows = []
+    for sampler, steps in SR3_SAMPLERS:  # the default first: the paired difference is the default's
+        x, info = restore(sr3_model, split.y, split.op, split.sigma, "sr3", steps, seed=args.seed, batch=args.batch,
+                          device=args.dev, sampler=sampler)  # fmt: skip
+        rows.append({"task": "sr", "split": "test", "kind": "diffusion", "name": "sr3",
+                     "config": f"sr3, {info['sampler']} {info['steps']} steps",
+                     **split.score(x, info["seconds_per_image"], info["nfe"])})  # fmt: skip
+    for config in SR3_ZERO_SHOT:
+        r = run_diffusion(model, split, config, args)
+        rows.append({"task": "sr", "split": "test", "kind": "diffusion", "name": config[0],
+                     "config": label(config), **r})  # fmt: skip
+    for r in rows:
+        print(f"  {r['config']:62s} PSNR {r['psnr']:6.2f} ± {r['psnr_ci']:.2f}  SSIM {r['ssim']:.3f} ± "
+              f"{r['ssim_ci']:.3f}  RMS(Ax-y) {r['consistency']:.4f}  {r['nfe']} NFE  "
+              f"{r['seconds_per_image']:.3g} s/image")  # fmt: skip
+    dps = rows[len(SR3_SAMPLERS)]
+    gap = np.array(rows[0]["per_image_psnr"]) - np.array(dps["per_image_psnr"])
+    ci = 1.96 * np.std(gap, ddof=1) / math.sqrt(len(gap)) if len(gap) > 1 else 0.0
+    print(f"sr: sr3 - dps 200 steps = {gap.mean():+.2f} ± {ci:.2f} dB PSNR (paired), "
+          f"{rows[0]['ssim'] - dps['ssim']:+.3f} SSIM")  # fmt: skip
+    return rows
 
 
 def _dump(args, chosen: dict, rows: list) -> None:
