@@ -46,3 +46,18 @@ def test_help_texts_hold_no_rich_markup():
                 found += [(name, param.name, m) for m in tag.findall(text)]
         found += [(name, "(command)", m) for m in tag.findall(cmd.help or "")]
     assert not found, found
+
+
+def test_help_prose_is_reflowed():
+    """--help wraps prose at the terminal's width: every paragraph of a command's help that is not
+    an example is one line (typer's rich help would otherwise keep the docstring's line breaks)."""
+    import typer
+
+    from ddpmctl.cli import app, reflow
+
+    assert reflow("a\nb\n\nExample: x\ny\n\n- item\n- item") == "a b\n\nExample: x\ny\n\n- item\n- item"
+    group = typer.main.get_command(app)
+    ctx = group.make_context("ddpmctl", [], resilient_parsing=True)
+    for name in group.list_commands(ctx):
+        for para in (group.commands[name].help or "").split("\n\n"):
+            assert para.startswith("Example") or "\n" not in para, (name, para[:80])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import inspect
 import os
 import sys
 
@@ -116,8 +117,23 @@ def _load(name: str):
     settings = {"short_help": _SUMMARIES[name], **getattr(module, "COMMAND_SETTINGS", {})}
     single.command(name, **settings)(module.command)
     command = typer.main.get_command(single)
+    command.help = reflow(command.help)
     _hide_flag_placeholders(command)
     return command
+
+
+def reflow(text: str | None) -> str | None:
+    """A docstring's paragraphs as single lines, so that --help wraps them at the terminal's width
+    (typer's rich help keeps the docstring's line breaks, which leaves ragged lines). Paragraphs
+    of examples, lists or indented text keep their lines."""
+    if not text:
+        return text
+    out = []
+    for para in inspect.cleandoc(text).split("\n\n"):
+        lines = para.splitlines()
+        keep = para.startswith(("Example", "\b")) or any(line.startswith(("  ", "- ", "* ")) for line in lines)
+        out.append(para if keep else " ".join(line.strip() for line in lines))
+    return "\n\n".join(out)
 
 
 def _version(value: bool) -> None:
