@@ -172,13 +172,7 @@ def test_restorations_average_near_the_posterior_mean(model, task, method):
 def test_restoration_error_below_observation_error(model, task):
     """Over 48 images drawn from the prior, every method that applies has a lower mean squared
     error than the observation (inpainting: the hole filled with grey)."""
-    n = 48
-    kw, sigma = TASKS[task]
-    x_m, x = truth(n, 4)
-    op = make_operator(task, SHAPE, n, **kw)
-    y = degrade(x, op, sigma, seed=2)
-    obs_mse = np.mean((observation_model_space(op, y) - x_m) ** 2)
-    post_mse = np.mean([(posterior(op, y[i : i + 1], sigma)[0] - x_m[i]) ** 2 for i in range(n)])
+    op, y, sigma, check = error_bracket(task)
     methods = {
         "inpaint": ["ddnm", "repaint", "dps"],
         "denoise": ["ddnm", "dps", "sdedit"],
@@ -187,8 +181,25 @@ def test_restoration_error_below_observation_error(model, task):
     }[task]
     for method in methods:
         out, _ = restore(model, y, op, sigma, method, clip=False, **METHOD_OPTS[method])
+        check(method, out)
+
+
+def error_bracket(task: str, n: int = 48):
+    """(op, y, sigma, check) for ``n`` images drawn from the prior: ``check(name, out)`` asserts that
+    the restoration's mean squared error (model space) lies between the exact posterior mean's and
+    the observation's."""
+    kw, sigma = TASKS[task]
+    x_m, x = truth(n, 4)
+    op = make_operator(task, SHAPE, n, **kw)
+    y = degrade(x, op, sigma, seed=2)
+    obs_mse = np.mean((observation_model_space(op, y) - x_m) ** 2)
+    post_mse = np.mean([(posterior(op, y[i : i + 1], sigma)[0] - x_m[i]) ** 2 for i in range(n)])
+
+    def check(name, out):
         mse = np.mean((out.reshape(n, -1) * 2 - 1 - x_m) ** 2)
-        assert post_mse < mse < obs_mse, (method, post_mse, mse, obs_mse)
+        assert post_mse < mse < obs_mse, (name, post_mse, mse, obs_mse)
+
+    return op, y, sigma, check
 
 
 def test_results_do_not_depend_on_batch(model):
