@@ -28,7 +28,7 @@ from ddpmctl import samplers as S
 from ddpmctl.device import autocast
 from ddpmctl.diffusion import Denoiser
 from ddpmctl.errors import InputError, RunError
-from ddpmctl.labels import DEFAULT_CFG  # noqa: F401  (re-exported: sampling.DEFAULT_CFG)
+from ddpmctl.labels import DEFAULT_CFG, default_cfg  # noqa: F401  (re-exported: sampling.DEFAULT_CFG)
 
 # --------------------------------------------------------------------------------------------
 # noise: per-sample streams
@@ -173,7 +173,7 @@ class SampleOptions:
     guidance: float | None = None  # with a guide: DEFAULT_GUIDANCE; without: 1 (none)
     start: Any = None  # latents (encode.encode) that sample i starts from, row start_index + i: ode only
     labels: Any = None  # class-conditional models: the class of sample i is labels[start_index + i]
-    cfg: float | None = None  # with labels: classifier-free guidance scale s (DEFAULT_CFG when None)
+    cfg: float | None = None  # with labels: classifier-free guidance scale s (None: labels.default_cfg)
     cond: Any = None  # SR3 models: the condition c of sample i is cond[start_index + i] (model space, (C, H, W))
 
 
@@ -238,7 +238,7 @@ def plan_sample(
         check_guide(model, options.guide, options.guidance)
     if options.labels is not None or options.cfg is not None:
         labels = check_classes(model, options.labels, options.cfg, options.start_index + n, options.guide)
-        options = dataclasses.replace(options, labels=labels, cfg=DEFAULT_CFG if options.cfg is None else options.cfg)
+        options = dataclasses.replace(options, labels=labels, cfg=default_cfg(options.cfg, options.guide is not None))
     sampler, times = recorded_sampling(model, sampler, steps, options.spacing)
     if options.start is not None:
         check_start(model, options.start, sampler, options.start_index + n)

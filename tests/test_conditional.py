@@ -125,13 +125,13 @@ CFG_SAMPLERS = [
 
 @pytest.mark.parametrize("sampler, kind, kw, steps", CFG_SAMPLERS, ids=[c[0] for c in CFG_SAMPLERS])
 def test_no_guidance_samples_the_class_conditional_mixture(mixture, sampler, kind, kw, steps):
-    """At the no-guidance scale (s = 1, the default) the samples of each class follow that class's
-    exact distribution (moments and sliced W1 as for the unconditional mixture, test_samplers.py);
-    at s = 0 (the unconditional branch alone, on the doubled batch) they follow the whole mixture."""
+    """At the no-guidance scale s = 1 the samples of each class follow that class's exact
+    distribution (moments and sliced W1 as for the unconditional mixture, test_samplers.py); at
+    s = 0 (the unconditional branch alone, on the doubled batch) they follow the whole mixture."""
     model = ExactGMM(mixture, make_process(kind))
     labels = np.arange(N) % 3
-    x, info = generate(model, sampler, n=N, steps=steps, batch=N, seed=0, labels=labels, **kw)
-    assert DEFAULT_CFG == 1.0 and info["cfg"] == 1.0
+    x, info = generate(model, sampler, n=N, steps=steps, batch=N, seed=0, labels=labels, cfg=1.0, **kw)
+    assert info["cfg"] == 1.0
     for c in range(3):
         q = mixture_quality(x[labels == c], model.class_mixture(c))
         assert q["nonfinite"] == 0 and q["swd"] < 0.07, (c, q)  # exact samples: ~0.035 at this n
@@ -150,7 +150,7 @@ def test_guidance_favours_the_class_and_keeps_sample_i_whatever_the_batch(mixtur
     another class; sample i with its class is the same in any batch."""
     model = ExactGMM(mixture, make_process("vp"))
     labels = np.arange(600) % 3
-    plain, _ = generate(model, "ode", n=600, steps=12, seed=2, labels=labels)
+    plain, _ = generate(model, "ode", n=600, steps=12, seed=2, labels=labels, cfg=1.0)
     guided, _ = generate(model, "ode", n=600, steps=12, seed=2, labels=labels, cfg=2.0)
     split, _ = generate(model, "ode", n=600, steps=12, seed=2, labels=labels, cfg=2.0, batch=7)
     assert np.allclose(guided, split, atol=1e-9)
@@ -181,7 +181,7 @@ def test_class_checks(mixture):
     with pytest.raises(InputError, match="--cfg: not with --guide"):
         generate(model, "ode", n=3, labels=[0, 1, 2], cfg=2.0, guide=model)
     # autoguidance alone works with classes: the guide gets them too (a model guiding itself is unchanged)
-    plain, _ = generate(model, "ode", n=6, steps=5, labels=[0, 1, 2] * 2)
+    plain, _ = generate(model, "ode", n=6, steps=5, labels=[0, 1, 2] * 2, cfg=1.0)
     selfg, info = generate(model, "ode", n=6, steps=5, labels=[0, 1, 2] * 2, guide=ExactGMM(mixture, model.process))
     assert np.allclose(plain, selfg, atol=1e-9) and info["nfe"] == 10
     with pytest.raises(InputError, match="not class-conditional"):
@@ -343,7 +343,7 @@ def test_cli_conditional_train_sample_resume(cli, tmp_path):
     assert np.load(tmp_path / "a.labels.npy").tolist() == [1, 1, 1] and info["labels"] == str(tmp_path / "a.labels.npy")
     r = cli("sample", tmp_path / "ck", "--per-class", "2", "--steps", "4", "-o", tmp_path / "b.npy")
     assert r.returncode == 0, r.stderr
-    assert b"NFE 4" in r.stdout and b"4 classes" in r.stdout
+    assert b"NFE 8" in r.stdout and b"4 classes" in r.stdout and b"CFG scale 2" in r.stdout  # the default scale
     assert np.load(tmp_path / "b.npy").shape == (8, 1, 8, 8)
     assert np.load(tmp_path / "b.labels.npy").tolist() == [0, 0, 1, 1, 2, 2, 3, 3]
     r = cli("sample", tmp_path / "ck", "--classes", "disc,0", "-n", "3", "--steps", "2", "-o", tmp_path / "c.png")
@@ -364,3 +364,17 @@ def test_cli_conditional_train_sample_resume(cli, tmp_path):
     r = cli("train", tmp_path / "s.npy", "--steps", "1", "--no-labels", *args, "-o", tmp_path / "unc")
     assert r.returncode == 0 and b"labels" not in r.stderr
     assert "num_classes" not in ckpt.read_meta(tmp_path / "unc")["net"]
+
+
+def test_default_cfg_is_the_measured_scale_and_none_with_autoguidance(mixture):
+    """Classes without --cfg: DEFAULT_CFG (2, measured in docs/conditional.md; 2 NFE per step),
+    bit for bit the run with cfg=2; with a guide, no CFG (one guidance at a time: 1)."""
+    model = ExactGMM(mixture, make_process("vp"))
+    labels = np.arange(8) % 3
+    x, info = generate(model, "ode", n=8, steps=5, seed=0, labels=labels)
+    assert DEFAULT_CFG == 2.0 and info["cfg"] == 2.0 and info["nfe"] == 10
+    y, _ = generate(model, "ode", n=8, steps=5, seed=0, labels=labels, cfg=2.0)
+    assert np.array_equal(x, y)
+    guide = ExactGMM(mixture, make_process("vp"))
+    _, info = generate(model, "ode", n=8, steps=5, seed=0, labels=labels, guide=guide, guidance=2.0)
+    assert info["cfg"] == 1.0 and info["nfe"] == 10  # the guide's 5, not CFG's

@@ -20,6 +20,7 @@ TINY = [
     (r"ddpmctl train (roll\S*\.npy)", r"ddpmctl train \1 --base 16"),
     (r"--kid-subset-size \d+", "--kid-subset-size 8"),
     (r"--steps-per-round \d+", "--steps-per-round 2 --batch 8"),
+    (r"--config examples/", f"--config {README.parent}/examples/"),  # the tests run in a temporary folder
 ]
 
 

@@ -241,11 +241,13 @@ def class_option(subject: str):
     )
 
 
-def cfg_option(needs: str):
+def cfg_option(needs: str, with_guide: bool = False):
     """``--cfg S``: the classifier-free guidance scale (Ho & Salimans 2022), with the classes that
-    ``needs`` names (checked with them, ``ddpmctl.sampling.check_classes``)."""
+    ``needs`` names (checked with them, ``ddpmctl.sampling.check_classes``); ``with_guide``: the
+    command has --guide, with which the default is 1 (``labels.default_cfg``)."""
     from ddpmctl.labels import DEFAULT_CFG
 
+    default = f"{DEFAULT_CFG:g}; 1 with --guide" if with_guide else f"{DEFAULT_CFG:g}"
     return typer.Option(
         None,
         "--cfg",
@@ -253,5 +255,5 @@ def cfg_option(needs: str):
         help=f"With {needs}: classifier-free guidance scale S, eps = eps_uncond + S (eps_cond - eps_uncond) "
         "(Ho & Salimans' w = S - 1); 1 = the conditional model alone (no guidance), 0 = the unconditional one, "
         "S > 1 truer to the class, less diverse; S != 1 costs 2 NFE per step (one call on a doubled batch) "
-        f"(default: {DEFAULT_CFG:g}).",
+        f"(default: {default}).",
     )

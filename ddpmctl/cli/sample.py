@@ -253,7 +253,7 @@ def command(
     klass: Optional[str] = class_option("every sample of class K"),
     classes: Optional[str] = CLASSES,
     per_class: Optional[int] = PER_CLASS,
-    cfg: Optional[float] = cfg_option("--class, --classes or --per-class"),
+    cfg: Optional[float] = cfg_option("--class, --classes or --per-class", with_guide=True),
     output: str = typer.Option("samples.npy", "--output", "-o", help=HELP_OUTPUT),
     preview: Optional[str] = PREVIEW,
     quiet: bool = quiet_option(),

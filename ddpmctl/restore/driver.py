@@ -20,10 +20,11 @@ import torch
 
 from ddpmctl import samplers as S
 from ddpmctl.errors import InputError
+from ddpmctl.labels import default_cfg
 from ddpmctl.operators import Operator
 from ddpmctl.restore.base import Observation
 from ddpmctl.restore_registry import DEFAULT_SETTINGS, METHODS, OPTION_TYPES, Method, default_method, get_method
-from ddpmctl.sampling import DEFAULT_CFG, Batches, check_classes, drive, place_model, sample_seed
+from ddpmctl.sampling import Batches, check_classes, drive, place_model, sample_seed
 
 
 def check_samples(samples, return_std: bool = False) -> int:
@@ -55,7 +56,7 @@ class RestoreOptions:
     samples: int = 1
     return_std: bool = False
     labels: Any = None  # class-conditional models: the class of each observation
-    cfg: float | None = None  # with labels: classifier-free guidance scale (``sampling.DEFAULT_CFG`` when None)
+    cfg: float | None = None  # with labels: classifier-free guidance scale (None: ``labels.default_cfg``)
     sampler: str | None = None  # conditional methods (sr3): the sampler (``samplers.DEFAULT_SAMPLER`` when None)
 
     def check(self) -> None:
@@ -124,7 +125,7 @@ def plan_restore(
     sigma_m = abs(float(model.normalization.scale)) * float(sigma_y)
     if options.labels is not None or options.cfg is not None:
         labels = check_classes(model, options.labels, options.cfg, n)[:n]
-        options = dataclasses.replace(options, labels=labels, cfg=DEFAULT_CFG if options.cfg is None else options.cfg)
+        options = dataclasses.replace(options, labels=labels, cfg=default_cfg(options.cfg, guided=False))
     times, kwargs = _grid_and_options(record, model, op, steps, sigma_m, options)
     return RestorePlan(record, times, kwargs, n, batch, sigma_m, options)
 
