@@ -21,11 +21,16 @@
    most 10% of the floor; the direct ratio of mean SW1s is printed too (noisier: DDPM is not paired).
 2. Optionally a trained checkpoint (CKPT) with reference data (--data): points are scored by SW1,
    images by the Frechet distance of raw pixels (FD-raw), both against --data.
+3. With --clean, a checkpoint of triangles (the demo's): every sampler at each --nfe budget (1000
+   for ddpm and ddim only), the share of clean filled triangles among --n samples (default 1024)
+   with its 95% Wilson interval and the seconds per image, then every row at <= 20 NFE as a ratio
+   to DDPM at the largest budget (issue #17's "within 10% of DDPM-1000").
 
 Usage:
     python benchmarks/sampler_quality.py                              # exact model: vp, ve, ddpm
     python benchmarks/sampler_quality.py --process ve --quick
     python benchmarks/sampler_quality.py runs/tri --data tri.npy --n 500 --skip-exact
+    python benchmarks/sampler_quality.py runs/tri --skip-exact --clean --nfe 10,20,40,100,1000
 
 Prints one table per model: sampler, steps, NFE, quality, ms per sample.
 """
@@ -298,6 +303,48 @@ def checkpoint_benchmark(args) -> None:
             )
 
 
+def clean_table(args, model) -> None:
+    """The trained-model table of issue #17: every sampler of ``configs`` (or those named by
+    --samplers) at each --nfe budget, the share of clean filled triangles (triangle_check) among
+    args.n samples with its 95% Wilson interval, and the wall time per image; then each row at
+    <= 20 NFE against DDPM at the largest budget (the goal: within 10% of its clean fraction)."""
+    from stats import wilson
+    from triangle_check import fraction_clean
+
+    wanted = [w.strip() for w in args.samplers.split(",")] if args.samplers else None
+    plan = [(label, opts) for label, opts in configs(model.process.kind) if not wanted or label.split()[0] in wanted]
+    widths = (18, 6, 6, 24, 10)
+    print(f"\n## {args.checkpoint}: clean triangles, n = {args.n} per row, seed {args.seed}")
+    print(fmt_row(("sampler", "steps", "NFE", "clean (95% CI)", "s/image"), widths))
+    rows = []
+    for label, opts in plan:
+        for nfe in args.nfe:
+            if nfe > 100 and label.split()[0] not in ("ddpm", "ddim"):
+                continue  # 1000 NFE: the references only
+            t0 = time.perf_counter()
+            x, info = generate(model, n=args.n, batch=args.batch, seed=args.seed, steps=steps_for(label, nfe), **opts)
+            dt = (time.perf_counter() - t0) / args.n
+            frac, _ = fraction_clean(x)
+            lo, hi = wilson(frac, args.n)
+            rows.append((label, info["nfe"], frac))
+            cells = (
+                label,
+                info["steps"],
+                info["nfe"],
+                f"{100 * frac:.1f}% ({100 * lo:.1f}-{100 * hi:.1f})",
+                f"{dt:.4f}",
+            )
+            print(fmt_row(cells, widths), flush=True)
+    refs = [r for r in rows if r[0] == "ddpm"]
+    if not refs:
+        return
+    ref = max(refs, key=lambda r: r[1])
+    print(f"\nagainst ddpm at {ref[1]} NFE ({100 * ref[2]:.1f}% clean), rows at <= 20 NFE (goal: ratio >= 0.9):")
+    for label, nfe, frac in rows:
+        if nfe <= 20 and ref[2] > 0:
+            print(f"  {label:18s} NFE {nfe:4d}: {frac / ref[2]:.3f}" + ("  within 10%" if frac >= 0.9 * ref[2] else ""))
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("checkpoint", nargs="?", help="a trained checkpoint to benchmark too")
@@ -316,6 +363,9 @@ def main(argv=None) -> int:
     ap.add_argument("--device", default="auto")
     ap.add_argument("--quick", action="store_true", help="fewer NFE budgets, samples and seeds")
     ap.add_argument("--skip-exact", action="store_true", help="only the checkpoint")
+    ap.add_argument("--clean", action="store_true", help="checkpoint of triangles: the clean-fraction table")
+    ap.add_argument("--samplers", help="--clean: only these samplers (first word of the label: ddpm,ode,...)")
+    ap.add_argument("--seed", type=int, default=9001, help="--clean: the sampling seed [9001]")
     args = ap.parse_args(argv)
     torch.set_num_threads(max(1, int(os.environ.get("OMP_NUM_THREADS", "1"))))
     args.nfe = [int(v) for v in args.nfe.split(",")]
@@ -327,7 +377,12 @@ def main(argv=None) -> int:
         args.n = n_given or (4000 if args.quick else 10000)
         for kind in args.process.split(","):
             exact_benchmark(args, kind.strip())
-    if args.checkpoint:
+    if args.checkpoint and args.clean:
+        from ddpmctl.checkpoint import load_model
+
+        args.n = n_given or 1024
+        clean_table(args, load_model(args.checkpoint))
+    elif args.checkpoint:
         args.n = n_given or 256
         checkpoint_benchmark(args)
     return 0
