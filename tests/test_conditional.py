@@ -346,6 +346,12 @@ def test_cli_conditional_train_sample_resume(cli, tmp_path):
     assert b"NFE 8" in r.stdout and b"4 classes" in r.stdout and b"CFG scale 2" in r.stdout  # the default scale
     assert np.load(tmp_path / "b.npy").shape == (8, 1, 8, 8)
     assert np.load(tmp_path / "b.labels.npy").tolist() == [0, 0, 1, 1, 2, 2, 3, 3]
+    # more samples than the preview keeps in memory (64): every label is written, every class named
+    r = cli("sample", tmp_path / "ck", "--per-class", "17", "--steps", "1", "-o", tmp_path / "m.npy", "--json")
+    assert r.returncode == 0, r.stderr
+    info = json.loads(r.stdout)
+    assert info["shape"][0] == 68 and info["classes"] == ["triangle", "square", "disc", "ellipse"]
+    assert np.load(tmp_path / "m.labels.npy").tolist() == np.repeat(np.arange(4), 17).tolist()
     r = cli("sample", tmp_path / "ck", "--classes", "disc,0", "-n", "3", "--steps", "2", "-o", tmp_path / "c.png")
     assert r.returncode == 0 and (tmp_path / "c.png").exists() and not (tmp_path / "c.labels.npy").exists()
     r = cli("sample", tmp_path / "ck", "-n", "2", "--steps", "2", "-o", tmp_path / "u.npy")  # unconditional

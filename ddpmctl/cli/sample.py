@@ -419,11 +419,12 @@ def _result(model, models: tuple, outputs: tuple, samples, info, job, traj: Traj
     if preview is not None:
         io.save_output(preview, samples[:PREVIEW_IMAGES] if samples.ndim == 4 else samples)
     result = {k: v for k, v in info.items() if k != "times"}
-    result.update(output=output, model=checkpoint, data_kind=model.data_kind, shape=[len(samples), *model.data_shape])
+    # job.n, not len(samples): a streamed .npy output leaves only the preview's samples in memory
+    result.update(output=output, model=checkpoint, data_kind=model.data_kind, shape=[job.n, *model.data_shape])
     if labels is not None:
-        result.update(classes=[model.class_names[c] for c in sorted(set(labels[: len(samples)].tolist()))])
+        result.update(classes=[model.class_names[c] for c in sorted(set(labels[: job.n].tolist()))])
         if io.output_kind(output) == "npy" and output != io.STDIO:
-            io.save_npy(labels_path(output), labels[: len(samples)])
+            io.save_npy(labels_path(output), labels[: job.n])
             result["labels"] = labels_path(output)
     if guide is not None:
         result["guide"] = guide
