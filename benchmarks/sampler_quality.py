@@ -19,18 +19,22 @@
    E[SW1] of the ODE <= 1.1 E[SW1] of DDPM. Conservatively (DDPM-1000 treated as exact, since
    E[SW1] of any sampler is at least about the floor), it holds when the ODE's paired excess is at
    most 10% of the floor; the direct ratio of mean SW1s is printed too (noisier: DDPM is not paired).
+   --goal-only prints the floor and the goal lines alone (e.g. over more --goal-seeds).
 2. Optionally a trained checkpoint (CKPT) with reference data (--data): points are scored by SW1,
    images by the Frechet distance of raw pixels (FD-raw), both against --data.
 3. With --clean, a checkpoint of triangles (the demo's): every sampler at each --nfe budget (1000
    for ddpm and ddim only), the share of clean filled triangles among --n samples (default 1024)
    with its 95% Wilson interval and the seconds per image, then every row at <= 20 NFE as a ratio
-   to DDPM at the largest budget (issue #17's "within 10% of DDPM-1000").
+   to DDPM at the largest budget (issue #17's "within 10% of DDPM-1000"). With --guide SNAPSHOT
+   every row is autoguided at w = --guidance (2 NFE per step: the steps of half the budget).
 
 Usage:
     python benchmarks/sampler_quality.py                              # exact model: vp, ve, ddpm
     python benchmarks/sampler_quality.py --process ve --quick
     python benchmarks/sampler_quality.py runs/tri --data tri.npy --n 500 --skip-exact
     python benchmarks/sampler_quality.py runs/tri --skip-exact --clean --nfe 10,20,40,100,1000
+    python benchmarks/sampler_quality.py runs/tri --skip-exact --clean --guide runs/tri/snapshot-20.safetensors
+    python benchmarks/sampler_quality.py --process vp --goal-only --goal-seeds 32
 
 Prints one table per model: sampler, steps, NFE, quality, ms per sample.
 """
@@ -191,6 +195,13 @@ def exact_benchmark(args, process_kind: str) -> None:
         f"# n = {n} samples, {args.seeds} seeds, SW1 over {N_PROJ} fixed directions; floor (SW1 of n exact samples, "
         f"{args.floor_draws} draws) = {bench.floor:.5f} +- {bench.floor_se:.5f} (one draw: sd {bench.floor_sd:.5f})"
     )
+    if not args.goal_only:
+        exact_table(args, bench, process_kind, seeds)
+    goal_lines(args, bench)
+
+
+def exact_table(args, bench: Bench, process_kind: str, seeds: list[int]) -> None:
+    """The exact model's table: every sampler at every --nfe budget, rk45, and (--spacings) the ODE's grids."""
     print(fmt_row(HEADER, WIDTHS))
     for label, opts in configs(process_kind):
         for nfe in args.nfe:
@@ -198,7 +209,6 @@ def exact_benchmark(args, process_kind: str) -> None:
     for tol in (1e-3, 1e-5):
         r = bench.run({"sampler": "ode", "solver": "rk45", "rtol": tol, "atol": tol}, None, seeds)
         print_result(f"ode rk45 tol {tol:g}", r, solver_adaptive=True)
-
     if args.spacings:
         print(f"\n# the ODE's spacings (paired excess; {args.seeds} seeds)")
         print(fmt_row(HEADER, WIDTHS))
@@ -206,7 +216,10 @@ def exact_benchmark(args, process_kind: str) -> None:
             for nfe in (10, 20, 30):
                 print_result(label, bench.run(opts, steps_for(label, nfe), seeds))
 
-    # the goal: ODE at <= 20 NFE within 10% of 1000-step DDPM
+
+def goal_lines(args, bench: Bench) -> None:
+    """The goal: the ODE at <= 20 NFE within 10% of 1000-step DDPM, over --goal-seeds seeds."""
+    n = bench.n
     goal_seeds = list(range(1, args.goal_seeds + 1))
     print(f"\n# goal: ODE at <= 20 NFE within 10% of 1000-step DDPM on E[SW1] (n = {n}, {len(goal_seeds)} seeds)")
     print(f"exact samples (floor)        SW1 {bench.floor:.5f} +- {bench.floor_se:.5f}")
@@ -303,26 +316,32 @@ def checkpoint_benchmark(args) -> None:
             )
 
 
-def clean_table(args, model) -> None:
+def clean_table(args, model, guide=None) -> None:
     """The trained-model table of issue #17: every sampler of ``configs`` (or those named by
     --samplers) at each --nfe budget, the share of clean filled triangles (triangle_check) among
     args.n samples with its 95% Wilson interval, and the wall time per image; then each row at
-    <= 20 NFE against DDPM at the largest budget (the goal: within 10% of its clean fraction)."""
+    <= 20 NFE against DDPM at the largest budget (the goal: within 10% of its clean fraction).
+    With ``guide`` every row is autoguided at w = --guidance: 2 NFE per step, so each row takes
+    half the steps of its budget (Heun-based rows: the steps of half the budget)."""
     from stats import wilson
     from triangle_check import fraction_clean
 
     wanted = [w.strip() for w in args.samplers.split(",")] if args.samplers else None
     plan = [(label, opts) for label, opts in configs(model.process.kind) if not wanted or label.split()[0] in wanted]
+    per_step = 1 if guide is None else 2
+    extra = {} if guide is None else {"guide": guide, "guidance": args.guidance}
     widths = (18, 6, 6, 24, 10)
-    print(f"\n## {args.checkpoint}: clean triangles, n = {args.n} per row, seed {args.seed}")
+    how = "" if guide is None else f", autoguided by {args.guide} at w = {args.guidance:g}"
+    print(f"\n## {args.checkpoint}: clean triangles, n = {args.n} per row, seed {args.seed}{how}")
     print(fmt_row(("sampler", "steps", "NFE", "clean (95% CI)", "s/image"), widths))
     rows = []
     for label, opts in plan:
         for nfe in args.nfe:
             if nfe > 100 and label.split()[0] not in ("ddpm", "ddim"):
                 continue  # 1000 NFE: the references only
+            steps = steps_for(label, nfe // per_step)
             t0 = time.perf_counter()
-            x, info = generate(model, n=args.n, batch=args.batch, seed=args.seed, steps=steps_for(label, nfe), **opts)
+            x, info = generate(model, n=args.n, batch=args.batch, seed=args.seed, steps=steps, **opts, **extra)
             dt = (time.perf_counter() - t0) / args.n
             frac, _ = fraction_clean(x)
             lo, hi = wilson(frac, args.n)
@@ -335,6 +354,11 @@ def clean_table(args, model) -> None:
                 f"{dt:.4f}",
             )
             print(fmt_row(cells, widths), flush=True)
+    ratio_lines(rows)
+
+
+def ratio_lines(rows: list[tuple[str, int, float]]) -> None:
+    """Each row at <= 20 NFE as a ratio to the clean fraction of DDPM at the largest budget of the table."""
     refs = [r for r in rows if r[0] == "ddpm"]
     if not refs:
         return
@@ -366,6 +390,9 @@ def main(argv=None) -> int:
     ap.add_argument("--clean", action="store_true", help="checkpoint of triangles: the clean-fraction table")
     ap.add_argument("--samplers", help="--clean: only these samplers (first word of the label: ddpm,ode,...)")
     ap.add_argument("--seed", type=int, default=9001, help="--clean: the sampling seed [9001]")
+    ap.add_argument("--guide", help="--clean: autoguide every row by this model (a snapshot), 2 NFE per step")
+    ap.add_argument("--guidance", type=float, default=3.0, help="--clean with --guide: the weight w [3]")
+    ap.add_argument("--goal-only", action="store_true", help="exact model: only the floor and the goal lines")
     args = ap.parse_args(argv)
     torch.set_num_threads(max(1, int(os.environ.get("OMP_NUM_THREADS", "1"))))
     args.nfe = [int(v) for v in args.nfe.split(",")]
@@ -381,7 +408,8 @@ def main(argv=None) -> int:
         from ddpmctl.checkpoint import load_model
 
         args.n = n_given or 1024
-        clean_table(args, load_model(args.checkpoint))
+        guide = load_model(args.guide) if args.guide else None
+        clean_table(args, load_model(args.checkpoint), guide)
     elif args.checkpoint:
         args.n = n_given or 256
         checkpoint_benchmark(args)
