@@ -25,7 +25,8 @@
 3. With --clean, a checkpoint of triangles (the demo's): every sampler at each --nfe budget (1000
    for ddpm and ddim only), the share of clean filled triangles among --n samples (default 1024)
    with its 95% Wilson interval and the seconds per image, then every row at <= 20 NFE as a ratio
-   to DDPM at the largest budget (issue #17's "within 10% of DDPM-1000"). With --guide SNAPSHOT
+   to DDPM at the largest budget (issue #17's "within 10% of DDPM-1000"); with --data, the KS
+   p-values of the clean samples' areas and orientations against the data's. With --guide SNAPSHOT
    every row is autoguided at w = --guidance (2 NFE per step: the steps of half the budget).
 
 Usage:
@@ -321,19 +322,23 @@ def clean_table(args, model, guide=None) -> None:
     --samplers) at each --nfe budget, the share of clean filled triangles (triangle_check) among
     args.n samples with its 95% Wilson interval, and the wall time per image; then each row at
     <= 20 NFE against DDPM at the largest budget (the goal: within 10% of its clean fraction).
+    With --data, each row also gives the two-sample KS p-values of the clean samples' areas and
+    orientations against those of the first args.n data images (small p: they differ).
     With ``guide`` every row is autoguided at w = --guidance: 2 NFE per step, so each row takes
     half the steps of its budget (Heun-based rows: the steps of half the budget)."""
-    from stats import wilson
-    from triangle_check import fraction_clean
+    from stats import ks_pvalues, wilson
+    from triangle_check import clean_features
 
     wanted = [w.strip() for w in args.samplers.split(",")] if args.samplers else None
     plan = [(label, opts) for label, opts in configs(model.process.kind) if not wanted or label.split()[0] in wanted]
     per_step = 1 if guide is None else 2
     extra = {} if guide is None else {"guide": guide, "guidance": args.guidance}
-    widths = (18, 6, 6, 24, 10)
+    ref = clean_features(np.load(args.data, mmap_mode="r")[: args.n])[2] if args.data else None
+    widths = (18, 6, 6, 24, 10) + ((16,) if ref is not None else ())
     how = "" if guide is None else f", autoguided by {args.guide} at w = {args.guidance:g}"
     print(f"\n## {args.checkpoint}: clean triangles, n = {args.n} per row, seed {args.seed}{how}")
-    print(fmt_row(("sampler", "steps", "NFE", "clean (95% CI)", "s/image"), widths))
+    head = ("sampler", "steps", "NFE", "clean (95% CI)", "s/image") + (("KS p area/orient",) if ref is not None else ())
+    print(fmt_row(head, widths))
     rows = []
     for label, opts in plan:
         for nfe in args.nfe:
@@ -343,7 +348,7 @@ def clean_table(args, model, guide=None) -> None:
             t0 = time.perf_counter()
             x, info = generate(model, n=args.n, batch=args.batch, seed=args.seed, steps=steps, **opts, **extra)
             dt = (time.perf_counter() - t0) / args.n
-            frac, _ = fraction_clean(x)
+            frac, _, feats = clean_features(x)
             lo, hi = wilson(frac, args.n)
             rows.append((label, info["nfe"], frac))
             cells = (
@@ -353,6 +358,8 @@ def clean_table(args, model, guide=None) -> None:
                 f"{100 * frac:.1f}% ({100 * lo:.1f}-{100 * hi:.1f})",
                 f"{dt:.4f}",
             )
+            if ref is not None:
+                cells += ("/".join(f"{p:.2f}" for p in ks_pvalues(feats, ref, (0, 1))),)
             print(fmt_row(cells, widths), flush=True)
     ratio_lines(rows)
 

@@ -10,3 +10,13 @@ def wilson(p: float, n: int, z: float = 1.96) -> tuple[float, float]:
     centre = (p + z * z / (2 * n)) / (1 + z * z / n)
     half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
     return centre - half, centre + half
+
+
+def ks_pvalues(samples, reference, columns) -> list[float]:
+    """Two-sample Kolmogorov-Smirnov p-value of each of ``columns``, samples (K, F) against the
+    reference (M, F): small p, the two distributions differ; nan when either has fewer than 2 rows."""
+    from scipy.stats import ks_2samp
+
+    if len(samples) < 2 or len(reference) < 2:
+        return [float("nan")] * len(columns)
+    return [float(ks_2samp(samples[:, c], reference[:, c]).pvalue) for c in columns]

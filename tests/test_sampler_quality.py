@@ -9,10 +9,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "benchmarks" / "sampler_quality.py"
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from stats import ks_pvalues, wilson  # noqa: E402
 
 
 def _run(*args: str) -> str:
@@ -25,6 +29,22 @@ def _rows(out: str) -> list[tuple[str, int, int, float]]:
     """(sampler label, steps, NFE, clean %) of each table row."""
     pat = re.compile(r"^(\S+(?: \S+=?\S*)?)\s+(\d+)\s+(\d+)\s+([\d.]+)% \(", re.M)
     return [(m[1].strip(), int(m[2]), int(m[3]), float(m[4])) for m in pat.finditer(out)]
+
+
+def test_wilson_interval_closed_form():
+    lo, hi = wilson(0.5, 100)  # centre 0.5, half-width 1.96 sqrt(0.25/100 + 1.96^2/40000) / (1 + 1.96^2/100)
+    half = 1.96 * np.sqrt(0.0025 + 1.96**2 / 40000) / (1 + 1.96**2 / 100)
+    assert lo == pytest.approx(0.5 - half) and hi == pytest.approx(0.5 + half)
+    assert wilson(0.0, 50)[0] == pytest.approx(0.0, abs=1e-12) and 0 < wilson(0.0, 50)[1] < 0.08
+
+
+def test_ks_pvalues_per_column():
+    rng = np.random.default_rng(0)
+    ref = rng.standard_normal((500, 2))
+    same, shifted = ref[::2], ref[::2] + [0.0, 0.5]  # half the reference itself; that half moved in column 1
+    p_same, p_shift = ks_pvalues(same, ref, (0, 1)), ks_pvalues(shifted, ref, (0, 1))
+    assert min(p_same) > 0.5 and p_shift[0] == p_same[0] and p_shift[1] < 1e-4
+    assert all(np.isnan(ks_pvalues(same[:1], ref, (0, 1))))
 
 
 def test_goal_only_prints_the_goal_lines_and_no_table():
@@ -54,7 +74,9 @@ def tiny_checkpoint(tmp_path_factory):
 
 def test_clean_table_rows_spend_their_budgets(tiny_checkpoint):
     ck = str(tiny_checkpoint)
-    out = _run(ck, "--skip-exact", "--clean", "--samplers", "ddpm,edm", "--nfe", "10,20", "--n", "4", "--batch", "4")
+    data = str(tiny_checkpoint.parent / "tri.npy")
+    args = ["--samplers", "ddpm,edm", "--nfe", "10,20", "--n", "4", "--batch", "4", "--data", data]
+    out = _run(ck, "--skip-exact", "--clean", *args)
     rows = _rows(out)
     assert [(label.split()[0], steps, nfe) for label, steps, nfe, _ in rows] == [
         ("ddpm", 10, 10),
@@ -63,7 +85,7 @@ def test_clean_table_rows_spend_their_budgets(tiny_checkpoint):
         ("edm", 10, 19),
     ]
     assert all(0 <= clean <= 100 for *_, clean in rows)
-    assert "against ddpm at 20 NFE" in out
+    assert "against ddpm at 20 NFE" in out and "KS p area/orient" in out
 
 
 def test_clean_table_guided_rows_halve_the_steps(tiny_checkpoint):
