@@ -56,7 +56,7 @@ def test_triangles_rerun_redoes_only_what_changed(tmp_path):
 
 def test_demo_script_runs_end_to_end(tmp_path):
     """examples/demo.sh (what `make demo` runs) with a tiny network and 5 training steps: every
-    output it promises is written and the quality report names both samplers."""
+    output it promises is written and the quality report names the three samplers."""
     cfg = tmp_path / "tiny.yaml"
     cfg.write_text(
         "net: {base: 8, mults: [1, 2], blocks: 1, attn: [], patch: 2}\nbatch: 16\nsteps: 5\n"
@@ -73,13 +73,13 @@ def test_demo_script_runs_end_to_end(tmp_path):
     )
     r = subprocess.run(["bash", str(EXAMPLES / "demo.sh")], capture_output=True, text=True, env=env, timeout=600)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
-    for name in ("triangles.png", "samples.png", "samples-unguided.png", "samples-ddpm.png", "loss.png"):
+    for name in ("triangles.png", "samples.png", "samples-ode.png", "samples-guided.png", "loss.png"):
         assert (out / name).read_bytes()[:4] == b"\x89PNG", name
     assert (out / "ckpt" / "snapshot-20.safetensors").exists()  # the guide, whatever the config
     assert (out / "fid.txt").read_text().startswith("FID ")
     quality = (out / "quality.txt").read_text()
-    assert quality.count("clean filled triangles") == 4 and "DDPM ancestral" in quality, quality
-    assert "autoguidance w=4" in quality and "no guidance" in quality, quality
+    assert quality.count("clean filled triangles") == 4 and "dpm++2m-sde, 20 steps" in quality, quality
+    assert "autoguidance w=4, 40 NFE" in quality and "20 steps, 20 NFE" in quality, quality
     assert '"step": 5' in r.stderr  # the 'demo: trained' line: the config's 5 steps came before the time limit
 
 
