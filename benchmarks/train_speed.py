@@ -8,6 +8,7 @@ matmuls and attention); the training FLOPs are the counted forward + backward of
     python benchmarks/train_speed.py                 # device auto: CUDA if there is one, else CPU
     python benchmarks/train_speed.py --device cpu --repeats 5
     /work/benchenv/bin/python benchmarks/train_speed.py   # a venv with diffusers installed
+    python benchmarks/train_speed.py --ops --net '{"base": 24, "mults": [1, 2, 2], "attn": [], "patch": 2}'
 
 CPU: fp32, each net measured in NCHW and channels_last (whichever is faster counts). The peak is
 the best large fp32 sgemm (torch.mm) seen. CUDA: bf16 autocast + channels_last; the peak is the
@@ -23,6 +24,7 @@ diffusers is an optional, benchmark-only dependency: when it is not importable t
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -114,6 +116,37 @@ def train_flops(net, shape, device) -> int:
     return counter.get_total_flops() // 2
 
 
+def step_ops(net, shape, batch: int = 64) -> int:
+    """Operators that compute something in one training step (forward, backward, AdamW step), on
+    the CPU: every aten op the dispatcher runs below autograd, less the views and aliases, which
+    launch no kernel. On CUDA each launches about one kernel, so the count times a launch's cost
+    bounds a small net's step from below (docs/nets.md, "On a GPU: an estimate")."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    free = {"view", "_unsafe_view", "t", "transpose", "expand", "detach", "alias", "as_strided", "permute",
+            "unsqueeze", "squeeze", "reshape", "slice", "select", "split", "split_with_sizes", "unbind",
+            "lift_fresh", "_to_copy"}  # fmt: skip
+
+    class Count(TorchDispatchMode):
+        n = 0
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            if func.overloadpacket.__name__ not in free:
+                Count.n += 1
+            return func(*args, **(kwargs or {}))
+
+    net = net.train()
+    opt = torch.optim.AdamW(net.parameters(), lr=1e-4, foreach=True)
+    x, eps, c = torch.randn(batch, *shape), torch.randn(batch, *shape), torch.rand(batch) * 1000
+    for counting in (False, True):  # the first step creates AdamW's state
+        with Count() if counting else contextlib.nullcontext():
+            loss = (net(x, c) - eps).square().mean()
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+    return Count.n
+
+
 def measure(net, shape, device, batch, steps, repeats, channels_last, amp) -> float:
     """Training images/s: best of ``repeats`` rounds of ``steps`` AdamW steps (after 2 warm-up steps)."""
     mem = torch.channels_last if channels_last else torch.contiguous_format
@@ -165,7 +198,22 @@ def main() -> None:
         help="CPU only: one thread, timed in CPU seconds of this process (time.process_time), so "
         "other programs on a busy machine do not slow the figures down",
     )
+    ap.add_argument(
+        "--ops",
+        action="store_true",
+        help="only count the operators of one training step per network (a GPU's kernel launches)",
+    )
     args = ap.parse_args()
+    if args.ops:
+        shape = (args.channels, args.size, args.size)
+        cfg = default_net_config("images", shape, "sinusoidal")
+        cfg.update(json.loads(args.net) if args.net else {})
+        net = build_net(cfg)
+        ops = step_ops(net, shape, args.batch)
+        tiny = measure(net, shape, torch.device("cpu"), 1, 10, args.repeats, False, amp=False)  # images/s at batch 1
+        print(f"ddpmctl net {json.dumps(cfg)}: {ops} operators per training step (batch {args.batch});")
+        print(f"one step at batch 1 on this CPU: {1e3 / tiny:.2f} ms = {1e6 / tiny / ops:.1f} us per operator")
+        return
     if args.cpu_time:
         global TIMER
         TIMER = time.process_time
