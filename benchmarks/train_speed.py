@@ -116,6 +116,13 @@ def train_flops(net, shape, device) -> int:
     return counter.get_total_flops() // 2
 
 
+def net_config(shape, keys: str | None) -> dict:
+    """ddpmctl's default image net config for ``shape``, with the JSON ``keys`` of --net replacing its own."""
+    cfg = default_net_config("images", shape, "sinusoidal")
+    cfg.update(json.loads(keys) if keys else {})
+    return cfg
+
+
 def step_ops(net, shape, batch: int = 64) -> int:
     """Operators that compute something in one training step (forward, backward, AdamW step), on
     the CPU: every aten op the dispatcher runs below autograd, less the views and aliases, which
@@ -207,8 +214,7 @@ def main() -> None:
     args = ap.parse_args()
     if args.ops:
         shape = (args.channels, args.size, args.size)
-        cfg = default_net_config("images", shape, "sinusoidal")
-        cfg.update(json.loads(args.net) if args.net else {})
+        cfg = net_config(shape, args.net)
         net = build_net(cfg)
         ops = step_ops(net, shape, args.batch)
         tiny = measure(net, shape, torch.device("cpu"), 1, 10, args.repeats, False, amp=False)  # images/s at batch 1
@@ -244,9 +250,7 @@ def main() -> None:
     if cuda:
         print(f"fp32 matmul peak: {matmul_peak(device, torch.float32, 8192, 10) / 1e12:.1f} TFLOP/s (TF32 off)")
 
-    cfg = default_net_config("images", shape, "sinusoidal")
-    if args.net:
-        cfg.update(json.loads(args.net))
+    cfg = net_config(shape, args.net)
     nets = [("ddpmctl default" if not args.net else "ddpmctl (--net)", build_net(cfg))]
     print("ddpmctl net config:", json.dumps(cfg))
     if not args.no_diffusers:
