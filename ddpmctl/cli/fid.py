@@ -54,7 +54,7 @@ def command(
     features: Optional[str] = choice_option(None, "--features", opts.FEATURES, HELP_FEATURES),
     weights: Optional[str] = typer.Option(None, "--weights", help=HELP_WEIGHTS),
     preprocess: Optional[str] = choice_option(None, "--preprocess", opts.PREPROCESS, HELP_PREPROCESS),
-    batch: Optional[int] = batch_option(None, "(default: 200 on CUDA, 32 on CPU)"),
+    batch: Optional[int] = batch_option(None, "(default: Inception 200 on CUDA, 4 on CPU; raw 4096)"),
     device: str = device_option(),
     save_stats: Optional[str] = typer.Option(None, "--save-stats", help=HELP_SAVE_STATS),
     kid: bool = flag_option("--kid", help=HELP_KID),

@@ -57,8 +57,13 @@ class FidResult:
         return d
 
 
-def default_batch(device: torch.device) -> int:
-    return 200 if device.type == "cuda" else 32
+def default_batch(device: torch.device, features: str = "inception") -> int:
+    """Images per Inception call: 200 on CUDA; 4 on a CPU, where a small batch keeps the 299 x 299
+    activations in cache (docs/fid.md, "Speed": 4 gave 1.4x the images/s of 32 on a 2-core EPYC).
+    Raw features are only copied: large batches."""
+    if features == "raw":
+        return 4096
+    return 200 if device.type == "cuda" else 4
 
 
 def check_source(source: Source, features: str) -> None:
@@ -212,7 +217,7 @@ def compute(
     extractor = None
     if any(s.kind != "stats" for s in sources):
         extractor = make_extractor(feats, dev, weights, mode or "pytorch-fid", fuse)
-    batch = batch or default_batch(dev)
+    batch = batch or default_batch(dev, feats)
     stats, kept = [], []
     for s in sources:
         st, f = (s.stats, None) if s.kind == "stats" else extract(s, extractor, batch, progress, keep=want_kid)
