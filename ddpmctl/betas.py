@@ -14,9 +14,10 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-
 from ddpmctl.errors import InputError
+from ddpmctl.lazy import lazy_module
+
+np = lazy_module("numpy")  # imported on first use (docs/startup.md)
 
 PROCESS_KINDS = ("ddpm", "vp", "subvp", "ve", "edm")  # the processes of ddpmctl.schedules (make_process)
 SPACINGS = ("uniform", "quadratic", "logsnr", "karras")  # the time grids of ddpmctl.schedules.make_times

@@ -26,16 +26,18 @@ lines, not scan lines x pixels.
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
-
 from ddpmctl import io
 from ddpmctl.errors import InputError
 from ddpmctl.gmm import GaussianMixture
+from ddpmctl.lazy import lazy_module
+
+np = lazy_module("numpy")  # imported on first use (docs/startup.md)
 
 BLOCK = 1024  # samples per random stream (changing it changes every data set: keep fixed)
 BLOCK_ELEMENTS = 1 << 22  # ... fewer for big samples: at most this many values per block (16 MB)
@@ -52,10 +54,10 @@ DEFAULT_SUPERSAMPLE = 16  # scan lines per pixel row
 DEFAULT_MARGIN = 1.0  # pixels kept free at the border for vertices / shapes
 
 # swiss roll t cos t, t sin t with t ~ U(1.5 pi, 4.5 pi): exact mean (2, 2 / (3 pi)), rms std 6.789
-_ROLL_MEAN = np.array([2.0, 2.0 / (3.0 * np.pi)])
+_ROLL_MEAN = (2.0, 2.0 / (3.0 * math.pi))
 _ROLL_STD = 6.789
 # two moons: mean (0.5, 0.25), rms std 0.705
-_MOONS_MEAN = np.array([0.5, 0.25])
+_MOONS_MEAN = (0.5, 0.25)
 _MOONS_STD = 0.705
 
 

@@ -9,10 +9,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import numpy as np
-
 from ddpmctl import io
 from ddpmctl.errors import InputError
+from ddpmctl.lazy import lazy_module
+
+np = lazy_module("numpy")  # imported on first use (docs/startup.md)
 
 
 def _array_stats(arr: np.ndarray, chunk: int = 4096) -> dict:

@@ -7,14 +7,16 @@ exact noisy-model maths (``ddpmctl/exact.py``) can use the very mixture the poin
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass
 
-import numpy as np
-
 from ddpmctl.errors import InputError
+from ddpmctl.lazy import lazy_module
 
-LOG_2PI = float(np.log(2.0 * np.pi))
+np = lazy_module("numpy")  # imported on first use (docs/startup.md)
+
+LOG_2PI = math.log(2.0 * math.pi)
 
 
 @dataclass

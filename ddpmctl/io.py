@@ -25,9 +25,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
 
-import numpy as np
-
 from ddpmctl.errors import InputError, RunError
+from ddpmctl.lazy import lazy_module
+
+np = lazy_module("numpy")  # imported on first use (docs/startup.md)
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
 STDIO = "-"
@@ -277,7 +278,7 @@ class NpyStreamWriter:
     atomically, only when the block ends without error and exactly ``shape[0]`` rows were written.
     """
 
-    def __init__(self, path: str | os.PathLike, shape: tuple[int, ...], dtype=np.float32):
+    def __init__(self, path: str | os.PathLike, shape: tuple[int, ...], dtype="float32"):
         self.path = str(path)
         self.shape = tuple(int(s) for s in shape)
         self.dtype = np.dtype(dtype)

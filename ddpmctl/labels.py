@@ -14,10 +14,11 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import numpy as np
-
 from ddpmctl import io
 from ddpmctl.errors import InputError
+from ddpmctl.lazy import lazy_module
+
+np = lazy_module("numpy")  # imported on first use (docs/startup.md)
 
 # classifier-free guidance scale s when classes are given without one and without autoguidance:
 # 2, the best of s = 1-4 on the validation seed of benchmarks/conditional_quality.py for both

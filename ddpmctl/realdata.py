@@ -33,10 +33,11 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-
 from ddpmctl import download
 from ddpmctl.errors import InputError
+from ddpmctl.lazy import lazy_module
+
+np = lazy_module("numpy")  # imported on first use (docs/startup.md)
 
 SPLITS = ("train", "test")
 IDX_IMAGES, IDX_LABELS = 2051, 2049  # 0x803: ubyte, 3 dims; 0x801: ubyte, 1 dim

@@ -6,13 +6,15 @@ import os
 from pathlib import Path
 from typing import Optional
 
-import numpy as np
 import typer
 
 from ddpmctl import io
 from ddpmctl.cli.common import HELP_JSON, HELP_SEED, emit_json, handle_errors, report_stream
 from ddpmctl.errors import InputError
+from ddpmctl.lazy import lazy_module
 from ddpmctl.restore_registry import TASKS
+
+np = lazy_module("numpy")  # imported on first use (docs/startup.md)
 
 # options with long help, declared here so that ``command``'s signature reads as a list
 CLEAN = typer.Argument(..., help="Clean images (.npy, image file or folder) or points (.npy (N, D)); - for stdin.")

@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
-import numpy as np
 import typer
 
 from ddpmctl import datasets, download, io, realdata
@@ -32,6 +31,9 @@ from ddpmctl.cli.common import (
 from ddpmctl.errors import InputError, RunError
 from ddpmctl.gmm import GaussianMixture
 from ddpmctl.labels import names_path, write_names
+from ddpmctl.lazy import lazy_module
+
+np = lazy_module("numpy")  # imported on first use (docs/startup.md)
 
 MAX_N = 1_000_000_000
 PREVIEW_IMAGES = 64

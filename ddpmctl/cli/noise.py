@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Optional
 
-import numpy as np
 import typer
 
 from ddpmctl import io
@@ -22,6 +21,9 @@ from ddpmctl.cli.common import (
     steps_option,
 )
 from ddpmctl.errors import InputError
+from ddpmctl.lazy import lazy_module
+
+np = lazy_module("numpy")  # imported on first use (docs/startup.md)
 
 
 def _values(t: Optional[str], steps: Optional[int], top, continuous: bool) -> list:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from typing import Optional
 
-import numpy as np
 import typer
 
 from ddpmctl import io
@@ -26,7 +25,10 @@ from ddpmctl.cli.common import (
     steps_option,
 )
 from ddpmctl.errors import InputError
+from ddpmctl.lazy import lazy_module
 from ddpmctl.restore_registry import DEFAULT_METHOD, DEFAULT_ZETA, METHODS, TASKS, describe_default, parse_options
+
+np = lazy_module("numpy")  # imported on first use (docs/startup.md)
 
 # options with long help, declared here so that ``command``'s signature reads as a list
 OBSERVATION = typer.Argument(..., help="Observation .npy from 'ddpmctl degrade' (its sidecar .json is read too).")

@@ -5,13 +5,15 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Optional
 
-import numpy as np
 import typer
 
 from ddpmctl import io
 from ddpmctl.betas import SCHEDULE_OPTIONS, SCHEDULES, get_betas, is_schedule_file, summarize
 from ddpmctl.cli.common import at_least, emit_json, err, handle_errors, json_option, report_stream
 from ddpmctl.errors import InputError
+from ddpmctl.lazy import lazy_module
+
+np = lazy_module("numpy")  # imported on first use (docs/startup.md)
 
 
 def plot_schedules(path: str, named: list[tuple[str, np.ndarray]]) -> None:
