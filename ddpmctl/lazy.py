@@ -15,8 +15,7 @@ from types import ModuleType
 
 
 class LazyModule(ModuleType):
-    def __init__(self, name: str):
-        super().__init__(name)
+    """The stand-in: a module object named like the real one, empty until its first use."""
 
     def __getattr__(self, attr: str):
         # only called for names not yet on the stand-in: the first use (or a missing name)

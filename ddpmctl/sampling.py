@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from ddpmctl import samplers as S
-from ddpmctl.device import autocast
+from ddpmctl.device import autocast, inference_layout
 from ddpmctl.diffusion import Denoiser
 from ddpmctl.errors import InputError, RunError
 from ddpmctl.labels import DEFAULT_CFG, default_cfg  # noqa: F401  (re-exported: sampling.DEFAULT_CFG)
@@ -108,27 +108,35 @@ def drive(run: Batches, prepare: Callable, sink: Callable) -> tuple[list[int], f
     shape, norm, n = tuple(run.model.data_shape), run.model.normalization, len(run.seeds)
     nfes: list[int] = []
     t0 = time.perf_counter()
-    for start in range(0, n, run.batch):
-        stop = min(n, start + run.batch)
-        step = prepare(start, stop)
-        stream = NoiseStream(run.seeds[start:stop], shape, device=run.device, dtype=run.dtype)
-        x = run.start_std * (stream() if run.start is None else _rows(run.start, start, stop, run))
-        run.denoiser.reset()
-        if run.labels is not None:
-            run.denoiser.set_labels(run.labels[start:stop])
-        if run.cond is not None:
-            run.denoiser.set_cond(_rows(run.cond, start, stop, run))
-        before = run.denoiser.nfe
-        with torch.inference_mode() if run.inference else torch.no_grad(), autocast(run.device, enabled=run.amp):
-            x = step(x, stream)
-        nfes.append(run.denoiser.nfe - before)
-        if not torch.isfinite(x).all():
-            raise RunError(run.failure)
-        x_data = norm.to_data(x.detach().float()).cpu().numpy()
-        if run.clip and run.model.data_kind == "images":
-            x_data = np.clip(x_data, 0.0, 1.0)
-        sink(start, stop, x_data)
+    guide = run.denoiser.guide.net if run.denoiser.guide is not None else None
+    # channels_last only without gradients (restore's runs keep NCHW: DPS's backward was slower in it, docs/sample.md)
+    nets = [run.denoiser.net, guide] if run.inference else []
+    with inference_layout(nets, run.model.data_kind, run.device):
+        for start in range(0, n, run.batch):
+            nfes.append(_drive_batch(run, prepare, sink, start, min(n, start + run.batch), shape, norm))
     return nfes, time.perf_counter() - t0
+
+
+def _drive_batch(run: Batches, prepare: Callable, sink: Callable, start: int, stop: int, shape, norm) -> int:
+    """One batch of ``drive``: rows [start, stop); returns its NFE."""
+    step = prepare(start, stop)
+    stream = NoiseStream(run.seeds[start:stop], shape, device=run.device, dtype=run.dtype)
+    x = run.start_std * (stream() if run.start is None else _rows(run.start, start, stop, run))
+    run.denoiser.reset()
+    if run.labels is not None:
+        run.denoiser.set_labels(run.labels[start:stop])
+    if run.cond is not None:
+        run.denoiser.set_cond(_rows(run.cond, start, stop, run))
+    before = run.denoiser.nfe
+    with torch.inference_mode() if run.inference else torch.no_grad(), autocast(run.device, enabled=run.amp):
+        x = step(x, stream)
+    if not torch.isfinite(x).all():
+        raise RunError(run.failure)
+    x_data = norm.to_data(x.detach().float()).cpu().numpy()
+    if run.clip and run.model.data_kind == "images":
+        x_data = np.clip(x_data, 0.0, 1.0)
+    sink(start, stop, x_data)
+    return run.denoiser.nfe - before
 
 
 def _rows(array, start: int, stop: int, run: Batches) -> torch.Tensor:
