@@ -9,6 +9,7 @@ matmuls and attention); the training FLOPs are the counted forward + backward of
     python benchmarks/train_speed.py --device cpu --repeats 5
     /work/benchenv/bin/python benchmarks/train_speed.py   # a venv with diffusers installed
     python benchmarks/train_speed.py --ops --net '{"base": 24, "mults": [1, 2, 2], "attn": [], "patch": 2}'
+    python benchmarks/train_speed.py --levers --repeats 8 --steps 3   # eager / compiled, layouts, micro-batches
 
 CPU: fp32, each net measured in NCHW and channels_last (whichever is faster counts). The peak is
 the best large fp32 sgemm (torch.mm) seen. CUDA: bf16 autocast + channels_last; the peak is the
@@ -27,6 +28,7 @@ import argparse
 import contextlib
 import json
 import os
+import statistics
 import sys
 import time
 
@@ -154,10 +156,25 @@ def step_ops(net, shape, batch: int = 64) -> int:
     return Count.n
 
 
-def measure(net, shape, device, batch, steps, repeats, channels_last, amp) -> float:
-    """Training images/s: best of ``repeats`` rounds of ``steps`` AdamW steps (after 2 warm-up steps)."""
+def training_step(model, opt, x, c, eps, chunks: int, device, amp: bool) -> None:
+    """One AdamW step on the batch (x, c, eps), computed in ``chunks`` micro-batches whose
+    gradients add up to the whole batch's (each chunk's mean loss weighted by its share)."""
+    size = -(-len(x) // chunks)
+    opt.zero_grad(set_to_none=True)
+    for i in range(0, len(x), size):
+        with autocast(device, amp):
+            loss = (model(x[i : i + size], c[i : i + size]).float() - eps[i : i + size]).square().mean()
+        (loss * (len(x[i : i + size]) / len(x))).backward()
+    opt.step()
+
+
+def make_step(net, shape, device, batch, channels_last, amp, compiled=False, chunks=1):
+    """A training step of ``net`` (forward + backward + AdamW) on a fixed batch, warmed up by 2
+    steps. ``compiled``: the network through ``torch.compile`` (the compile time is printed);
+    ``chunks``: the batch in that many micro-batches, their gradients summed (the same step)."""
     mem = torch.channels_last if channels_last else torch.contiguous_format
     net = net.to(device=device, memory_format=mem).train()
+    model = torch.compile(net) if compiled else net
     opt = torch.optim.AdamW(net.parameters(), lr=1e-4)
     g = torch.Generator(device="cpu").manual_seed(0)
     x = torch.randn(batch, *shape, generator=g).to(device).contiguous(memory_format=mem)
@@ -165,23 +182,56 @@ def measure(net, shape, device, batch, steps, repeats, channels_last, amp) -> fl
     c = torch.randint(0, 1000, (batch,), generator=g).float().to(device)
 
     def step():
-        with autocast(device, amp):
-            loss = (net(x, c).float() - eps).square().mean()
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+        training_step(model, opt, x, c, eps, chunks, device, amp)
 
+    t = TIMER()
     for _ in range(2):
         step()
     sync(device)
-    best = float("inf")
-    for _ in range(repeats):
-        t = TIMER()
-        for _ in range(steps):
-            step()
-        sync(device)
-        best = min(best, (TIMER() - t) / steps)
-    return batch / best
+    if compiled:
+        print(f"  compile + 2 warm-up steps: {TIMER() - t:.1f} s", file=sys.stderr, flush=True)
+    return step
+
+
+def timed_round(step, steps: int, device) -> float:
+    """Seconds per step over ``steps`` steps."""
+    t = TIMER()
+    for _ in range(steps):
+        step()
+    sync(device)
+    return (TIMER() - t) / steps
+
+
+def measure(net, shape, device, batch, steps, repeats, channels_last, amp) -> float:
+    """Training images/s: best of ``repeats`` rounds of ``steps`` AdamW steps (after 2 warm-up steps)."""
+    step = make_step(net, shape, device, batch, channels_last, amp)
+    return batch / min(timed_round(step, steps, device) for _ in range(repeats))
+
+
+def levers(args) -> None:
+    """--levers: the speed levers of issue #21 on ddpmctl's net. Every variant is built (and
+    compiled) first; then they take turns, ``--steps`` steps each per round, for ``--repeats``
+    rounds, so a busy moment of a shared machine hits them alike. Prints median (range) images/s."""
+    shape = (args.channels, args.size, args.size)
+    cfg = net_config(shape, args.net)
+    device = torch.device("cpu")
+    print(f"ddpmctl net {json.dumps(cfg)}; batch {args.batch}, {torch.get_num_threads()} threads, "
+          f"{args.repeats} rounds of {args.steps} steps, taking turns")  # fmt: skip
+    kinds = [("eager NCHW", dict(channels_last=False)), ("eager channels_last", dict(channels_last=True))]
+    kinds += [(f"compiled {fmt}", dict(channels_last=cl, compiled=True)) for fmt, cl in
+              (("NCHW", False), ("channels_last", True))]  # fmt: skip
+    kinds += [(f"eager NCHW, {k} micro-batches", dict(channels_last=False, chunks=int(k)))
+              for k in args.chunks.split(",") if int(k) > 1]  # fmt: skip
+    steps = {}
+    for label, kw in kinds:
+        torch.manual_seed(0)
+        steps[label] = make_step(build_net(cfg), shape, device, args.batch, amp=False, **kw)
+    ips = {label: [] for label in steps}
+    for _ in range(args.repeats):
+        for label, step in steps.items():
+            ips[label].append(args.batch / timed_round(step, args.steps, device))
+    for label, v in ips.items():
+        print(f"{label:<40} {statistics.median(v):8.1f} images/s ({min(v):.1f} .. {max(v):.1f})", flush=True)
 
 
 def main() -> None:
@@ -211,7 +261,16 @@ def main() -> None:
         help="only count the operators of one training step of ddpmctl's net (about a GPU's kernel launches) "
         "and time that step at batch 1 on the CPU",
     )
+    ap.add_argument(
+        "--levers",
+        action="store_true",
+        help="only time ddpmctl's net eager and compiled in both layouts, and in micro-batches (--chunks), "
+        "the variants taking turns for --repeats rounds; median and range",
+    )
+    ap.add_argument("--chunks", default="1,2,4,16", help="--levers: micro-batch counts to time")
     args = ap.parse_args()
+    if args.levers:
+        return levers(args)
     if args.ops:
         shape = (args.channels, args.size, args.size)
         cfg = net_config(shape, args.net)

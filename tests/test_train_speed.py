@@ -38,3 +38,20 @@ def test_step_ops_counts_compute_not_views_nor_batch():
     assert 5 < small < 60
     one, two = train_speed.step_ops(_net(blocks=1), SHAPE, 2), train_speed.step_ops(_net(blocks=2), SHAPE, 2)
     assert one == train_speed.step_ops(_net(blocks=1), SHAPE, 4) and two > one + 20
+
+
+def test_micro_batches_make_the_same_step_as_the_whole_batch():
+    """--levers' micro-batches are the same training step (gradients summed, each chunk weighted by
+    its share, also for an uneven last chunk), so only their speed is compared."""
+    g = torch.Generator().manual_seed(1)
+    x, eps = torch.randn(7, *SHAPE, generator=g), torch.randn(7, *SHAPE, generator=g)
+    c = torch.rand(7, generator=g) * 1000
+    params = []
+    for chunks in (1, 4):  # 7 rows in chunks of 2, 2, 2, 1
+        net = _net()
+        opt = torch.optim.SGD(net.parameters(), lr=0.1)
+        train_speed.training_step(net, opt, x, c, eps, chunks, torch.device("cpu"), amp=False)
+        params.append(torch.cat([p.detach().flatten() for p in net.parameters()]))
+    moved = (params[0] - torch.cat([p.detach().flatten() for p in _net().parameters()])).abs().max()
+    assert moved > 1e-4  # the step did something
+    torch.testing.assert_close(params[1], params[0], rtol=0, atol=1e-6)
