@@ -111,6 +111,7 @@ def variant_extractor(device: torch.device, fuse: bool, channels_last: bool):
 
 def variants_table(args, device: torch.device, images: np.ndarray) -> dict:
     """Round-robin timing of every (layout, fold, batch) variant; prints the table, returns the summary."""
+    from stats import median_range
     from train_speed import matmul_peak
 
     batches = [int(b) for b in args.batches.split(",")]
@@ -124,10 +125,8 @@ def variants_table(args, device: torch.device, images: np.ndarray) -> dict:
         flops = inception_flops(ext) if device.type == "cpu" else None
         peaks = [matmul_peak(device, torch.float32, 2048, 8)]
         for r in range(args.rounds):
-            for cl, fuse, b in variants:
-                fid.inception._MODELS.clear()
-                _, fn = variant_extractor(device, fuse, cl)
-                speeds[cl, fuse, b].append(timed(fn, images, b, device)[1][0])
+            for cl, fuse, b in variants:  # each of the four extractors holds its own network
+                speeds[cl, fuse, b].append(timed(fns[cl, fuse], images, b, device)[1][0])
             peaks.append(matmul_peak(device, torch.float32, 2048, 8))
             print(f"  round {r + 1}/{args.rounds} done", file=sys.stderr, flush=True)
     peak = max(peaks)
@@ -144,7 +143,7 @@ def variants_table(args, device: torch.device, images: np.ndarray) -> dict:
         diff = float(np.abs(feats[cl, fuse] - feats[False, False]).max())
         gfs = med * flops / 1e9 if flops else float("nan")
         layout, bn = "channels_last" if cl else "NCHW", "folded" if fuse else "kept"
-        print(f"{layout:<14} {bn:<7} {b:>5} {med:>9.2f} ({s.min():.2f}-{s.max():.2f}){'':>5} {gfs:>8.1f} "
+        print(f"{layout:<14} {bn:<7} {b:>5} {median_range(s, '.2f', '-'):>24} {gfs:>8.1f} "
               f"{gfs * 1e9 / peak if flops else float('nan'):>8.1%} {diff:>17.2e}")  # fmt: skip
         rows.append({"layout": layout, "bn": bn, "batch": b, "images_per_s": s.tolist(), "max_abs_feature_diff": diff})
     print(f"\n({len(images)} images of {args.size}x{args.size} per timed pass, {args.rounds} rounds, "

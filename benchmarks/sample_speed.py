@@ -28,6 +28,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import torch  # noqa: E402
+from stats import median_range  # noqa: E402
 
 from ddpmctl import sampling  # noqa: E402
 from ddpmctl.checkpoint import LoadedModel  # noqa: E402
@@ -99,7 +100,7 @@ def main() -> None:
         "ddpmctl": f"ddpmctl generate {args.sampler} {args.steps} steps, batch {args.batch or 'default'}",
     }
     for k, v in times.items():
-        print(f"{labels[k]:<60} {1e3 * med[k]:.3f} ms/img/NFE ({1e3 * min(v):.3f} .. {1e3 * max(v):.3f})")
+        print(f"{labels[k]:<60} {median_range([1e3 * t for t in v], '.3f')} ms/img/NFE")
     ratio = med["plain"] / med["ddpmctl"]
     per_round = [p / o for p, o in zip(times["plain"], times["ddpmctl"])]
     print(f"speed ratio ddpmctl / plain: {ratio:.2f}x (per round {min(per_round):.2f} .. {max(per_round):.2f}); "

@@ -20,3 +20,11 @@ def ks_pvalues(samples, reference, columns) -> list[float]:
     if len(samples) < 2 or len(reference) < 2:
         return [float("nan")] * len(columns)
     return [float(ks_2samp(samples[:, c], reference[:, c]).pvalue) for c in columns]
+
+
+def median_range(values, fmt: str = ".1f", sep: str = " .. ") -> str:
+    """``"median (min .. max)"`` of timings over rounds: the form every speed table of the docs quotes."""
+    v = sorted(float(x) for x in values)
+    mid = len(v) // 2
+    med = v[mid] if len(v) % 2 else (v[mid - 1] + v[mid]) / 2
+    return f"{med:{fmt}} ({v[0]:{fmt}}{sep}{v[-1]:{fmt}})"

@@ -10,6 +10,7 @@ matmuls and attention); the training FLOPs are the counted forward + backward of
     /work/benchenv/bin/python benchmarks/train_speed.py   # a venv with diffusers installed
     python benchmarks/train_speed.py --ops --net '{"base": 24, "mults": [1, 2, 2], "attn": [], "patch": 2}'
     python benchmarks/train_speed.py --levers --repeats 8 --steps 3   # eager / compiled, layouts, micro-batches
+    python benchmarks/train_speed.py --profile                         # where a step's CPU time goes
 
 CPU: fp32, each net measured in NCHW and channels_last (whichever is faster counts). The peak is
 the best large fp32 sgemm (torch.mm) seen. CUDA: bf16 autocast + channels_last; the peak is the
@@ -28,13 +29,13 @@ import argparse
 import contextlib
 import json
 import os
-import statistics
 import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import torch  # noqa: E402
+from stats import median_range  # noqa: E402
 
 from ddpmctl.device import autocast, resolve_device  # noqa: E402
 from ddpmctl.nets import build_net, count_flops, count_params, default_net_config, flop_counter  # noqa: E402
@@ -208,6 +209,22 @@ def measure(net, shape, device, batch, steps, repeats, channels_last, amp) -> fl
     return batch / min(timed_round(step, steps, device) for _ in range(repeats))
 
 
+def profile(args) -> None:
+    """--profile: where a training step of ddpmctl's net (channels_last, batch --batch) spends its
+    CPU time: torch.profiler over 5 steps after 3 warm-up steps, the top operators by self time."""
+    from torch.profiler import ProfilerActivity
+    from torch.profiler import profile as torch_profile
+
+    shape = (args.channels, args.size, args.size)
+    torch.manual_seed(0)
+    step = make_step(build_net(net_config(shape, args.net)), shape, torch.device("cpu"), args.batch, True, False)
+    step()
+    with torch_profile(activities=[ProfilerActivity.CPU]) as prof:
+        for _ in range(5):
+            step()
+    print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=12, max_name_column_width=45))
+
+
 def levers(args) -> None:
     """--levers: the speed levers of issue #21 on ddpmctl's net. Every variant is built (and
     compiled) first; then they take turns, ``--steps`` steps each per round, for ``--repeats``
@@ -231,7 +248,7 @@ def levers(args) -> None:
         for label, step in steps.items():
             ips[label].append(args.batch / timed_round(step, args.steps, device))
     for label, v in ips.items():
-        print(f"{label:<40} {statistics.median(v):8.1f} images/s ({min(v):.1f} .. {max(v):.1f})", flush=True)
+        print(f"{label:<40} {median_range(v)} images/s", flush=True)
 
 
 def main() -> None:
@@ -268,9 +285,12 @@ def main() -> None:
         "the variants taking turns for --repeats rounds; median and range",
     )
     ap.add_argument("--chunks", default="1,2,4,16", help="--levers: micro-batch counts to time")
+    ap.add_argument("--profile", action="store_true", help="only profile a training step of ddpmctl's net")
     args = ap.parse_args()
     if args.levers:
         return levers(args)
+    if args.profile:
+        return profile(args)
     if args.ops:
         shape = (args.channels, args.size, args.size)
         cfg = net_config(shape, args.net)

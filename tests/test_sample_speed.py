@@ -18,9 +18,8 @@ def test_sample_speed_prints_the_rows_and_the_ratio_of_their_medians():
         capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert r.returncode == 0, r.stderr[-2000:]
-    rows = dict(
-        re.findall(r"^(plain|ddpmctl generate, NCHW|ddpmctl generate ddim).*? ([0-9.]+) ms/img/NFE", r.stdout, re.M)
-    )
+    row = r"^(plain|ddpmctl generate, NCHW|ddpmctl generate ddim).*? ([0-9.]+) \([0-9. ]+\) ms/img/NFE"
+    rows = dict(re.findall(row, r.stdout, re.M))
     assert len(rows) == 3 and all(float(v) > 0 for v in rows.values()), r.stdout
     ratio = float(re.search(r"speed ratio ddpmctl / plain: ([0-9.]+)x", r.stdout).group(1))
     expected = float(rows["plain"]) / float(rows["ddpmctl generate ddim"])

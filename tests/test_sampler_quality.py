@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "benchmarks" / "sampler_quality.py"
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from stats import ks_pvalues, wilson  # noqa: E402
+from stats import ks_pvalues, median_range, wilson  # noqa: E402
 
 
 def _run(*args: str) -> str:
@@ -95,3 +95,8 @@ def test_clean_table_guided_rows_halve_the_steps(tiny_checkpoint):
     out = _run(ck, *args, "--guide", guide, "--guidance", "2")
     assert "autoguided by" in out and "w = 2" in out
     assert [(steps, nfe) for _, steps, nfe, _ in _rows(out)] == [(5, 10), (10, 20)]
+
+
+def test_median_range_quotes_the_median_and_the_extremes():
+    assert median_range([3.0, 1.0, 2.0]) == "2.0 (1.0 .. 3.0)"
+    assert median_range([4, 1, 2, 10], ".2f", "-") == "3.00 (1.00-10.00)"  # even count: mean of the middle two
