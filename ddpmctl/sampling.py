@@ -14,6 +14,7 @@ processes (``start_index``) gives the same samples as one run. ``drive`` is the 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import time
@@ -25,6 +26,7 @@ import numpy as np
 import torch
 
 from ddpmctl import samplers as S
+from ddpmctl.compiled import CompiledNets, compiled_denoiser
 from ddpmctl.device import autocast, inference_layout
 from ddpmctl.diffusion import Denoiser
 from ddpmctl.errors import InputError, RunError
@@ -98,6 +100,7 @@ class Batches:
     start: Any = None  # given starting noise (rows aligned with ``seeds``, before ``start_std``) instead of draws
     labels: Any = None  # the class of each row (aligned with ``seeds``) for a class-conditional model
     cond: Any = None  # the condition image of each row (aligned with ``seeds``; model space) for an SR3 model
+    compiled: CompiledNets | None = None  # torch.compile the networks (inference runs only; ``ddpmctl.compiled``)
 
 
 def drive(run: Batches, prepare: Callable, sink: Callable) -> tuple[list[int], float]:
@@ -111,10 +114,19 @@ def drive(run: Batches, prepare: Callable, sink: Callable) -> tuple[list[int], f
     guide = run.denoiser.guide.net if run.denoiser.guide is not None else None
     # channels_last only without gradients (restore's runs keep NCHW: DPS's backward was slower in it, docs/sample.md)
     nets = [run.denoiser.net, guide] if run.inference else []
-    with inference_layout(nets, run.model.data_kind, run.device):
+    if run.compiled is not None and not run.inference:
+        raise ValueError("compiled networks are for runs without gradients (inference=True)")
+    with inference_layout(nets, run.model.data_kind, run.device), _compiled(run):
         for start in range(0, n, run.batch):
             nfes.append(_drive_batch(run, prepare, sink, start, min(n, start + run.batch), shape, norm))
     return nfes, time.perf_counter() - t0
+
+
+def _compiled(run: Batches):
+    """The networks swapped for ``run.compiled``'s (``compiled_denoiser``); a no-op without."""
+    if run.compiled is None:
+        return contextlib.nullcontext()
+    return compiled_denoiser(run.denoiser, run.device, run.compiled)
 
 
 def _drive_batch(run: Batches, prepare: Callable, sink: Callable, start: int, stop: int, shape, norm) -> int:
@@ -177,6 +189,9 @@ class SampleOptions:
     trajectory_at: Sequence[float] | None = None  # times to keep instead of K evenly spaced frames
     start_index: int = 0
     amp: bool = False
+    # torch.compile the network and guide (``ddpmctl.compiled``): True for this run; a CompiledNets to
+    # share its graphs with other runs (``generate_to_npy``'s batches)
+    compile: bool | CompiledNets = False
     guide: Any = None
     guidance: float | None = None  # with a guide: DEFAULT_GUIDANCE; without: 1 (none)
     start: Any = None  # latents (encode.encode) that sample i starts from, row start_index + i: ode only
@@ -375,16 +390,25 @@ def run_sample(model, job: SamplePlan, seed: int = 0, device=None, progress=None
     cond = None if opts.cond is None else opts.cond[opts.start_index : opts.start_index + n]
     run = Batches(
         model, denoiser, seeds, job.batch, dev, dtype, S.start_std(model.process, plan.times[0]), amp,
-        failure=failure, start=start, labels=labels, cond=cond,
+        failure=failure, start=start, labels=labels, cond=cond, compiled=_compiled_nets(opts.compile),
     )  # fmt: skip
     nfes, seconds = drive(run, prepare, sink)
     info = _sample_info(model, job, seed, nfes, seconds, dev, denoiser)
+    if run.compiled is not None:
+        info["compile_seconds"] = run.compiled.compile_seconds
     if traj is not None:
         info["trajectory"] = traj
         info["trajectory_times"] = frame_times(plan.times)[frames].tolist()
         if opts.trajectory_at is not None:
             info["trajectory_at"] = [float(t) for t in opts.trajectory_at]
     return out, info
+
+
+def _compiled_nets(compile: bool | CompiledNets) -> CompiledNets | None:
+    """``SampleOptions.compile`` as the holder of the run's compiled networks (None: eager)."""
+    if isinstance(compile, CompiledNets):
+        return compile
+    return CompiledNets() if compile else None
 
 
 def _sample_info(model, job: SamplePlan, seed: int, nfes: list[int], seconds: float, dev, denoiser) -> dict:
@@ -624,6 +648,8 @@ def generate_to_npy(
     from ddpmctl import io
 
     head_max = n if keep is None else keep if model.data_kind == "images" else max(keep, 100_000)
+    if options.get("compile") is True:  # one graph for all the batches (the last one padded to the first's rows)
+        options = {**options, "compile": CompiledNets()}
     head: list[np.ndarray] = []
     have = 0
     infos: list[dict] = []

@@ -213,6 +213,11 @@ PER_CLASS = typer.Option(
     help="Class-conditional: N samples of every class, in class order (N x K samples; -n is ignored; "
          "a .png output shows one row per class).",
 )  # fmt: skip
+COMPILE = flag_option(
+    "--compile",
+    help="torch.compile the network (CPU or CUDA): faster evaluations after a compile of tens of seconds, "
+    "for long runs (docs/sample.md, Speed); samples differ from eager ones by float rounding.",
+)
 PREVIEW = typer.Option(
     None,
     "--preview",
@@ -230,6 +235,7 @@ def command(
     batch: int = batch_option(256),
     seed: int = seed_option(0, "Sample i is the same whatever --batch."),
     device: str = device_option(),
+    compile_: bool = COMPILE,
     spacing: Optional[str] = choice_option(None, "--spacing", S.SPACINGS, SPACING_HELP),
     rho: float = RHO,
     eta: Optional[float] = typer.Option(None, "--eta", help=ETA_HELP),
@@ -285,7 +291,7 @@ def command(
     options = dict(
         solver=solver, spacing=spacing, rho=rho, eta=eta, variance=variance, snr=snr, corrector_steps=corrector_steps,
         rtol=rtol, atol=atol, clip_x0=clip_x0, trajectory=traj.k, trajectory_at=traj.at, guide=guide_model,
-        guidance=guidance, start=start, labels=labels, cfg=cfg,
+        guidance=guidance, start=start, labels=labels, cfg=cfg, compile=compile_,
     ) | S.parse_options(option)  # fmt: skip
     from ddpmctl import sampling  # torch: imported when a command runs, not for --help
 
@@ -459,7 +465,9 @@ def _report(result: dict, model, label: str) -> None:
     out.write(
         f"wrote {result['n']} samples {tuple(model.data_shape)} to {where}: {label}, {result['steps']} steps "
         f"({result['spacing']}), NFE {result['nfe']}, {result['seconds']:.2f} s "
-        f"({1000 * result['seconds_per_sample']:.2f} ms/sample) on {result['device']}\n"
+        f"({1000 * result['seconds_per_sample']:.2f} ms/sample) on {result['device']}"
+        + ("" if result.get("compile_seconds") is None else f", {result['compile_seconds']:.1f} s of it compiling")
+        + "\n"
     )
     if "trajectory_npy" in result:
         _report_trajectory(out, result)
