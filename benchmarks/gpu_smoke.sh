@@ -4,7 +4,7 @@
 #     bash benchmarks/gpu_smoke.sh [OUT_DIR]        # DDPMCTL=path/to/ddpmctl to use another install
 #
 # bf16 autocast + channels_last + torch.compile in training (200 steps), pinned-memory batches,
-# sampling (ODE and DDPM), FID (raw features on the GPU), restoration (DPS takes gradients through
+# sampling (ODE, DDPM, and a compiled run whose last batch is padded), FID (raw features on the GPU), restoration (DPS takes gradients through
 # the network), and, with two or more GPUs, torchrun with nccl. Each check prints PASS or FAIL
 # with its log file; the script exits 1 if any failed. It downloads nothing.
 set -uo pipefail
@@ -38,6 +38,8 @@ check train-bf16-compile $D train "$OUT/tri.npy" --device cuda --bf16 --compile 
 check train-resume $D train --resume "$OUT/ck" --steps 220 -q
 check sample-ode $D sample "$OUT/ck" --device cuda --sampler ode -n 64 -o "$OUT/ode.npy" -q
 check sample-ddpm $D sample "$OUT/ck" --device cuda --sampler ddpm --steps 50 -n 64 -o "$OUT/ddpm.png" -q
+check sample-compile $D sample "$OUT/ck" --device cuda --compile --sampler dpm++2m-sde --steps 20 -n 100 --batch 64 \
+    -o "$OUT/compiled.npy" -q
 check fid-raw $D fid "$OUT/ode.npy" "$OUT/tri.npy" --device cuda --features raw -q
 check degrade $D degrade "$OUT/tri.npy" --task inpaint --box 8,8,12,12 --seed 2 -o "$OUT/y.npy"
 check restore-dps $D restore "$OUT/ck" "$OUT/y.npy" --device cuda --method dps --steps 50 -o "$OUT/r.npy" -q

@@ -87,7 +87,8 @@ def main() -> None:
     args = ap.parse_args()
     shape = (1, 32, 32)
     cfg = default_net_config("images", shape, "sinusoidal")
-    cfg.update({"demo": DEMO_NET, "default": {}}.get(args.net) or json.loads(args.net))
+    presets = {"demo": DEMO_NET, "default": {}}
+    cfg.update(presets[args.net] if args.net in presets else json.loads(args.net))
     torch.manual_seed(0)
     net = build_net(cfg).eval().requires_grad_(False)
     process = make_process("ddpm", "cosine")

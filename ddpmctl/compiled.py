@@ -1,11 +1,13 @@
 """torch.compile for runs without gradients (``sample --compile``): one static graph per run.
 
-``compiled_denoiser(denoiser, device)`` swaps the network of a ``diffusion.Denoiser`` (and of its
-guide) for ``FixedRows(torch.compile(net, dynamic=False))`` while the block runs, and puts the
-network back afterwards. Inductor fuses the elementwise work around the convolutions (GroupNorm,
-SiLU, the residual adds); on the demo's net it samples about 1.3x faster than eager channels_last
-on a 2-core CPU, after a compile of tens of seconds (docs/sample.md, "Speed"), so it pays only
-for long runs and is not the default.
+``compiled_denoiser(denoiser, device, nets)`` swaps the network of a ``diffusion.Denoiser`` (and
+of its guide) for ``FixedRows(torch.compile(net, dynamic=False))`` (kept in ``nets``, a
+``CompiledNets``) while the block runs, and puts the network back afterwards. Inductor fuses the
+elementwise work around the convolutions (GroupNorm, SiLU, the residual adds). On the demo's net
+on a 2-core CPU that made ``generate`` 1.34x faster per NFE in ``benchmarks/sample_speed.py``,
+but a 4,096-sample ``ddpmctl sample`` only 8% faster with a warm cache, and it gains nothing on
+the default U-Net; a cold compile takes about 40 s (docs/sample.md, "--compile"). So it is not
+the default.
 
 ``FixedRows`` keeps the graph static: it pads every call to the rows of the first one (a run's
 last, smaller batch reuses the graph instead of compiling another), and slices the padding off

@@ -10,6 +10,14 @@ import torch
 torch.set_num_threads(1)
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
+# The longest tests, run first: with two pytest-xdist workers, a long test that starts last leaves
+# one worker running it alone at the end (the README test takes about half of the suite's wall time).
+SLOWEST_FIRST = ("test_readme.py::test_readme_commands_run",)
+
+
+def pytest_collection_modifyitems(config, items):
+    items.sort(key=lambda item: not item.nodeid.endswith(SLOWEST_FIRST))  # stable: the rest keep their order
+
 
 def run_cli_subprocess(*args, input: bytes | None = None, cwd=None, env=None, timeout=300):
     """Run the real CLI in a new process (`python -m ddpmctl ARGS`); returns a CompletedProcess."""

@@ -14,6 +14,7 @@ from test_inference_layout import small_model
 from ddpmctl import compiled, sampling
 from ddpmctl.checkpoint import LoadedModel
 from ddpmctl.diffusion import Normalization
+from ddpmctl.errors import InputError
 from ddpmctl.nets import build_net, default_net_config, validate_net_config
 from ddpmctl.schedules import make_process
 
@@ -105,6 +106,13 @@ def test_compiled_networks_are_for_runs_without_gradients():
     )  # fmt: skip
     with pytest.raises(ValueError, match="without gradients"):
         sampling.drive(run, lambda *a: None, lambda *a: None)
+
+
+def test_compile_needs_a_cpu_or_cuda_device():
+    model = small_model()
+    with pytest.raises(InputError, match="CPU or CUDA"):
+        with compiled.compiled_denoiser(model.denoiser(), torch.device("meta"), compiled.CompiledNets()):
+            pass
 
 
 def test_inductor_compiles_one_graph_and_samples_like_eager(tmp_path, monkeypatch):
