@@ -60,7 +60,7 @@ SPACING_HELP = (
 
 
 PREVIEW_IMAGES = 64
-TRAJECTORY_SHOWS = ("both", "x0", "xt")  # sampling.TRAJECTORY_SHOWS, here so that --help needs no torch
+TRAJECTORY_SHOWS = ("both", "x0", "xt")  # trajectory_figure.TRAJECTORY_SHOWS, here so that --help needs no numpy
 
 
 def _is_mixture(path: str) -> bool:
@@ -267,12 +267,11 @@ def command(
 ) -> None:
     """Generate samples from a trained checkpoint alone, with any sampler; reports the exact NFE.
 
-    The default is the ODE with DPM-Solver++(3M), 20 steps on a log-SNR grid (20 NFE); a 'distill'
-    student's is DDIM on its K-step grid. --steps K is always K steps (on a DDPM checkpoint: K
-    distinct training steps). Images are written in [0, 1], points as they are: .npy, a .png grid
-    (points: a scatter plot) or a folder of PNGs. Given a mixture .npz (make-data gmm), samples its
-    exact model: a perfect denoiser in closed form, to see what a sampler does with a perfect score
-    (and reports how close the samples are to the mixture).
+    The default is the ODE with DPM-Solver++(3M), 20 steps on a log-SNR grid (20 NFE); a 'distill' student's is
+    DDIM on its K-step grid. --steps K is always K steps (on a DDPM checkpoint: K distinct training steps). Images
+    are written in [0, 1], points as they are: .npy, a .png grid (points: a scatter plot) or a folder of PNGs. Given
+    a mixture .npz (make-data gmm), samples its exact model: a perfect denoiser in closed form, to see what a
+    sampler does with a perfect score (and reports how close the samples are to the mixture).
 
     Example: ddpmctl sample runs/triangles -n 64 -o samples.png
 
