@@ -4,8 +4,8 @@
 #     bash benchmarks/gpu_smoke.sh [OUT_DIR]        # DDPMCTL=path/to/ddpmctl to use another install
 #
 # bf16 autocast + channels_last + torch.compile in training (200 steps), pinned-memory batches,
-# sampling (ODE, DDPM, and a compiled run whose last batch is padded), FID (raw features on the GPU), restoration (DPS takes gradients through
-# the network), and, with two or more GPUs, torchrun with nccl. Each check prints PASS or FAIL
+# sampling (ODE, DDPM, and a compiled run whose last batch is padded), FID (raw features on the
+# GPU), restoration (DPS takes gradients through the network), and, with two or more GPUs, torchrun with nccl. Each check prints PASS or FAIL
 # with its log file; the script exits 1 if any failed. It downloads nothing.
 set -uo pipefail
 OUT=${1:-gpu-smoke}

@@ -11,7 +11,7 @@ torch.set_num_threads(1)
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 # The longest tests, run first: with two pytest-xdist workers, a long test that starts last leaves
-# one worker running it alone at the end (the README test takes about half of the suite's wall time).
+# one worker running it alone at the end (the README test alone is about three quarters of the suite's wall time).
 SLOWEST_FIRST = ("test_readme.py::test_readme_commands_run",)
 
 
