@@ -68,6 +68,14 @@ class CompiledNets:
     def __init__(self) -> None:
         self._wrappers: dict[int, tuple[torch.nn.Module, FixedRows]] = {}
 
+    @classmethod
+    def for_option(cls, compile: bool | CompiledNets) -> CompiledNets | None:
+        """``SampleOptions.compile`` as the holder of a run's compiled networks: the one given, a new
+        one for True, None (eager) for False."""
+        if isinstance(compile, CompiledNets):
+            return compile
+        return cls() if compile else None
+
     def get(self, net) -> FixedRows | None:
         """``net`` compiled for inference (``FixedRows`` around a static graph); None for what is not
         a module (an exact model's function)."""
@@ -85,10 +93,13 @@ class CompiledNets:
 
 
 @contextlib.contextmanager
-def compiled_denoiser(denoiser, device: torch.device, nets: CompiledNets) -> Iterator[CompiledNets]:
+def compiled_denoiser(denoiser, device: torch.device, nets: CompiledNets | None) -> Iterator[CompiledNets | None]:
     """While the block runs, ``denoiser``'s network and its guide's are their compiled versions from
-    ``nets`` (``FixedRows``); yields ``nets``. Compile only inside ``torch.inference_mode`` or
-    ``no_grad``, after any layout change of the network."""
+    ``nets`` (``FixedRows``); yields ``nets``. Nothing changes for ``nets`` None (an eager run).
+    Compile only inside ``torch.inference_mode`` or ``no_grad``, after any layout change."""
+    if nets is None:
+        yield None
+        return
     if device.type not in ("cpu", "cuda"):
         raise InputError(f"--compile: torch.compile runs on a CPU or CUDA device, not {device.type}")
     denoisers = [d for d in (denoiser, denoiser.guide) if d is not None]

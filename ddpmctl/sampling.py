@@ -14,7 +14,6 @@ processes (``start_index``) gives the same samples as one run. ``drive`` is the 
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import math
 import time
@@ -117,17 +116,13 @@ def drive(run: Batches, prepare: Callable, sink: Callable) -> tuple[list[int], f
     nets = [run.denoiser.net, guide] if run.inference else []
     if run.compiled is not None and not run.inference:
         raise ValueError("compiled networks are for runs without gradients (inference=True)")
-    with inference_layout(nets, run.model.data_kind, run.device), _compiled(run):
+    with (
+        inference_layout(nets, run.model.data_kind, run.device),
+        compiled_denoiser(run.denoiser, run.device, run.compiled),
+    ):
         for start in range(0, n, run.batch):
             nfes.append(_drive_batch(run, prepare, sink, start, min(n, start + run.batch), shape, norm))
     return nfes, time.perf_counter() - t0
-
-
-def _compiled(run: Batches):
-    """The networks swapped for ``run.compiled``'s (``compiled_denoiser``); a no-op without."""
-    if run.compiled is None:
-        return contextlib.nullcontext()
-    return compiled_denoiser(run.denoiser, run.device, run.compiled)
 
 
 def _drive_batch(run: Batches, prepare: Callable, sink: Callable, start: int, stop: int, shape, norm) -> int:
@@ -391,7 +386,7 @@ def run_sample(model, job: SamplePlan, seed: int = 0, device=None, progress=None
     cond = None if opts.cond is None else opts.cond[opts.start_index : opts.start_index + n]
     run = Batches(
         model, denoiser, seeds, job.batch, dev, dtype, S.start_std(model.process, plan.times[0]), amp,
-        failure=failure, start=start, labels=labels, cond=cond, compiled=_compiled_nets(opts.compile),
+        failure=failure, start=start, labels=labels, cond=cond, compiled=CompiledNets.for_option(opts.compile),
     )  # fmt: skip
     nfes, seconds = drive(run, prepare, sink)
     info = _sample_info(model, job, seed, nfes, seconds, dev, denoiser)
@@ -403,13 +398,6 @@ def run_sample(model, job: SamplePlan, seed: int = 0, device=None, progress=None
         if opts.trajectory_at is not None:
             info["trajectory_at"] = [float(t) for t in opts.trajectory_at]
     return out, info
-
-
-def _compiled_nets(compile: bool | CompiledNets) -> CompiledNets | None:
-    """``SampleOptions.compile`` as the holder of the run's compiled networks (None: eager)."""
-    if isinstance(compile, CompiledNets):
-        return compile
-    return CompiledNets() if compile else None
 
 
 def _sample_info(model, job: SamplePlan, seed: int, nfes: list[int], seconds: float, dev, denoiser) -> dict:
